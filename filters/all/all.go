@@ -1,0 +1,10 @@
+// Package all registers every built-in filter. Importing it for its side effects (the engine and
+// the CLI do) makes each filter's name available to configs; a filter added under filters/ is
+// added here too, in alphabetical order.
+package all
+
+import (
+	_ "github.com/weir-gateway/weir/filters/headers"   // "headers"
+	_ "github.com/weir-gateway/weir/filters/requestid" // "request-id"
+	_ "github.com/weir-gateway/weir/filters/rewrite"   // "rewrite"
+)

@@ -1,0 +1,17 @@
+package all
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/weir-gateway/weir/core/filter"
+)
+
+func TestRegistered(t *testing.T) {
+	names := filter.Names()
+	for _, want := range []string{"headers", "request-id", "rewrite"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("filter %q is not registered (have %v)", want, names)
+		}
+	}
+}

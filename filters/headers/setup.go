@@ -1,0 +1,216 @@
+package headers
+
+import (
+	"fmt"
+	"net/textproto"
+	"sort"
+
+	"github.com/weir-gateway/weir/core/filter"
+)
+
+// Name is the name configs use for this filter.
+const Name = "headers"
+
+func init() { filter.Register(Name, New) }
+
+// Config is the filter's config: one set of edits per phase.
+type Config struct {
+	Request  PhaseConfig `mapstructure:"request"`
+	Response PhaseConfig `mapstructure:"response"`
+}
+
+// PhaseConfig lists the edits of one phase. Set replaces every value of a header, Add appends one
+// more value (a list appends several), Remove deletes every value.
+type PhaseConfig struct {
+	Set    map[string]any `mapstructure:"set"`
+	Add    map[string]any `mapstructure:"add"`
+	Remove []string       `mapstructure:"remove"`
+}
+
+// New is the filter's factory: it decodes and validates the config and turns every name and
+// value into the byte slices the hot path hands to fasthttp, so requests only copy bytes.
+func New(_ filter.Env, decode filter.Decoder) (filter.Filter, error) {
+	var cfg Config
+	if err := decode(&cfg); err != nil {
+		// Returned as is: its *config.Error values carry key paths the engine completes
+		// with the file, route and filter.
+		return nil, err
+	}
+	req, err := compilePhase(cfg.Request)
+	if err != nil {
+		return nil, fmt.Errorf("request: %w", err)
+	}
+	resp, err := compilePhase(cfg.Response)
+	if err != nil {
+		return nil, fmt.Errorf("response: %w", err)
+	}
+	if req.empty() && resp.empty() {
+		return nil, fmt.Errorf("nothing to do: set, add or remove at least one header under request or response")
+	}
+	return &Filter{req: req, resp: resp}, nil
+}
+
+// managed are headers whose values belong to the proxy: they frame the message or describe one
+// hop, so a filter changing them would corrupt the connection rather than edit the request.
+var managed = map[string]bool{
+	"Connection":        true,
+	"Content-Length":    true,
+	"Keep-Alive":        true,
+	"Proxy-Connection":  true,
+	"Te":                true,
+	"Trailer":           true,
+	"Transfer-Encoding": true,
+	"Upgrade":           true,
+}
+
+func compilePhase(pc PhaseConfig) (phase, error) {
+	var p phase
+	seen := map[string]string{} // canonical name -> list it appeared in, to catch "x-a" and "X-A"
+
+	names := make([]string, 0, len(pc.Remove))
+	for _, n := range pc.Remove {
+		canon, err := checkName(n)
+		if err != nil {
+			return p, fmt.Errorf("remove: %w", err)
+		}
+		if prev, dup := seen[canon]; dup {
+			return p, fmt.Errorf("remove: header %q listed twice (as %q and %q)", canon, prev, n)
+		}
+		seen[canon] = n
+		names = append(names, n)
+	}
+	sortByCanonical(names)
+	for _, n := range names {
+		p.remove = append(p.remove, []byte(n))
+	}
+
+	var err error
+	if p.set, err = compileValues("set", pc.Set, false); err != nil {
+		return p, err
+	}
+	if p.add, err = compileValues("add", pc.Add, true); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// compileValues validates one name→value map and returns its pairs sorted by canonical name, so
+// the order of application never depends on Go's map iteration order.
+func compileValues(op string, m map[string]any, allowList bool) ([]pair, error) {
+	names := make([]string, 0, len(m))
+	seen := map[string]string{}
+	for n := range m {
+		canon, err := checkName(n)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if prev, dup := seen[canon]; dup {
+			// Both spellings name the same header; which one wins would be arbitrary.
+			return nil, fmt.Errorf("%s: header %q given twice (as %q and %q)", op, canon, prev, n)
+		}
+		seen[canon] = n
+		names = append(names, n)
+	}
+	sortByCanonical(names)
+
+	var out []pair
+	for _, n := range names {
+		values, err := valuesOf(m[n], allowList)
+		if err != nil {
+			return nil, fmt.Errorf("%s: header %q: %w", op, n, err)
+		}
+		for _, v := range values {
+			if err := checkValue(v); err != nil {
+				return nil, fmt.Errorf("%s: header %q: %w", op, n, err)
+			}
+			out = append(out, pair{name: []byte(n), value: []byte(v)})
+		}
+	}
+	return out, nil
+}
+
+func valuesOf(v any, allowList bool) ([]string, error) {
+	switch v := v.(type) {
+	case string:
+		return []string{v}, nil
+	case []any:
+		if !allowList {
+			return nil, fmt.Errorf("value must be a string (a list is only allowed under add)")
+		}
+		if len(v) == 0 {
+			return nil, fmt.Errorf("empty list of values")
+		}
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("value %v must be a string (quote it)", e)
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	case []string:
+		if !allowList {
+			return nil, fmt.Errorf("value must be a string (a list is only allowed under add)")
+		}
+		if len(v) == 0 {
+			return nil, fmt.Errorf("empty list of values")
+		}
+		return v, nil
+	case nil:
+		return nil, fmt.Errorf("missing value (write \"\" for an empty one)")
+	default:
+		// A YAML number or boolean would be re-spelled by the parser (1.10 becomes 1.1), so the
+		// value is only taken when written as a string.
+		return nil, fmt.Errorf("value %v must be a string (quote it)", v)
+	}
+}
+
+// checkName validates a header name as an RFC 9110 token and returns its canonical spelling.
+func checkName(n string) (string, error) {
+	if n == "" {
+		return "", fmt.Errorf("empty header name")
+	}
+	for i := 0; i < len(n); i++ {
+		if !isTokenChar(n[i]) {
+			return "", fmt.Errorf("invalid header name %q: byte %q is not allowed in a token", n, n[i])
+		}
+	}
+	canon := textproto.CanonicalMIMEHeaderKey(n)
+	if managed[canon] {
+		return "", fmt.Errorf("header %q is managed by the proxy (framing or hop-by-hop) and cannot be edited", n)
+	}
+	return canon, nil
+}
+
+// checkValue rejects bytes that would end the header line or the message early.
+func checkValue(v string) error {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\r' || c == '\n' || c == 0:
+			return fmt.Errorf("value %q contains CR, LF or NUL", v)
+		case c < 0x20 && c != '\t', c == 0x7f:
+			return fmt.Errorf("value %q contains control byte %#02x", v, c)
+		}
+	}
+	return nil
+}
+
+// isTokenChar reports whether c may appear in an RFC 9110 token (tchar).
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+func sortByCanonical(names []string) {
+	sort.Slice(names, func(i, j int) bool {
+		return textproto.CanonicalMIMEHeaderKey(names[i]) < textproto.CanonicalMIMEHeaderKey(names[j])
+	})
+}
