@@ -1,0 +1,316 @@
+// Package router compiles the configured routes into an immutable table and matches requests
+// against it. All parsing, validation and regular-expression compilation happens in Compile, at
+// config build; Match runs per request, allocates nothing and never scans the routes linearly
+// (only the regular-expression routes of one host are tried one by one, after a check of each
+// pattern's literal prefix). Regular expressions allocate nothing either: regexp keeps its
+// matching machines in a pool, so once warm a match on a []byte needs no memory; the tests
+// prove zero allocations for every kind of route, regular expressions included.
+//
+// # What a route matches
+//
+// Host: "" (or "*") matches any host. An exact host ("api.example.com") matches the request's
+// Host compared case-insensitively, after dropping a port (":8080", also after a bracketed IPv6
+// literal) and one trailing dot. A wildcard ("*.example.com") matches any host with at least one
+// more label in front ("a.example.com", "a.b.example.com"), never "example.com" itself. A "*"
+// anywhere else ("a.*.com", "*example.com") is an error.
+//
+// Path, at most one of:
+//   - Path without parameters: the request path must be equal, byte for byte.
+//   - Path with parameters: "/users/{id}/posts/{post}". Segments are split at "/"; a {name}
+//     segment matches exactly one non-empty segment; a final {name...} segment matches the
+//     rest of the path, slashes included, and may be empty ("/static/{p...}" matches
+//     "/static/" but not "/static"). At most filter.MaxParams parameters, names unique.
+//   - PathPrefix: the request path starts with it (plain bytes, so "/v1" also matches "/v1beta";
+//     write "/v1/" to stop at a segment).
+//   - PathRegex: a Go regular expression (RE2) that must match the whole path; it is anchored
+//     for you. Regular-expression routes capture no parameters.
+//
+// Methods: empty matches any method; otherwise the request method must be one of the list,
+// compared exactly after the list is upper-cased at compile time (HTTP methods are
+// case-sensitive, and HEAD does not match a GET-only route).
+//
+// Headers: every matcher must hold. Names are case-insensitive; the value is compared exactly
+// with the first header of that name; the value "*" requires the header to be present with a
+// non-empty value (fasthttp does not tell an empty header from a missing one). Matching on
+// Cookie or Trailer is allowed but allocates, because fasthttp rebuilds those values on Peek.
+//
+// # Specificity
+//
+// Of all routes that match, the most specific wins; each rule below is consulted only when all
+// rules above it tie:
+//
+//  1. Host: exact host, then wildcard hosts (the longer suffix wins: "*.api.example.com" beats
+//     "*.example.com"), then routes without a host.
+//  2. Path kind: exact path, then parameterised path, then path prefix, then regular expression,
+//     then routes without a path.
+//  3. Within a kind: a parameterised path with more literal segments wins, and at equal count
+//     one without a catch-all {name...} beats one with it; the longest path prefix wins.
+//  4. Constraints: the route with more constraints wins, where every header matcher counts one
+//     and a non-empty method list counts one.
+//  5. Config order: the earlier route wins.
+//
+// So host dominates: a route for "api.example.com" with no path at all beats a host-less route
+// whose exact path matches. This mirrors virtual hosts in Envoy and nginx, where the host
+// picks the route set first.
+//
+// # Layout
+//
+// Routes are grouped by host: a map for exact hosts, a map keyed by suffix for wildcards and one
+// group for host-less routes. A group holds a map of exact paths, a segment trie for
+// parameterised paths, a radix tree for prefixes and short lists for regular expressions and
+// pathless routes; every list is presorted by rules 4 and 5, so the first route that passes its
+// method and header check is the best of its list.
+package router
+
+import (
+	"bytes"
+	"regexp"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/core/filter"
+)
+
+// Header is one header matcher: Name (case-insensitive) must have exactly Value, or be present
+// when Value is "*".
+type Header struct{ Name, Value string }
+
+// Route is one route's match conditions. Its id is its index in the slice given to Compile.
+type Route struct {
+	Name string
+	// Host is "" (any), an exact host "api.example.com" or a wildcard "*.example.com".
+	Host string
+	// Path is an exact path; it may contain {name} segments and a final {name...}.
+	Path       string
+	PathPrefix string
+	PathRegex  string
+	// Methods lists the accepted methods; empty accepts any.
+	Methods []string
+	Headers []Header
+}
+
+// Table is an immutable, compiled route table, safe for concurrent use.
+type Table struct {
+	routes []route
+
+	exactHosts map[string]*group
+	wildHosts  map[string]*group // keyed by the suffix after "*."
+	anyHost    *group
+
+	// Bounds on wildcard suffix lengths let Match skip map lookups that cannot hit.
+	minWild, maxWild int
+}
+
+// route is the compiled form of a Route, holding only what Match needs.
+type route struct {
+	methods []string
+	headers []headerMatch
+	weight  int       // specificity rule 4: number of constraints
+	segs    []segment // parameterised paths only, for extracting the winner's parameters
+	re      *regexp.Regexp
+	reLit   string // literal every match of re starts with: a cheap filter before running re
+}
+
+type headerMatch struct {
+	name    string // canonical form, as fasthttp stores it
+	value   string
+	present bool // Value was "*"
+}
+
+// group holds the routes of one host key.
+type group struct {
+	exact  map[string][]int32
+	params *pnode
+	prefix *rnode
+	regex  []int32
+	bare   []int32 // routes without a path condition
+}
+
+// maxHost bounds the lower-cased copy of the request host kept on the stack. Compiled host
+// patterns are at most 253 bytes (the DNS limit), so a longer request host can only match a
+// wildcard, and for that its last maxHost bytes suffice.
+const maxHost = 256
+
+// Len returns the number of routes in the table.
+func (t *Table) Len() int { return len(t.routes) }
+
+// Match returns the id of the best route, or -1. host is the raw Host header value (may carry a
+// port, any case); path is the already-normalized request path; params receives named
+// parameters (Key = param name string held by the table, Value = subslice of path) and *n their
+// count. h may be nil when no route uses header matchers; such routes then do not match.
+func (t *Table) Match(method, host, path []byte, h *fasthttp.RequestHeader, params *[filter.MaxParams]filter.Param, n *int) int {
+	if n != nil {
+		*n = 0
+	}
+	req := request{method: method, path: path, h: h}
+	if len(t.exactHosts) > 0 || len(t.wildHosts) > 0 {
+		var buf [maxHost]byte
+		hv := trimHost(host)
+		truncated := len(hv) > maxHost
+		if truncated {
+			hv = hv[len(hv)-maxHost:]
+		}
+		lh := buf[:len(hv)]
+		for i, c := range hv {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			lh[i] = c
+		}
+		if !truncated {
+			if g := t.exactHosts[string(lh)]; g != nil {
+				if id := t.matchGroup(g, &req, params, n); id >= 0 {
+					return id
+				}
+			}
+		}
+		if len(t.wildHosts) > 0 {
+			// Scanning dots left to right visits suffixes longest first (rule 1).
+			for i := 0; i < len(lh); i++ {
+				if lh[i] != '.' || (i == 0 && !truncated) {
+					continue
+				}
+				suffix := lh[i+1:]
+				if len(suffix) > t.maxWild {
+					continue
+				}
+				if len(suffix) < t.minWild {
+					break
+				}
+				if g := t.wildHosts[string(suffix)]; g != nil {
+					if id := t.matchGroup(g, &req, params, n); id >= 0 {
+						return id
+					}
+				}
+			}
+		}
+	}
+	if t.anyHost != nil {
+		return t.matchGroup(t.anyHost, &req, params, n)
+	}
+	return -1
+}
+
+// request bundles what the constraint checks need, so the recursive walks pass one pointer.
+type request struct {
+	method []byte
+	path   []byte
+	h      *fasthttp.RequestHeader
+}
+
+// trimHost drops a port and one trailing dot. A bracketed IPv6 literal keeps its colons.
+func trimHost(host []byte) []byte {
+	if len(host) > 0 && host[0] == '[' {
+		if i := bytes.IndexByte(host, ']'); i >= 0 {
+			return host[:i+1]
+		}
+		return host
+	}
+	if i := bytes.IndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	if len(host) > 0 && host[len(host)-1] == '.' {
+		host = host[:len(host)-1]
+	}
+	return host
+}
+
+// matchGroup returns the best route of g for the request, trying path kinds in the order of
+// rule 2, so the first kind that yields a route decides.
+func (t *Table) matchGroup(g *group, req *request, params *[filter.MaxParams]filter.Param, n *int) int {
+	if g.exact != nil {
+		if ids := g.exact[string(req.path)]; ids != nil {
+			if id := t.first(ids, req); id >= 0 {
+				return id
+			}
+		}
+	}
+	if g.params != nil && len(req.path) > 0 && req.path[0] == '/' {
+		b := candidate{id: -1}
+		t.walkParams(g.params, req.path[1:], false, req, &b)
+		if b.id >= 0 {
+			t.extract(int(b.id), req.path, params, n)
+			return int(b.id)
+		}
+	}
+	if g.prefix != nil {
+		if id := t.matchPrefix(g.prefix, req.path, req); id >= 0 {
+			return id
+		}
+	}
+	for _, id := range g.regex {
+		r := &t.routes[id]
+		// The literal and constraint checks are cheaper than the regular expression, so they go
+		// first.
+		if len(req.path) >= len(r.reLit) && string(req.path[:len(r.reLit)]) == r.reLit &&
+			t.constraintsHold(r, req) && r.re.Match(req.path) {
+			return int(id)
+		}
+	}
+	return t.first(g.bare, req)
+}
+
+// first returns the first route of a presorted list whose methods and headers hold, or -1.
+func (t *Table) first(ids []int32, req *request) int {
+	for _, id := range ids {
+		if t.constraintsHold(&t.routes[id], req) {
+			return int(id)
+		}
+	}
+	return -1
+}
+
+func (t *Table) constraintsHold(r *route, req *request) bool {
+	if len(r.methods) > 0 {
+		ok := false
+		for _, m := range r.methods {
+			if string(req.method) == m {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for i := range r.headers {
+		hm := &r.headers[i]
+		if req.h == nil {
+			return false
+		}
+		v := req.h.Peek(hm.name)
+		if hm.present {
+			if len(v) == 0 {
+				return false
+			}
+		} else if string(v) != hm.value {
+			return false
+		}
+	}
+	return true
+}
+
+// extract fills params with the parameters of route id, which is known to match path.
+func (t *Table) extract(id int, path []byte, params *[filter.MaxParams]filter.Param, n *int) {
+	if params == nil || n == nil {
+		return
+	}
+	k := 0
+	rest := path[1:]
+	for _, s := range t.routes[id].segs {
+		if s.kind == segCatchAll {
+			params[k] = filter.Param{Key: s.text, Value: rest}
+			k++
+			break
+		}
+		seg := rest
+		if i := bytes.IndexByte(rest, '/'); i >= 0 {
+			seg, rest = rest[:i], rest[i+1:]
+		}
+		if s.kind == segParam {
+			params[k] = filter.Param{Key: s.text, Value: seg}
+			k++
+		}
+	}
+	*n = k
+}
