@@ -17,6 +17,9 @@ type Config struct {
 	AccessLog AccessLog           `mapstructure:"access_log" json:"access_log"`
 	Upstreams map[string]Upstream `mapstructure:"upstreams" json:"upstreams"`
 	Routes    []Route             `mapstructure:"routes" json:"routes"`
+
+	// lines maps key paths ("routes[2].match") to their line in File, for error messages.
+	lines map[string]int
 }
 
 // Server holds listener settings. They apply at start only; a reload that changes them is
@@ -103,6 +106,25 @@ type FilterConfig struct {
 	Name   string         `json:"name"`
 	Config map[string]any `json:"config,omitempty"`
 }
+
+// Upstream kinds.
+const (
+	// KindHTTP forwards to Targets over HTTP/1.1. An empty Kind means KindHTTP.
+	KindHTTP = "http"
+	// KindEcho answers in-process with a description of the request; it takes no targets.
+	KindEcho = "echo"
+)
+
+// Load-balancing algorithms for Upstream.Balance. An empty Balance means round robin.
+const (
+	BalanceRoundRobin = "round_robin"
+)
+
+// Kinds and Balancers list the accepted values of Upstream.Kind and Upstream.Balance.
+var (
+	Kinds     = []string{KindHTTP, KindEcho}
+	Balancers = []string{BalanceRoundRobin}
+)
 
 // Size is a byte count written as an integer or with a unit: 512KiB, 10MiB, 1GiB, 1MB.
 type Size int64

@@ -1,0 +1,453 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix starts every environment override: WEIR_SERVER_LISTEN overrides server.listen.
+const EnvPrefix = "WEIR"
+
+// A setting is one key of the server or access_log sections: its default, applied before
+// decoding, and the environment variable that overrides it. The README's table is checked
+// against this list by a test.
+type setting struct {
+	key string
+	def any
+}
+
+// settings lists every key that has a default and an environment override. Durations and sizes
+// are written as strings so that defaults go through the same parsing as the file.
+var settings = []setting{
+	// The proxy listener.
+	{"server.listen", ":8080"},
+	// The admin API listens on loopback only unless told otherwise; empty disables it.
+	{"server.admin", "127.0.0.1:9901"},
+	// No token by default: the admin API is protected by being on loopback.
+	{"server.admin_token", ""},
+	// How long a shutdown or reload waits for in-flight requests before closing connections.
+	{"server.drain_timeout", "30s"},
+	// Time allowed to read a whole request header, so slow-loris clients are cut off.
+	{"server.read_timeout", "30s"},
+	{"server.write_timeout", "30s"},
+	// Keep-alive connections idle longer than this are closed.
+	{"server.idle_timeout", "60s"},
+	// 16 KiB fits every real browser and API client; larger headers are an attack or a bug.
+	{"server.max_header_bytes", 16384},
+	// Bodies stream, so this caps the declared Content-Length and the bytes streamed rather
+	// than memory; 100 MiB allows uploads without letting one client stream forever. 0 disables.
+	{"server.max_body_bytes", "100MiB"},
+	{"server.max_conns", 10000},
+	// 0 means no per-client-IP limit: behind a load balancer all clients share one IP.
+	{"server.max_conns_per_ip", 0},
+	// No peer is trusted to set X-Forwarded-* until the operator says so.
+	{"server.trusted_proxies", []string{}},
+	{"server.via", "weir"},
+	{"access_log.enabled", true},
+	{"access_log.output", "stdout"},
+	{"access_log.sample", 1},
+}
+
+// Per-upstream defaults. Upstream names are chosen by the user, so viper cannot hold defaults
+// for them; each upstream is decoded on top of DefaultUpstream instead, which keeps an explicit
+// 0 in the file distinct from an absent key.
+const (
+	defaultKind           = KindHTTP
+	defaultBalance        = BalanceRoundRobin
+	defaultConnectTimeout = "2s"
+	defaultTimeout        = "30s"
+	defaultIdleTimeout    = "90s"
+	defaultMaxConns       = 512
+	defaultMaxConnWait    = "1s"
+)
+
+// DefaultUpstream returns an upstream with every default applied and no targets.
+func DefaultUpstream() Upstream {
+	u := Upstream{Kind: defaultKind, Balance: defaultBalance, MaxConns: defaultMaxConns}
+	u.ConnectTimeout = mustDuration(defaultConnectTimeout)
+	u.Timeout = mustDuration(defaultTimeout)
+	u.IdleTimeout = mustDuration(defaultIdleTimeout)
+	u.MaxConnWait = mustDuration(defaultMaxConnWait)
+	return u
+}
+
+// EnvVar returns the environment variable that overrides key ("server.listen" gives
+// "WEIR_SERVER_LISTEN"), or "" when key has no override.
+func EnvVar(key string) string {
+	for _, s := range settings {
+		if s.key == key {
+			return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		}
+	}
+	return ""
+}
+
+// Load reads the YAML config at path, applies defaults and WEIR_* environment overrides,
+// decodes it strictly and validates it (without checking filter names, which needs the filter
+// registry; the engine calls Validate again with it).
+func Load(path string) (*Config, error) {
+	// One read, shared by viper and the case-preserving pass, so both see the same bytes even if
+	// the file is being replaced while we load it.
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Err: fmt.Errorf("read config: %w", err)}
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load from bytes; name is used in error messages and as Config.File.
+func Parse(name string, data []byte) (*Config, error) {
+	c, err := decode(name, data)
+	if c == nil {
+		return nil, err
+	}
+	if verr := Validate(c, nil); verr != nil || err != nil {
+		return nil, errors.Join(err, verr)
+	}
+	c.Hash = c.computeHash()
+	return c, nil
+}
+
+// topKeys are the sections of a config file.
+var topKeys = []string{"server", "access_log", "upstreams", "routes"}
+
+// decode turns bytes into a Config. It returns a nil Config only when the bytes are not a YAML
+// mapping at all; otherwise it decodes as much as it can, so that Validate can report the rest.
+func decode(name string, data []byte) (*Config, error) {
+	p := &problems{file: name, lines: map[string]int{}, envOf: envSet}
+	doc, raw, err := readYAML(data)
+	if err != nil {
+		return nil, yamlError(name, err)
+	}
+	nodeLines(doc, "", p.lines)
+
+	top, ok := raw.(map[string]any)
+	if !ok && raw != nil {
+		p.add("", "", "", fmt.Errorf("expected a mapping of sections (server, upstreams, routes…), got %s", yamlKind(raw)))
+		return nil, p.err()
+	}
+	sections := map[string]any{}
+	for _, k := range sortedKeys(top) {
+		canon := ""
+		for _, t := range topKeys {
+			if strings.EqualFold(k, t) {
+				canon = t
+			}
+		}
+		switch {
+		case canon == "":
+			p.add(k, "", "", fmt.Errorf("unknown key %q (want one of %s)", k, strings.Join(topKeys, ", ")))
+		case hasKey(sections, canon):
+			p.add(k, "", "", fmt.Errorf("duplicate key %q", k))
+		default:
+			sections[canon] = top[k]
+		}
+	}
+
+	c := &Config{File: name, lines: p.lines}
+	decodeSettings(p, data, sections, c)
+	decodeUpstreams(p, sections["upstreams"], c)
+	decodeRoutes(p, sections["routes"], c)
+	return c, p.err()
+}
+
+func hasKey(m map[string]any, k string) bool { _, ok := m[k]; return ok }
+
+// readYAML parses exactly one YAML document into its node tree (for line numbers) and a
+// generic value with key case preserved.
+func readYAML(data []byte) (*yaml.Node, any, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return &doc, nil, nil
+		}
+		return nil, nil, err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("yaml: line %d: a config file holds one YAML document, found another", extra.Line)
+	}
+	var raw any
+	// Decoding through yaml.v3 (rather than walking nodes) gets its duplicate-key checks and its
+	// limits on alias expansion.
+	if err := doc.Decode(&raw); err != nil {
+		return nil, nil, err
+	}
+	return &doc, normalize(raw), nil
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlError turns yaml.v3's errors into *Error values that carry the line.
+func yamlError(name string, err error) error {
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	var out []error
+	for _, m := range msgs {
+		e := &Error{File: name}
+		if sub := yamlLine.FindStringSubmatch(m); sub != nil {
+			e.Line, _ = strconv.Atoi(sub[1])
+			m = sub[2]
+		}
+		e.Err = fmt.Errorf("invalid YAML: %s", strings.TrimPrefix(m, "yaml: "))
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+// normalize makes every mapping a map[string]any. yaml.v3 produces map[any]any when a mapping
+// has a non-string key (`1: x`); config keys are names, so such keys become their text.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = normalize(e)
+		}
+		return x
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[fmt.Sprint(k)] = normalize(e)
+		}
+		return m
+	case []any:
+		for i, e := range x {
+			x[i] = normalize(e)
+		}
+		return x
+	}
+	return v
+}
+
+// nodeLines records the line of every key and list item under n, by key path. Aliases are not
+// followed: their line is the alias itself, and following them could take exponential time.
+func nodeLines(n *yaml.Node, path string, lines map[string]int) {
+	set := func(p string, line int) {
+		if _, ok := lines[p]; !ok {
+			lines[p] = line
+		}
+		if lp := strings.ToLower(p); lp != p {
+			if _, ok := lines[lp]; !ok {
+				lines[lp] = line
+			}
+		}
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			nodeLines(c, path, lines)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := joinPath(path, k.Value)
+			set(p, k.Line)
+			nodeLines(v, p, lines)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := path + "[" + strconv.Itoa(i) + "]"
+			set(p, c.Line)
+			nodeLines(c, p, lines)
+		}
+	}
+}
+
+// envSet reports whether the value at path came from an environment variable.
+func envSet(path string) bool {
+	name := EnvVar(path)
+	if name == "" {
+		return false
+	}
+	_, ok := os.LookupEnv(name)
+	return ok
+}
+
+// newViper returns a viper with every default set and every environment override bound.
+func newViper() *viper.Viper {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	// An empty variable is an override too: WEIR_SERVER_ADMIN= disables the admin listener.
+	v.AllowEmptyEnv(true)
+	for _, s := range settings {
+		v.SetDefault(s.key, s.def)
+		// BindEnv only fails when given no key.
+		_ = v.BindEnv(s.key)
+	}
+	return v
+}
+
+// decodeSettings fills the server and access_log sections through viper, which merges the file
+// with defaults and environment overrides.
+func decodeSettings(p *problems, data []byte, sections map[string]any, c *Config) {
+	v := newViper()
+	readFile := true
+	for _, s := range []string{"server", "access_log"} {
+		if sec, ok := sections[s]; ok && sec != nil {
+			if _, isMap := sec.(map[string]any); !isMap {
+				p.add(s, "", "", fmt.Errorf("expected a mapping, got %s", yamlKind(sec)))
+				// Viper would mix the scalar with the defaults in surprising ways; the
+				// config is already rejected, so decode the defaults alone.
+				readFile = false
+			}
+		}
+	}
+	if readFile {
+		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+			p.add("", "", "", fmt.Errorf("read config: %w", err))
+			return
+		}
+	}
+	all := v.AllSettings()
+	if err := decodeInto(all["server"], &c.Server, "server"); err != nil {
+		p.addAll(err, "", "")
+	}
+	if err := decodeInto(all["access_log"], &c.AccessLog, "access_log"); err != nil {
+		p.addAll(err, "", "")
+	}
+}
+
+func decodeUpstreams(p *problems, sec any, c *Config) {
+	if sec == nil {
+		return
+	}
+	m, ok := sec.(map[string]any)
+	if !ok {
+		p.add("upstreams", "", "", fmt.Errorf("expected a mapping of upstream names, got %s", yamlKind(sec)))
+		return
+	}
+	c.Upstreams = make(map[string]Upstream, len(m))
+	for _, name := range sortedKeys(m) {
+		u := DefaultUpstream()
+		path := "upstreams." + name
+		if m[name] != nil {
+			if _, ok := m[name].(map[string]any); !ok {
+				p.add(path, "", "", fmt.Errorf("expected a mapping, got %s", yamlKind(m[name])))
+				continue
+			}
+			if err := decodeInto(m[name], &u, path); err != nil {
+				p.addAll(err, "", "")
+			}
+		}
+		c.Upstreams[name] = u
+	}
+}
+
+func decodeRoutes(p *problems, sec any, c *Config) {
+	if sec == nil {
+		return
+	}
+	list, ok := sec.([]any)
+	if !ok {
+		p.add("routes", "", "", fmt.Errorf("expected a list of routes, got %s", yamlKind(sec)))
+		return
+	}
+	for i, item := range list {
+		path := fmt.Sprintf("routes[%d]", i)
+		m, ok := item.(map[string]any)
+		if !ok {
+			p.add(path, "", "", fmt.Errorf("expected a route mapping, got %s", yamlKind(item)))
+			continue
+		}
+		// Filters are taken out before decoding: their config keeps the key case as written,
+		// and mapstructure must not see them as unknown keys.
+		rest := make(map[string]any, len(m))
+		var filters any
+		filtersKey := ""
+		for k, v := range m {
+			if strings.EqualFold(k, "filters") {
+				filters, filtersKey = v, k
+				continue
+			}
+			rest[k] = v
+		}
+		var r Route
+		err := decodeInto(rest, &r, path)
+		if err != nil {
+			p.addAll(err, r.Name, "")
+		}
+		for j, meth := range r.Match.Methods {
+			r.Match.Methods[j] = strings.ToUpper(meth)
+		}
+		if filtersKey != "" {
+			r.Filters = decodeFilters(p, path+"."+filtersKey, r.Name, filters)
+		}
+		c.Routes = append(c.Routes, r)
+	}
+}
+
+// decodeFilters reads a route's filter list: each item is a one-key mapping from the filter
+// name to its config (null or a mapping), or, as a shorthand, the bare filter name.
+func decodeFilters(p *problems, path, route string, sec any) []FilterConfig {
+	if sec == nil {
+		return nil
+	}
+	list, ok := sec.([]any)
+	if !ok {
+		p.add(path, route, "", fmt.Errorf("expected a list of filters, got %s", yamlKind(sec)))
+		return nil
+	}
+	var out []FilterConfig
+	for j, item := range list {
+		ipath := fmt.Sprintf("%s[%d]", path, j)
+		switch x := item.(type) {
+		case string:
+			out = append(out, FilterConfig{Name: x})
+		case map[string]any:
+			if len(x) != 1 {
+				if len(x) == 0 {
+					p.add(ipath, route, "", errors.New("empty filter item; write `- name: {config}`"))
+				} else {
+					p.add(ipath, route, "", fmt.Errorf("a filter item must have exactly one key, the filter name, found %d (%s)",
+						len(x), strings.Join(sortedKeys(x), ", ")))
+				}
+				continue
+			}
+			for name, cfg := range x {
+				fc := FilterConfig{Name: name}
+				switch cv := cfg.(type) {
+				case nil:
+				case map[string]any:
+					fc.Config = cv
+				default:
+					p.add(ipath, route, name, fmt.Errorf("filter config must be a mapping, got %s", yamlKind(cfg)))
+					continue
+				}
+				out = append(out, fc)
+			}
+		default:
+			p.add(ipath, route, "", fmt.Errorf("expected a `name: {config}` mapping, got %s", yamlKind(item)))
+		}
+	}
+	return out
+}
+
+// mustDuration parses a duration constant of this package.
+func mustDuration(s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		panic(fmt.Sprintf("config: bad built-in duration %q", s))
+	}
+	return d
+}

@@ -1,0 +1,305 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate checks c's values and cross-references and reports every problem, not only the first,
+// as errors.Join of *Error values. knownFilter reports whether a filter name exists (built-in or
+// plugin); nil skips that check, which is how Load calls it since the registry lives in core.
+// Validate does not modify c.
+func Validate(c *Config, knownFilter func(name string) bool) error {
+	if c == nil {
+		return &Error{Err: errors.New("no config")}
+	}
+	p := &problems{file: c.File, lines: c.lines}
+	if c.File != "" {
+		p.envOf = envSet
+	}
+	validateServer(p, &c.Server)
+	validateAccessLog(p, &c.AccessLog)
+	for _, name := range sortedKeys(c.Upstreams) {
+		validateUpstream(p, name, c.Upstreams[name])
+	}
+	validateRoutes(p, c, knownFilter)
+	return p.err()
+}
+
+func validateServer(p *problems, s *Server) {
+	if s.Listen == "" {
+		p.add("server.listen", "", "", errors.New("is empty; the proxy needs a listener"))
+	} else if err := checkListen(s.Listen); err != nil {
+		p.add("server.listen", "", "", err)
+	}
+	if s.Admin != "" {
+		if err := checkListen(s.Admin); err != nil {
+			p.add("server.admin", "", "", err)
+		} else if s.Listen != "" && checkListen(s.Listen) == nil && sameListener(s.Listen, s.Admin) {
+			p.add("server.admin", "", "", fmt.Errorf("%q overlaps server.listen %q; the admin API needs its own listener", s.Admin, s.Listen))
+		}
+	}
+	nonNegDur(p, "server.drain_timeout", s.DrainTimeout)
+	nonNegDur(p, "server.read_timeout", s.ReadTimeout)
+	nonNegDur(p, "server.write_timeout", s.WriteTimeout)
+	nonNegDur(p, "server.idle_timeout", s.IdleTimeout)
+	nonNeg(p, "server.max_header_bytes", int64(s.MaxHeaderBytes))
+	nonNeg(p, "server.max_body_bytes", int64(s.MaxBodyBytes))
+	nonNeg(p, "server.max_conns", int64(s.MaxConns))
+	nonNeg(p, "server.max_conns_per_ip", int64(s.MaxConnsPerIP))
+	for i, tp := range s.TrustedProxies {
+		if _, err := parseProxy(tp); err != nil {
+			p.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "", "", err)
+		}
+	}
+}
+
+func validateAccessLog(p *problems, a *AccessLog) {
+	if a.Sample < 1 {
+		p.add("access_log.sample", "", "", fmt.Errorf("is %d; it must be at least 1 (1 logs every request)", a.Sample))
+	}
+	if a.Enabled && strings.TrimSpace(a.Output) == "" {
+		p.add("access_log.output", "", "", errors.New(`is empty; use "stdout", "stderr" or a file path`))
+	}
+}
+
+func validateUpstream(p *problems, name string, u Upstream) {
+	path := "upstreams." + name
+	if strings.TrimSpace(name) == "" {
+		p.add(path, "", "", errors.New("upstream name is empty"))
+	}
+	kind := u.Kind
+	if kind == "" {
+		kind = KindHTTP
+	}
+	if !slices.Contains(Kinds, kind) {
+		p.add(path+".kind", "", "", fmt.Errorf("unknown kind %q (want one of %s)", u.Kind, strings.Join(Kinds, ", ")))
+	}
+	if u.Balance != "" && !slices.Contains(Balancers, u.Balance) {
+		p.add(path+".balance", "", "", fmt.Errorf("unknown balance %q (want one of %s)", u.Balance, strings.Join(Balancers, ", ")))
+	}
+	switch kind {
+	case KindHTTP:
+		if len(u.Targets) == 0 {
+			p.add(path+".targets", "", "", errors.New(`is empty; an http upstream needs at least one "host:port" target`))
+		}
+	case KindEcho:
+		if len(u.Targets) > 0 {
+			p.add(path+".targets", "", "", errors.New("an echo upstream answers in-process and takes no targets"))
+		}
+	}
+	seen := map[string]int{}
+	for i, t := range u.Targets {
+		tpath := fmt.Sprintf("%s.targets[%d]", path, i)
+		if err := checkTarget(t); err != nil {
+			p.add(tpath, "", "", err)
+		} else if first, dup := seen[t]; dup {
+			p.add(tpath, "", "", fmt.Errorf("duplicate target %q (also targets[%d])", t, first))
+		} else {
+			seen[t] = i
+		}
+	}
+	nonNegDur(p, path+".connect_timeout", u.ConnectTimeout)
+	nonNegDur(p, path+".timeout", u.Timeout)
+	nonNegDur(p, path+".idle_timeout", u.IdleTimeout)
+	nonNegDur(p, path+".max_conn_wait", u.MaxConnWait)
+	nonNeg(p, path+".max_conns", int64(u.MaxConns))
+}
+
+func validateRoutes(p *problems, c *Config, knownFilter func(string) bool) {
+	if len(c.Routes) == 0 {
+		p.add("routes", "", "", errors.New("no routes; nothing would be served"))
+		return
+	}
+	names := map[string]int{}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		path := fmt.Sprintf("routes[%d]", i)
+		if strings.TrimSpace(r.Name) == "" {
+			p.add(path+".name", "", "", errors.New("route has no name; names appear in logs, metrics and errors"))
+		} else if first, dup := names[r.Name]; dup {
+			p.add(path+".name", r.Name, "", fmt.Errorf("duplicate route name %q (also routes[%d])", r.Name, first))
+		} else {
+			names[r.Name] = i
+		}
+		switch {
+		case r.Upstream == "":
+			p.add(path, r.Name, "", errors.New("route has no upstream"))
+		case !hasUpstream(c.Upstreams, r.Upstream):
+			p.add(path+".upstream", r.Name, "", fmt.Errorf("unknown upstream %q (defined: %s)", r.Upstream, strings.Join(sortedKeys(c.Upstreams), ", ")))
+		}
+		validateMatch(p, path+".match", r.Name, &r.Match)
+		for j, f := range r.Filters {
+			fpath := fmt.Sprintf("%s.filters[%d]", path, j)
+			switch {
+			case strings.TrimSpace(f.Name) == "":
+				p.add(fpath, r.Name, "", errors.New("filter name is empty"))
+			case knownFilter != nil && !knownFilter(f.Name):
+				p.add(fpath, r.Name, f.Name, errors.New("unknown filter"))
+			}
+		}
+	}
+}
+
+func hasUpstream(m map[string]Upstream, name string) bool { _, ok := m[name]; return ok }
+
+func validateMatch(p *problems, path, route string, m *Match) {
+	set := 0
+	for _, s := range []string{m.Path, m.PathPrefix, m.PathRegex} {
+		if s != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		p.add(path, route, "", errors.New("set at most one of path, path_prefix and path_regex"))
+	}
+	if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
+		p.add(path+".path", route, "", fmt.Errorf("%q does not start with \"/\"", m.Path))
+	}
+	if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
+		p.add(path+".path_prefix", route, "", fmt.Errorf("%q does not start with \"/\"", m.PathPrefix))
+	}
+	if m.PathRegex != "" {
+		if _, err := regexp.Compile(m.PathRegex); err != nil {
+			p.add(path+".path_regex", route, "", fmt.Errorf("invalid regular expression: %w", err))
+		}
+	}
+	if m.Host != "" {
+		if err := checkHost(m.Host); err != nil {
+			p.add(path+".host", route, "", err)
+		}
+	}
+	for i, meth := range m.Methods {
+		mpath := fmt.Sprintf("%s.methods[%d]", path, i)
+		switch {
+		case !isToken(meth):
+			p.add(mpath, route, "", fmt.Errorf("%q is not a valid HTTP method", meth))
+		case meth != strings.ToUpper(meth):
+			// Methods are case-sensitive on the wire; "get" would never match a GET request.
+			p.add(mpath, route, "", fmt.Errorf("%q must be upper case", meth))
+		}
+	}
+	for _, h := range sortedKeys(m.Headers) {
+		if !isToken(h) {
+			p.add(path+".headers."+h, route, "", fmt.Errorf("%q is not a valid header name", h))
+		}
+	}
+}
+
+// checkListen accepts "host:port" and ":port" (all interfaces); port 0 picks a free port.
+func checkListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has an invalid port %q", s, port)
+	}
+	if strings.ContainsAny(host, "/ ") {
+		return fmt.Errorf("%q has an invalid host %q", s, host)
+	}
+	return nil
+}
+
+// checkTarget accepts "host:port" with a host and a non-zero port; no scheme or path.
+func checkTarget(s string) error {
+	if strings.Contains(s, "://") {
+		return fmt.Errorf("%q is not host:port (drop the scheme)", s)
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q has an invalid port %q", s, port)
+	}
+	if strings.ContainsAny(host, "/ ?#@") {
+		return fmt.Errorf("%q has an invalid host %q", s, host)
+	}
+	return nil
+}
+
+// sameListener reports whether two valid listen addresses would claim the same socket: the
+// same port on the same host, or on any host when one of them is a wildcard.
+func sameListener(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	if pa != pb || pa == "0" {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wild(ha) || wild(hb)
+}
+
+// checkHost accepts an exact host name or a leading wildcard label ("*.example.com").
+func checkHost(h string) error {
+	if strings.Contains(h, "://") || strings.ContainsAny(h, "/ ") {
+		return fmt.Errorf("%q is not a host name (no scheme or path)", h)
+	}
+	if _, _, err := net.SplitHostPort(h); err == nil {
+		return fmt.Errorf("%q has a port; match.host matches the host name only", h)
+	}
+	if strings.Contains(strings.TrimPrefix(h, "*."), "*") {
+		return fmt.Errorf("%q: only a leading \"*.\" wildcard is supported", h)
+	}
+	return nil
+}
+
+// parseProxy accepts a CIDR ("10.0.0.0/8") or a single address, which becomes a /32 or /128.
+func parseProxy(s string) (netip.Prefix, error) {
+	if pfx, err := netip.ParsePrefix(s); err == nil {
+		return pfx.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
+}
+
+// TrustedPrefixes returns TrustedProxies parsed, skipping invalid entries (Validate reports
+// them), so the engine can test a peer address without parsing per request.
+func (s Server) TrustedPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(s.TrustedProxies))
+	for _, tp := range s.TrustedProxies {
+		if pfx, err := parseProxy(tp); err == nil {
+			out = append(out, pfx)
+		}
+	}
+	return out
+}
+
+func nonNegDur(p *problems, path string, d time.Duration) {
+	if d < 0 {
+		p.add(path, "", "", fmt.Errorf("is negative (%s)", d))
+	}
+}
+
+func nonNeg(p *problems, path string, n int64) {
+	if n < 0 {
+		p.add(path, "", "", fmt.Errorf("is negative (%d)", n))
+	}
+}
+
+// isToken reports whether s is an RFC 9110 token, the syntax of methods and header names.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
