@@ -161,3 +161,19 @@ func lineFor(lines map[string]int, path string) int {
 	}
 	return lines[path]
 }
+
+// Line returns the line in c.File where the key at path ("routes[2].filters[1]") starts, or the
+// line of its nearest enclosing key; 0 when unknown.
+func (c *Config) Line(path string) int {
+	for p := path; p != ""; {
+		if l, ok := c.lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}

@@ -1,0 +1,6 @@
+// Command weir is the Weir API gateway: weir run | validate | version.
+package main
+
+import "os"
+
+func main() { os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -1,0 +1,354 @@
+// Package engine runs the gateway: a fasthttp server whose handler matches each request to a
+// route of the current snapshot and runs that route's pipeline. Reloads build a complete new
+// snapshot off to the side and publish it with one atomic store; requests already running
+// finish on the snapshot they started on, whose resources are released after the last one.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/proxy"
+	"github.com/weir-gateway/weir/core/telemetry"
+)
+
+// ReloadEvent is one entry of the reload history shown by the admin API.
+type ReloadEvent struct {
+	Time    time.Time `json:"time"`
+	Trigger string    `json:"trigger"`
+	OK      bool      `json:"ok"`
+	// Unchanged is true when the new config hashed the same as the running one (a no-op).
+	Unchanged bool   `json:"unchanged,omitempty"`
+	Hash      string `json:"hash,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Stats are the engine's counters.
+type Stats struct {
+	Requests        uint64 `json:"requests"`
+	FramingRejected uint64 `json:"framing_rejected"`
+	NotFound        uint64 `json:"not_found"`
+	Reloads         uint64 `json:"reloads"`
+	ReloadFailures  uint64 `json:"reload_failures"`
+	AccessLogDrops  uint64 `json:"access_log_dropped"`
+}
+
+const historyLen = 64
+
+// Engine is one running gateway.
+type Engine struct {
+	path   string
+	log    zerolog.Logger
+	shared *filter.Shared
+	cur    atomic.Pointer[snapshot]
+	srv    *fasthttp.Server
+	access *telemetry.AccessLog // nil when disabled; fixed at start like the listeners
+
+	reloadMu sync.Mutex // serialises reloads; never taken on the request path
+	histMu   sync.Mutex
+	history  []ReloadEvent
+
+	requests, framing, notFound, reloads, reloadFails atomic.Uint64
+
+	ctxPool sync.Pool
+}
+
+// New loads the config at path, builds the first snapshot and prepares the server. It does not
+// listen yet; see Serve.
+func New(path string, log zerolog.Logger) (*Engine, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	return NewFromConfig(cfg, log)
+}
+
+// NewFromConfig is New for a config already loaded with LoadConfig (Reload reads cfg.File).
+func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
+	e := &Engine{path: cfg.File, log: log, shared: filter.NewShared()}
+	e.ctxPool.New = func() any { return new(filter.Ctx) }
+	s, err := build(cfg, e.shared, log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AccessLog.Enabled {
+		if e.access, err = telemetry.NewAccessLog(telemetry.AccessLogOptions{
+			Output: cfg.AccessLog.Output, Sample: cfg.AccessLog.Sample,
+		}); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	e.cur.Store(s)
+	e.record(ReloadEvent{Time: time.Now(), Trigger: "start", OK: true, Hash: cfg.Hash})
+	e.srv = e.newServer(cfg.Server)
+	return e, nil
+}
+
+func (e *Engine) newServer(sc config.Server) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:      e.Handle,
+		ErrorHandler: e.parseError,
+		Name:         "weir",
+		// Filters and the proxy see bodies as streams; nothing buffers a large upload whole.
+		StreamRequestBody:                  true,
+		ReadTimeout:                        sc.ReadTimeout,
+		WriteTimeout:                       sc.WriteTimeout,
+		IdleTimeout:                        sc.IdleTimeout,
+		ReadBufferSize:                     sc.MaxHeaderBytes, // fasthttp: the header must fit the read buffer
+		MaxRequestBodySize:                 int(sc.MaxBodyBytes),
+		Concurrency:                        sc.MaxConns,
+		MaxConnsPerIP:                      sc.MaxConnsPerIP,
+		NoDefaultServerHeader:              true,
+		NoDefaultContentType:               true,
+		DisablePreParseMultipartForm:       true,
+		CloseOnShutdown:                    true,
+		SleepWhenConcurrencyLimitsExceeded: 0,
+		Logger:                             fasthttpLogger{e.log},
+	}
+}
+
+// Config returns the running config.
+func (e *Engine) Config() *config.Config { return e.cur.Load().cfg }
+
+// Shared exposes the cross-snapshot store (for tests and the admin API).
+func (e *Engine) Shared() *filter.Shared { return e.shared }
+
+// Serve accepts connections on ln until Shutdown. It returns nil after a clean shutdown.
+func (e *Engine) Serve(ln net.Listener) error {
+	if err := e.srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends, then closes the
+// current snapshot and the access log.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	err := e.srv.ShutdownWithContext(ctx)
+	if err != nil {
+		err = fmt.Errorf("drain connections: %w", err)
+	}
+	if s := e.cur.Swap(nil); s != nil {
+		s.release(e.log)
+	}
+	if e.access != nil {
+		err = errors.Join(err, e.access.Close())
+	}
+	return err
+}
+
+// Reload reads the config file again and, when it is valid and different, swaps it in. trigger
+// ("file", "signal", "admin") is recorded in the history. The running snapshot keeps serving on
+// any error.
+func (e *Engine) Reload(trigger string) (ReloadEvent, error) {
+	cfg, err := LoadConfig(e.path)
+	if err != nil {
+		return e.reloadFailed(trigger, "", err)
+	}
+	return e.Apply(cfg, trigger)
+}
+
+// Apply swaps in an already loaded config (Reload's second half).
+func (e *Engine) Apply(cfg *config.Config, trigger string) (ReloadEvent, error) {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	old := e.cur.Load()
+	if old == nil {
+		return ReloadEvent{}, errors.New("engine is shut down")
+	}
+	if cfg.Hash == old.cfg.Hash {
+		ev := ReloadEvent{Time: time.Now(), Trigger: trigger, OK: true, Unchanged: true, Hash: cfg.Hash}
+		e.record(ev)
+		return ev, nil
+	}
+	s, err := build(cfg, e.shared, e.log)
+	if err != nil {
+		return e.reloadFailed(trigger, cfg.Hash, err)
+	}
+	if changed := restartOnly(old.cfg, cfg); changed != "" {
+		e.log.Warn().Str("setting", changed).Msg("reload: listener settings change only on restart; keeping the running ones")
+	}
+	e.cur.Store(s)
+	old.release(e.log)
+	e.reloads.Add(1)
+	ev := ReloadEvent{Time: time.Now(), Trigger: trigger, OK: true, Hash: cfg.Hash}
+	e.record(ev)
+	e.log.Info().Str("trigger", trigger).Str("hash", cfg.Hash).Msg("config reloaded")
+	return ev, nil
+}
+
+func (e *Engine) reloadFailed(trigger, hash string, err error) (ReloadEvent, error) {
+	e.reloadFails.Add(1)
+	ev := ReloadEvent{Time: time.Now(), Trigger: trigger, Hash: hash, Error: err.Error()}
+	e.record(ev)
+	e.log.Error().Err(err).Str("trigger", trigger).Msg("config reload rejected; keeping the running config")
+	return ev, err
+}
+
+// restartOnly names the first setting that differs between a and b but applies only at start.
+func restartOnly(a, b *config.Config) string {
+	sa, sb := a.Server, b.Server
+	sa.TrustedProxies, sb.TrustedProxies, sa.Via, sb.Via = nil, nil, "", "" // applied per snapshot
+	if fmt.Sprint(sa) != fmt.Sprint(sb) {
+		return "server"
+	}
+	if a.AccessLog != b.AccessLog {
+		return "access_log"
+	}
+	return ""
+}
+
+func (e *Engine) record(ev ReloadEvent) {
+	e.histMu.Lock()
+	defer e.histMu.Unlock()
+	if len(e.history) == historyLen {
+		copy(e.history, e.history[1:])
+		e.history = e.history[:historyLen-1]
+	}
+	e.history = append(e.history, ev)
+}
+
+// History returns the reload history, oldest first.
+func (e *Engine) History() []ReloadEvent {
+	e.histMu.Lock()
+	defer e.histMu.Unlock()
+	return append([]ReloadEvent(nil), e.history...)
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	st := Stats{
+		Requests:        e.requests.Load(),
+		FramingRejected: e.framing.Load(),
+		NotFound:        e.notFound.Load(),
+		Reloads:         e.reloads.Load(),
+		ReloadFailures:  e.reloadFails.Load(),
+	}
+	if e.access != nil {
+		st.AccessLogDrops = e.access.Dropped()
+	}
+	return st
+}
+
+// acquire returns the current snapshot with a reference held, or nil after Shutdown.
+func (e *Engine) acquire() *snapshot {
+	for {
+		s := e.cur.Load()
+		if s == nil || s.acquire() {
+			return s
+		}
+	}
+}
+
+// Handle serves one request. It is the fasthttp handler.
+func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
+	start := time.Now()
+	e.requests.Add(1)
+	if err := proxy.CheckFraming(rc); err != nil {
+		e.framing.Add(1)
+		e.reject(rc, fasthttp.StatusBadRequest, err)
+		return
+	}
+	s := e.acquire()
+	if s == nil {
+		rc.SetConnectionClose()
+		reply(rc, fasthttp.StatusServiceUnavailable)
+		return
+	}
+	defer s.release(e.log)
+
+	proxy.Sanitize(rc, s.trusted)
+	c := e.ctxPool.Get().(*filter.Ctx)
+	c.Reset(rc, "")
+	params, n := c.ParamStore()
+	id := s.table.Match(rc.Method(), rc.Host(), rc.Path(), &rc.Request.Header, params, n)
+	if id < 0 {
+		e.notFound.Add(1)
+		reply(rc, fasthttp.StatusNotFound)
+	} else {
+		r := &s.routes[id]
+		c.Route = r.name
+		r.pipeline.Run(c, r.terminal)
+	}
+	e.logAccess(c, start)
+	c.Reset(nil, "")
+	e.ctxPool.Put(c)
+}
+
+// reject answers a request that must not be processed further and closes the connection, so
+// nothing that followed the bad request on the same connection is interpreted.
+func (e *Engine) reject(rc *fasthttp.RequestCtx, status int, err error) {
+	rc.SetConnectionClose()
+	reply(rc, status)
+	if e.access != nil {
+		e.access.Log(&telemetry.Entry{
+			Method: rc.Method(), Path: rc.Path(), Status: status, Err: err.Error(),
+		})
+	}
+}
+
+func reply(rc *fasthttp.RequestCtx, status int) {
+	rc.Response.Reset()
+	rc.SetStatusCode(status)
+	rc.SetContentType("application/json")
+	rc.Response.SetBodyString(filter.ErrorBody(status))
+}
+
+// parseError answers requests fasthttp itself could not parse (bad request line, header too
+// large, body too large, read timeout) with a JSON error, and closes the connection.
+func (e *Engine) parseError(rc *fasthttp.RequestCtx, err error) {
+	e.framing.Add(1)
+	status := fasthttp.StatusBadRequest
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		status = fasthttp.StatusRequestHeaderFieldsTooLarge
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status = fasthttp.StatusRequestEntityTooLarge
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		status = fasthttp.StatusRequestTimeout
+	}
+	e.reject(rc, status, err)
+}
+
+func (e *Engine) logAccess(c *filter.Ctx, start time.Time) {
+	if e.access == nil {
+		return
+	}
+	rc := c.RequestCtx
+	out := rc.Response.Header.ContentLength() // streamed bodies report their declared length
+	if !rc.Response.IsBodyStream() {
+		out = len(rc.Response.Body())
+	}
+	e.access.Log(&telemetry.Entry{
+		Route:    c.Route,
+		Method:   rc.Method(),
+		Path:     rc.Path(),
+		Status:   rc.Response.StatusCode(),
+		Upstream: c.Upstream,
+		Duration: time.Since(start),
+		BytesIn:  max(rc.Request.Header.ContentLength(), 0),
+		BytesOut: max(out, 0),
+		ID:       rc.Request.Header.Peek(e.access.IDHeader()),
+		Err:      c.Reason(),
+	})
+}
+
+// fasthttpLogger routes fasthttp's internal messages into the structured log.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn().Str("component", "http").Msgf(format, args...)
+}

@@ -1,0 +1,319 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/core/filter"
+	_ "github.com/weir-gateway/weir/filters/all"
+)
+
+// backend starts a loopback HTTP server that answers 200 with the request path and the
+// X-Tag request header, and returns its address. It stops at cleanup.
+func backend(t testing.TB) string {
+	t.Helper()
+	addr, stop := startBackend(t)
+	t.Cleanup(stop)
+	return addr
+}
+
+func startBackend(t testing.TB) (string, func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(rc *fasthttp.RequestCtx) {
+		rc.Response.Header.SetBytesV("X-Tag", rc.Request.Header.Peek("X-Tag"))
+		rc.SetBody(rc.Path())
+	}}
+	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+	return ln.Addr().String(), func() { _ = srv.Shutdown() }
+}
+
+const testConfig = `
+server: { listen: "127.0.0.1:0", admin: "", drain_timeout: 5s }
+access_log: { enabled: false }
+upstreams:
+  # A short idle timeout: fasthttp's pool cleaner goroutine of a retired upstream exits only
+  # at its next wake-up, one idle period after the pool closed.
+  be: { targets: [%q], timeout: %s, idle_timeout: 300ms }
+routes:
+  - name: tagged
+    match: { path_prefix: /v1/ }
+    upstream: be
+    filters:
+      - headers: { request: { set: { X-Tag: %q } } }
+  - name: plain
+    match: { path: /plain }
+    upstream: be
+`
+
+func writeConfig(t testing.TB, path, be, timeout, tag string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(testConfig, be, timeout, tag)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs an engine on path and returns it with its address; it is shut down at cleanup.
+func start(t testing.TB, path string) (*Engine, string) {
+	t.Helper()
+	e, err := New(path, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return e, ln.Addr().String()
+}
+
+func get(c *fasthttp.Client, url string) (int, string, string, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(url)
+	err := c.DoTimeout(req, resp, 5*time.Second)
+	return resp.StatusCode(), string(resp.Body()), string(resp.Header.Peek("X-Tag")), err
+}
+
+func TestServeRoutes(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	writeConfig(t, path, backend(t), "2s", "one")
+	_, addr := start(t, path)
+	c := &fasthttp.Client{}
+	tests := []struct {
+		path       string
+		wantStatus int
+		wantBody   string
+		wantTag    string
+	}{
+		{"/v1/users", 200, "/v1/users", "one"},
+		{"/plain", 200, "/plain", ""},
+		{"/nothing", 404, filter.ErrorBody(404), ""},
+	}
+	for _, tt := range tests {
+		status, body, tag, err := get(c, "http://"+addr+tt.path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", tt.path, err)
+		}
+		if status != tt.wantStatus || body != tt.wantBody || tag != tt.wantTag {
+			t.Errorf("GET %s = %d %q tag %q, want %d %q tag %q", tt.path, status, body, tag, tt.wantStatus, tt.wantBody, tt.wantTag)
+		}
+	}
+}
+
+func TestReloadRejectsInvalidAndKeepsServing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	be := backend(t)
+	writeConfig(t, path, be, "2s", "one")
+	e, addr := start(t, path)
+	c := &fasthttp.Client{}
+
+	// Unchanged file: a no-op.
+	ev, err := e.Reload("test")
+	if err != nil || !ev.Unchanged {
+		t.Fatalf("reload of unchanged config = %+v, %v; want unchanged", ev, err)
+	}
+	// Invalid file (unknown filter): rejected, old config keeps serving.
+	bad := strings.Replace(fmt.Sprintf(testConfig, be, "2s", "two"), "headers:", "no-such-filter:", 1)
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Reload("test"); err == nil || !strings.Contains(err.Error(), "no-such-filter") {
+		t.Fatalf("reload of invalid config: err = %v, want it to name the unknown filter", err)
+	}
+	if _, _, tag, err := get(c, "http://"+addr+"/v1/x"); err != nil || tag != "one" {
+		t.Fatalf("after rejected reload: tag %q err %v, want the old config (tag one)", tag, err)
+	}
+	// Valid change: applied.
+	writeConfig(t, path, be, "2s", "two")
+	if _, err := e.Reload("test"); err != nil {
+		t.Fatalf("valid reload: %v", err)
+	}
+	if _, _, tag, err := get(c, "http://"+addr+"/v1/x"); err != nil || tag != "two" {
+		t.Fatalf("after reload: tag %q err %v, want two", tag, err)
+	}
+	h := e.History()
+	if got := len(h); got != 4 {
+		t.Fatalf("history has %d events, want 4 (start, unchanged, rejected, applied): %+v", got, h)
+	}
+	if h[2].OK || h[2].Error == "" || !h[3].OK || h[3].Unchanged {
+		t.Errorf("history = %+v", h)
+	}
+	if st := e.Stats(); st.Reloads != 1 || st.ReloadFailures != 1 {
+		t.Errorf("stats = %+v, want 1 reload and 1 failure", st)
+	}
+}
+
+// TestReloadHammer reloads 100 times while 8 clients send requests continuously: no request
+// may fail, every response must come wholly from one snapshot, and nothing may leak.
+func TestReloadHammer(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	be, stopBackend := startBackend(t)
+	writeConfig(t, path, be, "2s", "v0")
+	e, addr := start(t, path)
+
+	var (
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+		ok, fail atomic.Int64
+		firstErr atomic.Value
+	)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &fasthttp.Client{MaxConnsPerHost: 4, MaxIdleConnDuration: 100 * time.Millisecond}
+			defer c.CloseIdleConnections()
+			for !stop.Load() {
+				status, body, tag, err := get(c, "http://"+addr+"/v1/hammer")
+				if err != nil || status != 200 || body != "/v1/hammer" || !strings.HasPrefix(tag, "v") {
+					fail.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d body %q tag %q err %v", status, body, tag, err))
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	for i := 1; i <= 100; i++ {
+		// Alternate the upstream's settings too, so connection pools are replaced and retired.
+		timeout := []string{"2s", "3s"}[i%2]
+		writeConfig(t, path, be, timeout, fmt.Sprintf("v%d", i))
+		if _, err := e.Reload("hammer"); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if fail.Load() != 0 {
+		t.Fatalf("%d of %d requests failed during reloads; first: %v", fail.Load(), ok.Load()+fail.Load(), firstErr.Load())
+	}
+	if ok.Load() < 100 {
+		t.Fatalf("only %d requests completed; the hammer did not hammer", ok.Load())
+	}
+	if got := e.Stats().Reloads; got != 100 {
+		t.Errorf("reloads = %d, want 100", got)
+	}
+	if got := e.Shared().Len(); got != 1 {
+		t.Errorf("shared store holds %d objects after 100 reloads, want 1 (the current upstream)", got)
+	}
+	t.Logf("%d requests, 0 failed, during 100 reloads", ok.Load())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Shared().Len(); got != 0 {
+		t.Errorf("shared store holds %d objects after shutdown, want 0", got)
+	}
+	stopBackend()
+	// fasthttp starts two process-wide goroutines once (server date ticker, dialer cache).
+	waitGoroutines(t, baseline+2)
+}
+
+func waitGoroutines(t *testing.T, limit int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > limit {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, want <= %d:\n%s", runtime.NumGoroutine(), limit, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestMatchAndEmptyPipelineAllocateNothing proves the request path up to the upstream call —
+// framing check, header sanitising, route match and an empty pipeline — allocates nothing.
+func TestMatchAndEmptyPipelineAllocateNothing(t *testing.T) {
+	cfg, err := ParseConfig("alloc.yaml", []byte(`
+access_log: { enabled: false }
+upstreams: { be: { targets: ["127.0.0.1:1"] } }
+routes:
+  - { name: a, match: { path_prefix: /a/ }, upstream: be }
+  - { name: users, match: { path: "/users/{id}" }, upstream: be }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background()) //nolint:errcheck
+	s := e.cur.Load()
+	for i := range s.routes {
+		s.routes[i].terminal = func(c *filter.Ctx) { c.SetStatusCode(200) }
+	}
+	var rc fasthttp.RequestCtx
+	for _, path := range []string{"/a/b", "/users/7", "/missing"} {
+		rc.Request.Reset()
+		rc.Request.Header.SetMethod("GET")
+		rc.Request.Header.SetHost("example.com")
+		rc.Request.SetRequestURI(path)
+		e.Handle(&rc) // warm pools
+		if n := testing.AllocsPerRun(200, func() { e.Handle(&rc) }); n != 0 {
+			t.Errorf("%s: %v allocations per request, want 0", path, n)
+		}
+	}
+}
+
+func BenchmarkHandleEmptyPipeline(b *testing.B) {
+	cfg, err := ParseConfig("bench.yaml", []byte(`
+access_log: { enabled: false }
+upstreams: { be: { targets: ["127.0.0.1:1"] } }
+routes:
+  - { name: a, match: { path_prefix: /a/ }, upstream: be }
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Shutdown(context.Background()) //nolint:errcheck
+	e.cur.Load().routes[0].terminal = func(c *filter.Ctx) { c.SetStatusCode(200) }
+	var rc fasthttp.RequestCtx
+	rc.Request.Header.SetMethod("GET")
+	rc.Request.Header.SetHost("example.com")
+	rc.Request.SetRequestURI("/a/b")
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Handle(&rc)
+	}
+}

@@ -1,0 +1,271 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/proxy"
+	"github.com/weir-gateway/weir/core/router"
+)
+
+// snapshot is everything a request needs, built from one config and never modified after
+// build. Requests hold a reference while they run; the snapshot's resources are released when
+// it has been replaced and its last request has finished.
+type snapshot struct {
+	cfg     *config.Config
+	table   *router.Table
+	routes  []route
+	trusted *proxy.Trusted
+
+	// refs counts the requests running on this snapshot plus one while it is current.
+	refs atomic.Int64
+	// releases undoes every acquisition made at build: shared upstreams, filters.
+	releases []func() error
+	closed   chan struct{}
+}
+
+type route struct {
+	name     string
+	pipeline *filter.Pipeline
+	terminal func(*filter.Ctx)
+}
+
+// acquire takes a reference unless the snapshot already retired (refs reached zero), in which
+// case the caller must load the current snapshot again.
+func (s *snapshot) acquire() bool {
+	for {
+		r := s.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+func (s *snapshot) release(log zerolog.Logger) {
+	if s.refs.Add(-1) == 0 {
+		if err := s.close(); err != nil {
+			log.Error().Err(err).Str("config", s.cfg.Hash).Msg("close retired snapshot")
+		}
+	}
+}
+
+// close releases build-time acquisitions in reverse order.
+func (s *snapshot) close() error {
+	var errs []error
+	for i := len(s.releases) - 1; i >= 0; i-- {
+		if err := s.releases[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.releases = nil
+	close(s.closed)
+	return errors.Join(errs...)
+}
+
+// build compiles cfg into a snapshot. Every problem is collected and returned together; on any
+// error what was already acquired is released, so a failed build leaves nothing behind.
+func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *snapshot, err error) {
+	s = &snapshot{cfg: cfg, closed: make(chan struct{})}
+	s.refs.Store(1)
+	defer func() {
+		if err != nil {
+			if cerr := s.close(); cerr != nil {
+				log.Error().Err(cerr).Msg("release partially built snapshot")
+			}
+			s = nil
+		}
+	}()
+	var errs []error
+	s.trusted, err = proxy.ParseTrusted(cfg.Server.TrustedProxies)
+	if err != nil {
+		errs = append(errs, &config.Error{File: cfg.File, Path: "server.trusted_proxies", Err: err})
+	}
+
+	terminals := make(map[string]func(*filter.Ctx), len(cfg.Upstreams))
+	for name, u := range cfg.Upstreams {
+		t, err := s.upstream(cfg, name, u, shared)
+		if err != nil {
+			errs = append(errs, &config.Error{File: cfg.File, Path: "upstreams." + name, Err: err})
+			continue
+		}
+		terminals[name] = t
+	}
+
+	rr := make([]router.Route, len(cfg.Routes))
+	s.routes = make([]route, len(cfg.Routes))
+	for i, rc := range cfg.Routes {
+		rr[i] = routerRoute(rc)
+		p, err := s.pipeline(cfg, i, shared, log)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: terminals[rc.Upstream]}
+	}
+	if s.table, err = router.Compile(rr); err != nil {
+		errs = append(errs, &config.Error{File: cfg.File, Path: "routes", Err: err})
+	}
+	return s, errors.Join(errs...)
+}
+
+func routerRoute(rc config.Route) router.Route {
+	r := router.Route{
+		Name:       rc.Name,
+		Host:       rc.Match.Host,
+		Path:       rc.Match.Path,
+		PathPrefix: rc.Match.PathPrefix,
+		PathRegex:  rc.Match.PathRegex,
+		Methods:    rc.Match.Methods,
+	}
+	for _, k := range slices.Sorted(maps.Keys(rc.Match.Headers)) { // stable error messages
+		r.Headers = append(r.Headers, router.Header{Name: k, Value: rc.Match.Headers[k]})
+	}
+	return r
+}
+
+// upstream returns the terminal step for upstream name. Connection pools live in the shared
+// store keyed by the upstream's settings, so a reload that leaves an upstream unchanged keeps
+// its warm keep-alive connections.
+func (s *snapshot) upstream(cfg *config.Config, name string, u config.Upstream, shared *filter.Shared) (func(*filter.Ctx), error) {
+	if u.Kind == "echo" {
+		return proxy.Echo, nil
+	}
+	opts := proxy.Options{
+		Name:           name,
+		Targets:        u.Targets,
+		ConnectTimeout: u.ConnectTimeout,
+		Timeout:        u.Timeout,
+		IdleTimeout:    u.IdleTimeout,
+		MaxConns:       u.MaxConns,
+		MaxConnWait:    u.MaxConnWait,
+		Via:            cfg.Server.Via,
+	}
+	key, err := json.Marshal(opts)
+	if err != nil {
+		return nil, fmt.Errorf("fingerprint upstream: %w", err)
+	}
+	sum := sha256.Sum256(key)
+	v, release, err := shared.Acquire("upstream/"+name+"/"+hex.EncodeToString(sum[:8]), func() (io.Closer, error) {
+		return proxy.NewUpstream(opts)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.releases = append(s.releases, release)
+	return v.(*proxy.Upstream).Forward, nil
+}
+
+// pipeline builds route i's filters, each decoding its own config subtree strictly.
+func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, log zerolog.Logger) (*filter.Pipeline, error) {
+	rc := cfg.Routes[i]
+	if len(rc.Filters) > filter.MaxSlots {
+		return nil, &config.Error{File: cfg.File, Path: fmt.Sprintf("routes[%d].filters", i), Route: rc.Name,
+			Err: fmt.Errorf("%d filters; a route may have at most %d", len(rc.Filters), filter.MaxSlots)}
+	}
+	var (
+		fs    []filter.Filter
+		names []string
+		errs  []error
+	)
+	for j, fc := range rc.Filters {
+		where := &config.Error{File: cfg.File, Path: fmt.Sprintf("routes[%d].filters[%d]", i, j), Route: rc.Name, Filter: fc.Name}
+		factory, ok := filter.Lookup(fc.Name)
+		if !ok {
+			where.Line = cfg.Line(where.Path)
+			where.Err = fmt.Errorf("unknown filter %q (built-in: %s)", fc.Name, strings.Join(filter.Names(), ", "))
+			errs = append(errs, where)
+			continue
+		}
+		env := filter.Env{
+			Route:  rc.Name,
+			Filter: fc.Name,
+			Slot:   j,
+			Log:    log.With().Str("route", rc.Name).Str("filter", fc.Name).Logger(),
+			Shared: shared,
+		}
+		var sub any = fc.Config
+		if fc.Config == nil {
+			sub = map[string]any{}
+		}
+		f, err := factory(env, func(v any) error { return config.DecodeStrict(sub, v) })
+		if err != nil {
+			errs = append(errs, located(cfg, where, err))
+			continue
+		}
+		fs = append(fs, f)
+		names = append(names, fc.Name)
+	}
+	p := filter.NewPipeline(fs, names)
+	s.releases = append(s.releases, p.Close)
+	return p, errors.Join(errs...)
+}
+
+// LoadConfig loads and validates the config at path, including every filter's name and config,
+// and reports every problem it finds in one error.
+func LoadConfig(path string) (*config.Config, error) {
+	return config.Load(path, checkFilters)
+}
+
+// ParseConfig is LoadConfig from bytes.
+func ParseConfig(name string, data []byte) (*config.Config, error) {
+	return config.Parse(name, data, checkFilters)
+}
+
+// checkFilters builds every filter of every route once, off to the side, so that a config
+// with other mistakes still gets its filter configs checked. Filters are built again, for
+// real, when the snapshot is built; factories are cheap by contract (state that is expensive
+// to create lives in the shared store).
+func checkFilters(cfg *config.Config) error {
+	var errs []error
+	for i := range cfg.Routes {
+		s := &snapshot{closed: make(chan struct{})}
+		if _, err := s.pipeline(cfg, i, filter.NewShared(), zerolog.Nop()); err != nil {
+			errs = append(errs, err)
+		}
+		if err := s.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Check builds cfg exactly as a reload would, without serving it, and releases everything
+// again. It is what `weir validate` runs, so validation and loading can never disagree.
+func Check(cfg *config.Config) error {
+	s, err := build(cfg, filter.NewShared(), zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	return s.close()
+}
+
+// located places each problem in err at where: a strict-decoding error already names the key
+// inside the filter's config, which is appended to where's path.
+func located(cfg *config.Config, where *config.Error, err error) error {
+	var errs []error
+	for _, e := range config.Errors(err) {
+		l := *where
+		if e.Path != "" {
+			l.Path += "." + e.Path
+		}
+		l.Line = cfg.Line(l.Path)
+		l.Err = e.Err
+		errs = append(errs, &l)
+	}
+	return errors.Join(errs...)
+}

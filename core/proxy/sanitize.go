@@ -1,0 +1,308 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Trusted is the set of peer networks whose X-Forwarded-* headers are believed (other proxies
+// and load balancers in front of the gateway). It is immutable and safe for concurrent use.
+type Trusted struct {
+	prefixes []netip.Prefix
+}
+
+// ParseTrusted parses CIDR blocks ("10.0.0.0/8") or single addresses ("192.0.2.7", "::1").
+// A nil or empty list trusts nobody.
+func ParseTrusted(cidrs []string) (*Trusted, error) {
+	t := &Trusted{prefixes: make([]netip.Prefix, 0, len(cidrs))}
+	for _, s := range cidrs {
+		s = strings.TrimSpace(s)
+		if strings.Contains(s, "/") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("parse trusted network %q: %w", s, err)
+			}
+			if p.Addr().Is4In6() {
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			t.prefixes = append(t.prefixes, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("parse trusted address %q: %w", s, err)
+		}
+		a = a.Unmap()
+		t.prefixes = append(t.prefixes, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return t, nil
+}
+
+// Contains reports whether addr belongs to a trusted network. A nil *Trusted trusts nobody.
+func (t *Trusted) Contains(addr netip.Addr) bool {
+	if t == nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range t.prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// Header names as fasthttp stores them with name normalization on (the engine's setting).
+const (
+	hConnection         = "Connection"
+	hKeepAlive          = "Keep-Alive"
+	hProxyConnection    = "Proxy-Connection"
+	hProxyAuthenticate  = "Proxy-Authenticate"
+	hProxyAuthorization = "Proxy-Authorization"
+	hTE                 = "Te"
+	hTrailer            = "Trailer"
+	hTransferEncoding   = "Transfer-Encoding"
+	hUpgrade            = "Upgrade"
+	hXFF                = "X-Forwarded-For"
+	hXFProto            = "X-Forwarded-Proto"
+	hXFHost             = "X-Forwarded-Host"
+	hXFPort             = "X-Forwarded-Port"
+	hForwarded          = "Forwarded"
+	hVia                = "Via"
+	hExpect             = "Expect"
+)
+
+// Bits of a one-pass survey of the request's fields, so that the common request (none of these
+// present) costs a single walk over its headers instead of one lookup per name.
+const (
+	bConnection = 1 << iota
+	bKeepAlive
+	bProxyConnection
+	bProxyAuthenticate
+	bProxyAuthorization
+	bTE
+	bTrailer
+	bTransferEncoding
+	bUpgrade
+	bXFF
+	bXFProto
+	bXFHost
+	bXFPort
+	bForwarded
+)
+
+var hopNames = [...]struct {
+	bit  int
+	name string
+}{
+	{bConnection, hConnection}, {bKeepAlive, hKeepAlive}, {bProxyConnection, hProxyConnection},
+	{bProxyAuthenticate, hProxyAuthenticate}, {bProxyAuthorization, hProxyAuthorization},
+	{bTE, hTE}, {bTrailer, hTrailer}, {bTransferEncoding, hTransferEncoding}, {bUpgrade, hUpgrade},
+}
+
+func surveyBit(key []byte) int {
+	if len(key) < 2 {
+		return 0
+	}
+	switch key[0] | 0x20 {
+	case 'c':
+		if equalFold(key, "connection") {
+			return bConnection
+		}
+	case 'k':
+		if equalFold(key, "keep-alive") {
+			return bKeepAlive
+		}
+	case 'p':
+		switch {
+		case equalFold(key, "proxy-connection"):
+			return bProxyConnection
+		case equalFold(key, "proxy-authenticate"):
+			return bProxyAuthenticate
+		case equalFold(key, "proxy-authorization"):
+			return bProxyAuthorization
+		}
+	case 't':
+		switch {
+		case equalFold(key, "te"):
+			return bTE
+		case equalFold(key, "trailer"):
+			return bTrailer
+		case equalFold(key, "transfer-encoding"):
+			return bTransferEncoding
+		}
+	case 'u':
+		if equalFold(key, "upgrade") {
+			return bUpgrade
+		}
+	case 'x':
+		switch {
+		case equalFold(key, "x-forwarded-for"):
+			return bXFF
+		case equalFold(key, "x-forwarded-proto"):
+			return bXFProto
+		case equalFold(key, "x-forwarded-host"):
+			return bXFHost
+		case equalFold(key, "x-forwarded-port"):
+			return bXFPort
+		}
+	case 'f':
+		if equalFold(key, "forwarded") {
+			return bForwarded
+		}
+	}
+	return 0
+}
+
+func survey(h *fasthttp.RequestHeader) (seen int) {
+	for k := range h.All() {
+		seen |= surveyBit(k)
+	}
+	// fasthttp keeps a lone "Connection: close" as a flag, not as a field.
+	if h.ConnectionClose() {
+		seen |= bConnection
+	}
+	return seen
+}
+
+// Sanitize prepares a request for the filters and the upstream: it removes hop-by-hop fields and
+// every field the Connection header names, then rewrites X-Forwarded-* according to whether the
+// peer is trusted. It allocates nothing for a typical request.
+//
+// Connection may not remove Host, Content-Length or Transfer-Encoding through its list: the
+// gateway has already framed the body and routed on the host from them, and letting a client
+// delete them would make what the upstream sees disagree with what the gateway checked.
+//
+// For an untrusted peer, incoming X-Forwarded-For, -Proto, -Host, -Port and Forwarded are
+// dropped and X-Forwarded-For, -Proto and -Host are set from the connection. For a trusted peer
+// the peer address is appended to X-Forwarded-For, and Proto and Host are kept when present.
+func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
+	h := &ctx.Request.Header
+	seen := survey(h)
+
+	if seen&bConnection != 0 {
+		// The value stays valid while other fields are deleted: deletion moves field records
+		// but never rewrites their byte slices.
+		conn := h.Peek(hConnection)
+		for len(conn) > 0 {
+			var tok []byte
+			if i := indexByte(conn, ','); i >= 0 {
+				tok, conn = conn[:i], conn[i+1:]
+			} else {
+				tok, conn = conn, nil
+			}
+			tok = trimOWS(tok)
+			if len(tok) == 0 || protectedFromConnection(tok) {
+				continue
+			}
+			h.DelBytes(tok)
+			seen |= surveyBit(tok)
+		}
+	}
+	for _, hn := range hopNames {
+		if seen&hn.bit != 0 {
+			h.Del(hn.name)
+		}
+	}
+
+	var ipBuf [64]byte
+	ip := appendPeerIP(ipBuf[:0], ctx)
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	if t.Contains(peer) {
+		if seen&bXFF != 0 {
+			appendXFF(h, ip)
+		} else {
+			h.SetBytesV(hXFF, ip)
+		}
+		if seen&bXFProto == 0 {
+			setProto(ctx)
+		}
+		if seen&bXFHost == 0 {
+			setXFHost(h)
+		}
+		return
+	}
+	if seen&bXFPort != 0 {
+		h.Del(hXFPort)
+	}
+	if seen&bForwarded != 0 {
+		h.Del(hForwarded)
+	}
+	// Set replaces every incoming copy of the field.
+	h.SetBytesV(hXFF, ip)
+	setProto(ctx)
+	if seen&bXFHost != 0 {
+		h.Del(hXFHost)
+	}
+	setXFHost(h)
+}
+
+func setProto(ctx *fasthttp.RequestCtx) {
+	if ctx.IsTLS() {
+		ctx.Request.Header.Set(hXFProto, "https")
+	} else {
+		ctx.Request.Header.Set(hXFProto, "http")
+	}
+}
+
+func setXFHost(h *fasthttp.RequestHeader) {
+	if host := h.Host(); len(host) > 0 {
+		h.SetBytesV(hXFHost, host)
+	}
+}
+
+// appendXFF joins every incoming X-Forwarded-For line and the peer into one field, so that
+// upstreams reading only the first line still see the whole chain.
+func appendXFF(h *fasthttp.RequestHeader, ip []byte) {
+	var buf [512]byte
+	b := buf[:0]
+	for _, v := range h.PeekAll(hXFF) {
+		v = trimOWS(v)
+		if len(v) == 0 {
+			continue
+		}
+		if len(b) > 0 {
+			b = append(b, ',', ' ')
+		}
+		b = append(b, v...)
+	}
+	if len(b) > 0 {
+		b = append(b, ',', ' ')
+	}
+	b = append(b, ip...)
+	h.SetBytesV(hXFF, b)
+}
+
+func appendPeerIP(dst []byte, ctx *fasthttp.RequestCtx) []byte {
+	if a, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+		return a.Unmap().AppendTo(dst)
+	}
+	return append(dst, net.IPv4zero.String()...)
+}
+
+func protectedFromConnection(tok []byte) bool {
+	return equalFold(tok, "host") || equalFold(tok, "content-length") || equalFold(tok, "transfer-encoding")
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
