@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/weir-gateway/weir/core/engine"
 	"github.com/weir-gateway/weir/core/filter"
@@ -19,15 +20,29 @@ import (
 
 // Server is the admin API of one engine.
 type Server struct {
-	eng   *engine.Engine
-	token []byte
-	srv   *fasthttp.Server
+	eng       *engine.Engine
+	token     []byte
+	srv       *fasthttp.Server
+	endpoints map[string]endpoint
+}
+
+type endpoint struct {
+	method string
+	fn     func(*fasthttp.RequestCtx)
 }
 
 // New returns an admin server for eng. When token is not empty every request must carry
 // "Authorization: Bearer <token>".
 func New(eng *engine.Engine, token string, log zerolog.Logger) *Server {
 	a := &Server{eng: eng, token: []byte(token)}
+	a.endpoints = map[string]endpoint{
+		"/healthz": {"GET", a.healthz},
+		"/config":  {"GET", a.config},
+		"/routes":  {"GET", a.routes},
+		"/reload":  {"POST", a.reload},
+		"/reloads": {"GET", a.reloads},
+		"/stats":   {"GET", a.stats},
+	}
 	a.srv = &fasthttp.Server{
 		Handler:               a.handle,
 		Name:                  "weir-admin",
@@ -51,19 +66,13 @@ func (a *Server) handle(rc *fasthttp.RequestCtx) {
 		return
 	}
 	path, method := string(rc.Path()), string(rc.Method())
-	type endpoint struct {
-		method string
-		fn     func(*fasthttp.RequestCtx)
+	if strings.HasPrefix(path, "/debug/pprof/") {
+		// Go's profiler, for CPU and heap profiles of a live gateway; loopback-only like the
+		// rest of the admin API, and behind its token when one is set.
+		pprofhandler.PprofHandler(rc)
+		return
 	}
-	endpoints := map[string]endpoint{
-		"/healthz": {"GET", a.healthz},
-		"/config":  {"GET", a.config},
-		"/routes":  {"GET", a.routes},
-		"/reload":  {"POST", a.reload},
-		"/reloads": {"GET", a.reloads},
-		"/stats":   {"GET", a.stats},
-	}
-	ep, ok := endpoints[path]
+	ep, ok := a.endpoints[path]
 	switch {
 	case !ok:
 		writeJSON(rc, fasthttp.StatusNotFound, map[string]string{"error": "no such admin endpoint"})

@@ -81,6 +81,8 @@ func TestEndpoints(t *testing.T) {
 		{"GET", "/reloads", "tok", 200, `"trigger": "admin"`},
 		{"GET", "/reload", "tok", 405, "use POST"},
 		{"GET", "/nope", "tok", 404, "no such admin endpoint"},
+		{"GET", "/debug/pprof/", "tok", 200, "goroutine"},
+		{"GET", "/debug/pprof/", "", 401, "bearer token"},
 	}
 	for _, tt := range tests {
 		status, body := do(t, tt.method, base+tt.path, tt.token)
