@@ -292,3 +292,84 @@ routes:
 		t.Fatal("weir did not exit after SIGTERM")
 	}
 }
+
+// zeros is an endless reader of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// vmHWM reads a process's peak resident set size in KiB.
+func vmHWM(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.Atoi(f[1])
+			return kb
+		}
+	}
+	t.Fatal("no VmHWM in /proc status")
+	return 0
+}
+
+// TestStreamingKeepsMemorySmall sends a 1 GiB upload and a 1 GiB download through the real
+// binary and checks the gateway's peak RSS stays under 100 MB: bodies stream, never buffer.
+func TestStreamingKeepsMemorySmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 2 GiB through the gateway")
+	}
+	const size = 1 << 30
+	uploaded := make(chan int64, 1)
+	be := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			n, _ := io.Copy(io.Discard, r.Body)
+			uploaded <- n
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		_, _ = io.CopyN(w, zeros{}, size)
+	})}
+	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go be.Serve(bln) //nolint:errcheck
+	defer be.Close()
+
+	bin := buildWeir(t)
+	addr := freePort(t)
+	cfg := filepath.Join(t.TempDir(), "weir.yaml")
+	write(t, cfg, fmt.Sprintf(`
+server: { listen: %q, admin: "", max_body_bytes: 2GiB }
+access_log: { enabled: false }
+upstreams: { be: { targets: [%q], timeout: 5m } }
+routes: [ { name: all, match: { path_prefix: / }, upstream: be } ]
+`, addr, bln.Addr().String()))
+	p := startWeir(t, bin, cfg, addr)
+
+	resp, err := http.Post("http://"+addr+"/up", "application/octet-stream", io.LimitReader(zeros{}, size))
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	resp.Body.Close()
+	if got := <-uploaded; resp.StatusCode != 200 || got != size {
+		t.Fatalf("upload: status %d, backend got %d bytes, want 200 and %d", resp.StatusCode, got, size)
+	}
+	resp, err = http.Get("http://" + addr + "/down")
+	if err != nil {
+		t.Fatalf("download: %v", err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != size {
+		t.Fatalf("download: %d bytes, err %v; want %d", n, err, size)
+	}
+	peak := vmHWM(t, p.cmd.Process.Pid)
+	t.Logf("1 GiB up + 1 GiB down: gateway peak RSS %d KiB", peak)
+	if peak > 100*1000 {
+		t.Errorf("gateway peak RSS %d KiB, want < 100 MB", peak)
+	}
+}

@@ -258,37 +258,46 @@ func waitGoroutines(t *testing.T, limit int) {
 }
 
 // TestMatchAndEmptyPipelineAllocateNothing proves the request path up to the upstream call —
-// framing check, header sanitising, route match and an empty pipeline — allocates nothing.
+// framing check, header sanitising, route match, an empty pipeline and the access log line —
+// allocates nothing.
 func TestMatchAndEmptyPipelineAllocateNothing(t *testing.T) {
-	cfg, err := ParseConfig("alloc.yaml", []byte(`
-access_log: { enabled: false }
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	for _, accessLog := range []string{"{ enabled: false }", fmt.Sprintf("{ enabled: true, output: %q }", logFile)} {
+		cfg, err := ParseConfig("alloc.yaml", []byte(`
+access_log: `+accessLog+`
 upstreams: { be: { targets: ["127.0.0.1:1"] } }
 routes:
   - { name: a, match: { path_prefix: /a/ }, upstream: be }
   - { name: users, match: { path: "/users/{id}" }, upstream: be }
 `))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewFromConfig(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown(context.Background()) //nolint:errcheck
-	s := e.cur.Load()
-	for i := range s.routes {
-		s.routes[i].terminal = func(c *filter.Ctx) { c.SetStatusCode(200) }
-	}
-	var rc fasthttp.RequestCtx
-	for _, path := range []string{"/a/b", "/users/7", "/missing"} {
-		rc.Request.Reset()
-		rc.Request.Header.SetMethod("GET")
-		rc.Request.Header.SetHost("example.com")
-		rc.Request.SetRequestURI(path)
-		e.Handle(&rc) // warm pools
-		if n := testing.AllocsPerRun(200, func() { e.Handle(&rc) }); n != 0 {
-			t.Errorf("%s: %v allocations per request, want 0", path, n)
+		if err != nil {
+			t.Fatal(err)
 		}
+		e, err := NewFromConfig(cfg, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := e.cur.Load()
+		for i := range s.routes {
+			s.routes[i].terminal = func(c *filter.Ctx) { c.SetStatusCode(200) }
+		}
+		var rc fasthttp.RequestCtx
+		for _, path := range []string{"/a/b", "/users/7", "/missing"} {
+			rc.Request.Reset()
+			rc.Request.Header.SetMethod("GET")
+			rc.Request.Header.SetHost("example.com")
+			rc.Request.SetRequestURI(path)
+			e.Handle(&rc) // warm pools
+			if n := testing.AllocsPerRun(200, func() { e.Handle(&rc) }); n != 0 {
+				t.Errorf("access_log %s, %s: %v allocations per request, want 0", accessLog, path, n)
+			}
+		}
+		if err := e.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := os.ReadFile(logFile); err != nil || !strings.Contains(string(b), `"route":"users"`) {
+		t.Errorf("access log = %.200q, %v; want lines for the requests", b, err)
 	}
 }
 

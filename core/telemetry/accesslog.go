@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/diode"
 )
 
 // AccessLogOptions configures an AccessLog.
@@ -24,16 +23,15 @@ type AccessLogOptions struct {
 	RequestIDHeader string
 }
 
-// AccessLog writes one JSON line per request. Lines go through a lock-free ring buffer drained
-// by one goroutine so a slow disk or pipe never blocks request handling; when the ring is full
-// lines are dropped and the drop is counted rather than stalling traffic.
+// AccessLog writes one JSON line per request. Lines are buffered in memory and written by one
+// goroutine (see asyncWriter), so a slow disk or pipe never blocks request handling; when the
+// buffer is full lines are dropped and counted rather than stalling traffic.
 type AccessLog struct {
-	log     zerolog.Logger
-	sample  uint64
-	seq     atomic.Uint64
-	dropped atomic.Uint64
-	idHdr   string
-	closer  io.Closer
+	log    zerolog.Logger
+	sample uint64
+	seq    atomic.Uint64
+	idHdr  string
+	out    *asyncWriter
 }
 
 // NewAccessLog opens the output and starts the writer goroutine. Close stops it.
@@ -41,7 +39,7 @@ func NewAccessLog(o AccessLogOptions) (*AccessLog, error) {
 	var w io.Writer
 	switch o.Output {
 	case "", "stdout":
-		w = writerOnly{os.Stdout} // the ring closes its writer; never close stdout
+		w = writerOnly{os.Stdout} // the writer closes its output; never close stdout
 	case "stderr":
 		w = writerOnly{os.Stderr}
 	default:
@@ -62,9 +60,8 @@ func NewAccessLogWriter(w io.Writer, o AccessLogOptions) *AccessLog {
 	if a.idHdr == "" {
 		a.idHdr = "X-Request-Id"
 	}
-	dw := diode.NewWriter(w, 8192, 10*time.Millisecond, func(missed int) { a.dropped.Add(uint64(missed)) })
-	a.log = zerolog.New(dw).With().Timestamp().Logger()
-	a.closer = dw
+	a.out = newAsyncWriter(w)
+	a.log = zerolog.New(a.out).With().Timestamp().Logger()
 	return a
 }
 
@@ -108,11 +105,11 @@ func (a *AccessLog) Log(e *Entry) {
 }
 
 // Dropped reports how many lines were lost because the writer could not keep up.
-func (a *AccessLog) Dropped() uint64 { return a.dropped.Load() }
+func (a *AccessLog) Dropped() uint64 { return a.out.dropped.Load() }
 
 // Close flushes what is buffered and closes the output.
 func (a *AccessLog) Close() error {
-	if err := a.closer.Close(); err != nil {
+	if err := a.out.Close(); err != nil {
 		return fmt.Errorf("close access log: %w", err)
 	}
 	return nil
