@@ -139,11 +139,11 @@ func TestStreamDownload(t *testing.T) {
 			}
 			// The upstream connection went back to the pool once the body was read to the end.
 			deadline := time.Now().Add(5 * time.Second)
-			for u.pools[0].IdleConnsCount() == 0 && time.Now().Before(deadline) {
+			for u.cur.Load().members[0].hc.IdleConnsCount() == 0 && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
-			if known && u.pools[0].IdleConnsCount() != 1 {
-				t.Errorf("idle upstream connections = %d, want 1", u.pools[0].IdleConnsCount())
+			if known && u.cur.Load().members[0].hc.IdleConnsCount() != 1 {
+				t.Errorf("idle upstream connections = %d, want 1", u.cur.Load().members[0].hc.IdleConnsCount())
 			}
 		})
 	}

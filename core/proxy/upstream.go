@@ -3,11 +3,13 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/proxy/balance"
 )
 
 // Defaults applied to zero Options fields. They favour failing fast under overload over piling
@@ -26,6 +29,7 @@ const (
 	DefaultMaxConnWait            = time.Second
 	DefaultMaxConns               = 512
 	DefaultMaxResponseHeaderBytes = 16 << 10
+	DefaultDNSRefresh             = 30 * time.Second
 )
 
 // smallBody is the largest upstream body of known length that is read whole before the response
@@ -37,13 +41,29 @@ const smallBody = 64 << 10
 type Options struct {
 	// Name identifies the upstream in errors and logs.
 	Name string
-	// Targets are "host:port" addresses, used round-robin.
+	// Targets are "host:port" addresses. A host that is a name is resolved (A and AAAA) and
+	// re-resolved every DNSRefresh, each address becoming a target; "srv:_service._proto.name"
+	// is resolved as an SRV record whose weights become target weights.
 	Targets []string
-	// ConnectTimeout bounds establishing one TCP connection.
+	// Weights, when not nil, is parallel to Targets: relative weights 1..balance.MaxWeight.
+	Weights []int
+	// Balance is a balance.Algorithms name; empty means round robin.
+	Balance string
+	// HashOn is consistent_hash's key: "client_ip" (the default), "header:<name>" or
+	// "cookie:<name>". BoundedLoad is its load factor (0: balance.DefaultHashBoundedLoad).
+	HashOn      string
+	BoundedLoad float64
+	// DNSRefresh is how often name targets are resolved again; negative dials names as written
+	// (one target per name, resolved by each new connection).
+	DNSRefresh time.Duration
+	// ConnectTimeout bounds establishing one connection, TLS handshake included.
 	ConnectTimeout time.Duration
-	// Timeout bounds the whole exchange with the upstream, from sending the request to the last
-	// byte of the response body, like Envoy's route timeout. Large transfers need a larger value.
+	// Timeout bounds the wait for the response header after the request was sent (time to first
+	// byte) and, while a body streams, any wait for its next bytes.
 	Timeout time.Duration
+	// RequestTimeout, when set, bounds the whole exchange across all attempts, from the first
+	// connect to the last byte of the response body, like Envoy's route timeout.
+	RequestTimeout time.Duration
 	// IdleTimeout closes pooled keep-alive connections unused for this long. Keep it below the
 	// upstream's own keep-alive timeout so the gateway never reuses a connection being closed.
 	IdleTimeout time.Duration
@@ -56,20 +76,71 @@ type Options struct {
 	Via string
 	// MaxResponseHeaderBytes bounds the upstream response header section.
 	MaxResponseHeaderBytes int
+	// Health configures active checks, Outlier passive ones, Retry retries.
+	Health  HealthOptions
+	Outlier OutlierOptions
+	Retry   RetryOptions
+	// TLS, when not nil, speaks TLS to every target.
+	TLS *TLSOptions
+	// OnDNSError is told when re-resolving a name fails (the previous addresses are kept).
+	OnDNSError func(name string, err error)
 }
 
-// Upstream forwards requests to a set of targets over pooled keep-alive connections.
-// It is safe for concurrent use and is closed explicitly when its last snapshot retires.
+// RouteOptions overrides an upstream's timeouts and retries for one route; nil fields keep the
+// upstream's settings.
+type RouteOptions struct {
+	Timeout        *time.Duration
+	RequestTimeout *time.Duration
+	Retry          *RetryOptions
+}
+
+// policy is the per-route part of forwarding, fixed at config build.
+type policy struct {
+	timeout time.Duration
+	request time.Duration
+	retry   RetryOptions
+}
+
+// Upstream forwards requests to the targets of a Pool, chosen by a balancer, with retries,
+// timeouts and passive health checking. One Upstream is built per config snapshot; the Pool
+// below it outlives reloads. It is safe for concurrent use and is closed explicitly when its
+// snapshot retires.
 type Upstream struct {
 	name      string
-	targets   []string
-	pools     []*fasthttp.HostClient
-	timeout   time.Duration
+	pool      *Pool
+	ownPool   bool
+	algorithm string
+	balOpts   balance.Options
+	hashOn    hashKind
+	hashName  []byte
+	def       policy
 	maxHeader int
 	via       string
-	next      atomic.Uint64
-	closed    atomic.Bool
+	specs     []targetSpec
+	refresh   time.Duration
+	onDNSErr  func(string, error)
+
+	cur    atomic.Pointer[view]
+	mu     sync.Mutex // serialises install and Close
+	closed atomic.Bool
+	stop   chan struct{}
+	done   chan struct{}
 }
+
+// view is one immutable target list and its balancer. DNS discovery replaces the whole view.
+type view struct {
+	members []*member
+	bal     balance.Balancer
+}
+
+type hashKind uint8
+
+const (
+	hashNone hashKind = iota
+	hashClientIP
+	hashHeader
+	hashCookie
+)
 
 // dialError marks a failure to connect, which is safe to retry on another target because no
 // byte of the request has been sent.
@@ -78,24 +149,53 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "connect: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// NewUpstream validates o and builds one connection pool per target.
-func NewUpstream(o Options) (*Upstream, error) {
-	if len(o.Targets) == 0 {
-		return nil, fmt.Errorf("upstream %q: no targets", o.Name)
-	}
+// check validates o without building anything.
+func (o *Options) check() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"connect timeout", o.ConnectTimeout}, {"timeout", o.Timeout}, {"idle timeout", o.IdleTimeout}} {
+	}{{"connect timeout", o.ConnectTimeout}, {"timeout", o.Timeout}, {"request timeout", o.RequestTimeout},
+		{"idle timeout", o.IdleTimeout}} {
 		if d.v < 0 {
-			return nil, fmt.Errorf("upstream %q: negative %s %v", o.Name, d.name, d.v)
+			return fmt.Errorf("upstream %q: negative %s %v", o.Name, d.name, d.v)
 		}
 	}
 	if o.MaxConns < 0 || o.MaxResponseHeaderBytes < 0 {
-		return nil, fmt.Errorf("upstream %q: negative size limit", o.Name)
+		return fmt.Errorf("upstream %q: negative size limit", o.Name)
 	}
 	if o.Via != "" && !validToken(o.Via) {
-		return nil, fmt.Errorf("upstream %q: via %q is not a token", o.Name, o.Via)
+		return fmt.Errorf("upstream %q: via %q is not a token", o.Name, o.Via)
+	}
+	return nil
+}
+
+// NewUpstream builds a standalone upstream with a pool of its own, closed with it.
+func NewUpstream(o Options) (*Upstream, error) {
+	p, err := NewPool(o)
+	if err != nil {
+		return nil, err
+	}
+	u, err := p.Upstream(o)
+	if err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	u.ownPool = true
+	return u, nil
+}
+
+// Upstream builds a snapshot's view of the pool from o. Transport settings in o are ignored
+// (they are the pool's); everything else applies to this view, and o's health and outlier
+// settings become the pool's from now on.
+func (p *Pool) Upstream(o Options) (*Upstream, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if len(o.Targets) == 0 {
+		return nil, fmt.Errorf("upstream %q: no targets", o.Name)
+	}
+	if o.Weights != nil && len(o.Weights) != len(o.Targets) {
+		return nil, fmt.Errorf("upstream %q: %d weights for %d targets", o.Name, len(o.Weights), len(o.Targets))
 	}
 	def := func(v, d time.Duration) time.Duration {
 		if v == 0 {
@@ -105,65 +205,164 @@ func NewUpstream(o Options) (*Upstream, error) {
 	}
 	u := &Upstream{
 		name:      o.Name,
-		targets:   append([]string(nil), o.Targets...),
-		timeout:   def(o.Timeout, DefaultTimeout),
-		maxHeader: o.MaxResponseHeaderBytes,
+		pool:      p,
+		algorithm: o.Balance,
+		balOpts:   balance.Options{HashBoundedLoad: o.BoundedLoad},
+		def:       policy{timeout: def(o.Timeout, DefaultTimeout), request: o.RequestTimeout, retry: o.Retry},
+		maxHeader: p.tr.maxHeader,
+		refresh:   def(o.DNSRefresh, DefaultDNSRefresh),
+		onDNSErr:  o.OnDNSError,
 	}
-	if u.maxHeader == 0 {
-		u.maxHeader = DefaultMaxResponseHeaderBytes
+	if u.algorithm == "" {
+		u.algorithm = balance.RoundRobin
+	}
+	if u.algorithm == balance.ConsistentHash {
+		var err error
+		if u.hashOn, u.hashName, err = parseHashOn(o.HashOn); err != nil {
+			return nil, fmt.Errorf("upstream %q: %w", o.Name, err)
+		}
 	}
 	if o.Via != "" {
 		u.via = "1.1 " + o.Via
 	}
-	maxConns := o.MaxConns
-	if maxConns == 0 {
-		maxConns = DefaultMaxConns
+	if err := checkRetry(&u.def.retry); err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", o.Name, err)
 	}
-	wait := def(o.MaxConnWait, DefaultMaxConnWait)
-	if wait < 0 {
-		wait = 0
-	}
-	dialer := &net.Dialer{Timeout: def(o.ConnectTimeout, DefaultConnectTimeout)}
-	for _, t := range u.targets {
-		host, port, err := net.SplitHostPort(t)
+	for i, t := range o.Targets {
+		w := 1
+		if o.Weights != nil {
+			w = o.Weights[i]
+		}
+		spec, err := parseTarget(t, w, u.refresh > 0)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %q: target %q: %w", o.Name, t, err)
 		}
-		if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 || host == "" {
-			return nil, fmt.Errorf("upstream %q: target %q: want host:port", o.Name, t)
+		u.specs = append(u.specs, spec)
+	}
+	// Build a balancer once with placeholder targets so that a bad algorithm or option fails the
+	// config build rather than the first resolution.
+	probe := []*balance.Target{balance.NewTarget("probe", 1)}
+	if _, err := balance.New(u.algorithm, probe, u.balOpts); err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", o.Name, err)
+	}
+	health, outlier := o.Health, o.Outlier
+	if health.Path != "" {
+		health.Interval = def(health.Interval, DefaultHealthInterval)
+		health.Timeout = def(health.Timeout, DefaultHealthTimeout)
+		if health.HealthyThreshold == 0 {
+			health.HealthyThreshold = DefaultHealthyThreshold
 		}
-		u.pools = append(u.pools, &fasthttp.HostClient{
-			Addr: t,
-			Name: o.Name,
-			Dial: func(addr string) (net.Conn, error) {
-				c, err := dialer.Dial("tcp", addr)
-				if err != nil {
-					return nil, &dialError{err: err}
-				}
-				return c, nil
-			},
-			MaxConns:                      maxConns,
-			MaxIdleConnDuration:           def(o.IdleTimeout, DefaultIdleTimeout),
-			MaxConnWaitTimeout:            wait,
-			ReadBufferSize:                u.maxHeader,
-			WriteBufferSize:               16 << 10,
-			NoDefaultUserAgentHeader:      true,
-			DisableHeaderNamesNormalizing: true,
-			DisablePathNormalizing:        true,
-			StreamResponseBody:            true,
-		})
+		if health.UnhealthyThreshold == 0 {
+			health.UnhealthyThreshold = DefaultUnhealthyThresold
+		}
+	}
+	p.outlier.Store(&outlier)
+	p.setHealth(health)
+
+	entries := u.resolveAll(context.Background(), nil)
+	if err := u.install(entries); err != nil {
+		return nil, err
+	}
+	if u.dynamic() {
+		u.stop, u.done = make(chan struct{}), make(chan struct{})
+		go u.refreshLoop()
 	}
 	return u, nil
 }
 
-// Targets returns the target addresses in round-robin order.
-func (u *Upstream) Targets() []string { return append([]string(nil), u.targets...) }
+func checkRetry(r *RetryOptions) error {
+	if r.Attempts < 0 || r.BackoffBase < 0 || r.BackoffMax < 0 || r.MinRetriesPerSecond < 0 {
+		return errors.New("negative retry setting")
+	}
+	if r.BackoffMax == 0 {
+		r.BackoffMax = max(r.BackoffBase*10, DefaultBackoffMax)
+	}
+	return nil
+}
 
-// Close closes idle pooled connections; connections still in use are closed when released.
+func parseHashOn(s string) (hashKind, []byte, error) {
+	switch {
+	case s == "" || s == "client_ip":
+		return hashClientIP, nil, nil
+	case strings.HasPrefix(s, "header:") && validToken(s[len("header:"):]):
+		return hashHeader, []byte(s[len("header:"):]), nil
+	case strings.HasPrefix(s, "cookie:") && len(s) > len("cookie:"):
+		return hashCookie, []byte(s[len("cookie:"):]), nil
+	}
+	return 0, nil, fmt.Errorf("hash_on %q: want client_ip, header:<name> or cookie:<name>", s)
+}
+
+// install makes entries the current view, acquiring their members from the pool and releasing
+// those of the view it replaces.
+func (u *Upstream) install(entries []entry) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed.Load() {
+		return nil
+	}
+	v := &view{}
+	targets := make([]*balance.Target, 0, len(entries))
+	for _, e := range entries {
+		m, err := u.pool.acquire(e.addr, e.host, e.weight)
+		if err != nil {
+			u.releaseMembers(v.members)
+			return err
+		}
+		v.members = append(v.members, m)
+		targets = append(targets, m.target)
+	}
+	bal, err := balance.New(u.algorithm, targets, u.balOpts)
+	if err != nil {
+		u.releaseMembers(v.members)
+		return fmt.Errorf("upstream %q: %w", u.name, err)
+	}
+	v.bal = bal
+	if old := u.cur.Swap(v); old != nil {
+		u.releaseMembers(old.members)
+	}
+	return nil
+}
+
+func (u *Upstream) releaseMembers(ms []*member) {
+	for _, m := range ms {
+		u.pool.release(m)
+	}
+}
+
+// Pool returns the long-lived pool under this view.
+func (u *Upstream) Pool() *Pool { return u.pool }
+
+// Targets returns the current target addresses, in balancer order.
+func (u *Upstream) Targets() []string {
+	v := u.cur.Load()
+	out := make([]string, len(v.members))
+	for i, m := range v.members {
+		out[i] = m.addr
+	}
+	return out
+}
+
+// Close stops DNS refreshes and releases this view's members; connections still in use are
+// closed when released. A standalone upstream also closes its pool.
 func (u *Upstream) Close() error {
-	u.closed.Store(true)
-	for _, p := range u.pools {
-		p.CloseIdleConnections()
+	u.mu.Lock()
+	if u.closed.Swap(true) {
+		u.mu.Unlock()
+		return nil
+	}
+	stop, done := u.stop, u.done
+	u.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+	u.mu.Lock()
+	if v := u.cur.Load(); v != nil {
+		u.releaseMembers(v.members)
+	}
+	u.mu.Unlock()
+	if u.ownPool {
+		return u.pool.Close()
 	}
 	return nil
 }
@@ -174,22 +373,55 @@ var (
 	errClientBody       = errors.New("read request body from client")
 )
 
-// Forward sends c.Request to the next target and writes the response into c.Response, or
-// replies with a JSON error through c.Fail:
+// Route returns the terminal step for a route that overrides some of the upstream's timeouts or
+// retries. It is built at config build; the returned function allocates nothing per request.
+func (u *Upstream) Route(o RouteOptions) (func(*filter.Ctx), error) {
+	p := u.def
+	if o.Timeout != nil {
+		p.timeout = *o.Timeout
+		if p.timeout == 0 {
+			p.timeout = DefaultTimeout
+		}
+	}
+	if o.RequestTimeout != nil {
+		p.request = *o.RequestTimeout
+	}
+	if o.Retry != nil {
+		p.retry = *o.Retry
+	}
+	if p.timeout < 0 || p.request < 0 {
+		return nil, errors.New("negative timeout")
+	}
+	if err := checkRetry(&p.retry); err != nil {
+		return nil, err
+	}
+	return func(c *filter.Ctx) { u.forward(c, &p) }, nil
+}
+
+// Forward sends c.Request to a target chosen by the balancer and writes the response into
+// c.Response, or replies with a JSON error through c.Fail:
 //
 //	502: connection refused, no route, connect timeout, reset, malformed response
-//	503: no free connection within MaxConnWait on any target, upstream closed
-//	504: no complete response within Timeout
+//	503: no available target (all unhealthy or ejected), no free connection, upstream closed
+//	504: no response header within Timeout, or the request ran past RequestTimeout
 //	400: the client's own body was malformed or cut short (the connection is closed)
+//
+// A failed attempt is retried, on another target when there is one, when that is safe: always
+// after a failure to connect (nothing was sent), otherwise only for an idempotent request
+// without a body. Retries wait an exponential, jittered backoff (or the upstream's
+// Retry-After), and are capped by the retry budget so that they cannot multiply an outage.
 //
 // Bodies stream in both directions; a response of known length up to 64 KiB is read whole.
 // When the upstream fails after part of a streamed response was sent, the client connection is
 // closed, which is the only way left to tell it the response is incomplete.
-func (u *Upstream) Forward(c *filter.Ctx) {
+func (u *Upstream) Forward(c *filter.Ctx) { u.forward(c, &u.def) }
+
+func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 	if u.closed.Load() {
 		c.Fail(fasthttp.StatusServiceUnavailable, fmt.Errorf("upstream %q: %w", u.name, errUpstreamClosed))
 		return
 	}
+	v := u.cur.Load()
 	u.prepareRequest(&c.Request)
 
 	var rb *clientBody
@@ -198,24 +430,124 @@ func (u *Upstream) Forward(c *filter.Ctx) {
 		rb = &clientBody{r: c.Request.BodyStream()}
 		c.Request.SetBodyStream(rb, c.Request.Header.ContentLength())
 	}
-	deadline := time.Now().Add(u.timeout)
-	n := uint64(len(u.pools))
-	start := u.next.Add(1) - 1
+	now := time.Now()
+	var reqDeadline time.Time
+	if p.request > 0 {
+		reqDeadline = now.Add(p.request)
+	}
+	sec := now.Unix()
+	u.pool.budget.request(sec)
+	// Resending is safe only when nothing of the request can have had an effect twice: an
+	// idempotent method and no body at all.
+	resendable := rb == nil && len(c.Request.Body()) == 0 && idempotent(&c.Request.Header)
+
+	var key []byte
+	switch u.hashOn {
+	case hashClientIP:
+		key = c.RemoteIP()
+	case hashHeader:
+		key = c.Request.Header.PeekBytes(u.hashName)
+	case hashCookie:
+		key = c.Request.Header.CookieBytes(u.hashName)
+	}
+
+	exclude := -1
 	var err error
-	for i := uint64(0); i < n; i++ {
-		idx := (start + i) % n
-		c.Upstream = u.targets[idx]
-		err = u.exchange(c, u.pools[idx], deadline, rb)
-		if err == nil {
-			return
+	for attempt := 0; ; attempt++ {
+		i := v.bal.Pick(key, exclude)
+		if i < 0 && exclude >= 0 {
+			// The only available target is the one that just failed: retry it rather than
+			// giving up, since a connect failure may be a blip.
+			i = v.bal.Pick(key, -1)
 		}
-		// Only failures before any byte was sent may move on to the next target.
-		var de *dialError
-		if !errors.As(err, &de) && !errors.Is(err, fasthttp.ErrNoFreeConns) {
+		if i < 0 {
+			if err == nil {
+				err = errNoTarget
+			}
 			break
 		}
+		m := v.members[i]
+		c.Upstream = m.addr
+		deadline := time.Now().Add(p.timeout)
+		if !reqDeadline.IsZero() && reqDeadline.Before(deadline) {
+			deadline = reqDeadline
+		}
+		start := m.target.Begin()
+		err = u.exchange(c, m.hc, deadline, reqDeadline, p.timeout, rb)
+		oc := outcomeOK
+		if err != nil {
+			oc = classify(err)
+		} else if sc := c.Response.StatusCode(); sc >= 500 {
+			oc = outcome5xx
+		}
+		m.target.End(start, oc != outcomeOK)
+		u.pool.observe(m, oc)
+
+		if attempt >= p.retry.Attempts || (rb != nil && rb.err != nil) {
+			break
+		}
+		var wait time.Duration
+		if err == nil {
+			// A response: retry only a gateway error on a request that may be resent.
+			sc := c.Response.StatusCode()
+			if !p.retry.RetryOn5xx || !resendable || (sc != 502 && sc != 503 && sc != 504) {
+				return
+			}
+			ra, has := retryAfter(c.Response.Header.Peek(hRetryAfter), time.Now())
+			if has && ra > p.retry.BackoffMax {
+				// The upstream asked for more patience than a retry may take: pass its answer on.
+				return
+			}
+			if !u.pool.budget.withdraw(time.Now().Unix(), p.retry.BudgetRatio, p.retry.MinRetriesPerSecond) {
+				return
+			}
+			if has {
+				wait = ra
+			}
+			if c.Response.IsBodyStream() {
+				_ = c.Response.CloseBodyStream()
+			}
+			c.Response.Reset()
+		} else {
+			var de *dialError
+			safe := errors.As(err, &de) || errors.Is(err, fasthttp.ErrNoFreeConns) || resendable
+			if !safe || !u.pool.budget.withdraw(time.Now().Unix(), p.retry.BudgetRatio, p.retry.MinRetriesPerSecond) {
+				break
+			}
+		}
+		if wait == 0 {
+			wait = backoff(attempt+1, p.retry.BackoffBase, p.retry.BackoffMax)
+		}
+		if !reqDeadline.IsZero() && time.Now().Add(wait).After(reqDeadline) {
+			if err == nil {
+				err = fasthttp.ErrTimeout
+			}
+			break
+		}
+		if wait > 0 {
+			time.Sleep(wait)
+		}
+		if len(v.members) > 1 {
+			exclude = i
+		}
+	}
+	if err == nil {
+		return
 	}
 	u.fail(c, err, rb)
+}
+
+// classify maps an attempt's error to what outlier detection counts.
+func classify(err error) outcome {
+	var de *dialError
+	if errors.As(err, &de) {
+		return outcomeConnect
+	}
+	if errors.Is(err, fasthttp.ErrNoFreeConns) {
+		// The pool is busy, not broken: not a health signal.
+		return outcomeOK
+	}
+	return outcomeOther
 }
 
 func (u *Upstream) prepareRequest(req *fasthttp.Request) {
@@ -246,8 +578,15 @@ func (u *Upstream) fail(c *filter.Ctx, err error, rb *clientBody) {
 	switch {
 	case rb != nil && rb.err != nil:
 		status = fasthttp.StatusBadRequest
+		if errors.Is(rb.err, fasthttp.ErrBodyTooLarge) {
+			status = fasthttp.StatusRequestEntityTooLarge
+		}
 		err = fmt.Errorf("%w: %w", errClientBody, rb.err)
 		c.Response.SetConnectionClose()
+	case errors.Is(err, errNoTarget):
+		// Every target is down: answer at once rather than queue behind a dead pool.
+		c.Fail(fasthttp.StatusServiceUnavailable, fmt.Errorf("upstream %q: %w", u.name, err))
+		return
 	case errors.Is(err, errUpstreamClosed), errors.Is(err, fasthttp.ErrNoFreeConns):
 		status = fasthttp.StatusServiceUnavailable
 	case errors.As(err, &de):
@@ -259,11 +598,13 @@ func (u *Upstream) fail(c *filter.Ctx, err error, rb *clientBody) {
 }
 
 // exchange runs one request/response over a pooled connection of hc. It returns nil once
-// c.Response holds the upstream response (its body possibly still streaming).
-func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline time.Time, rb *clientBody) error {
+// c.Response holds the upstream response (its body possibly still streaming). deadline bounds
+// sending and the response header (and a small body); a streamed body is bounded by
+// reqDeadline when set, and otherwise by idle, renewed at every read.
+func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, reqDeadline time.Time, idle time.Duration, rb *clientBody) error {
 	req := &c.Request
 	// A request without a body may be resent once when a pooled connection turns out to have
-	// been closed by the upstream while idle; nothing else is ever resent.
+	// been closed by the upstream while idle; nothing else is ever resent here.
 	retryStale := rb == nil && (req.Header.IsGet() || req.Header.IsHead() || req.Header.IsOptions())
 	for {
 		wait := time.Until(deadline)
@@ -339,15 +680,25 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline tim
 			return nil
 		}
 
+		s := &respStream{resp: resp, br: br, hc: hc, conn: conn}
+		if reqDeadline.IsZero() {
+			s.idle = idle
+			err = conn.SetDeadline(time.Now().Add(idle))
+		} else {
+			err = conn.SetDeadline(reqDeadline)
+		}
 		resp.StreamBody = true
-		if err = resp.ReadBody(br, 0); err != nil {
+		if err == nil {
+			err = resp.ReadBody(br, 0)
+		}
+		if err != nil {
 			hc.ReleaseReader(br)
 			hc.CloseConn(cc)
 			fasthttp.ReleaseResponse(resp)
 			return fmt.Errorf("read response body: %w", err)
 		}
 		u.copyResponse(c, resp)
-		s := &respStream{resp: resp, src: resp.BodyStream(), br: br, hc: hc}
+		s.src = resp.BodyStream()
 		s.release = func(reuse bool) {
 			if reuse && reusable && !u.closed.Load() {
 				hc.ReleaseConn(cc)
@@ -478,6 +829,8 @@ type respStream struct {
 	src     io.Reader
 	br      *bufio.Reader
 	hc      *fasthttp.HostClient
+	conn    net.Conn
+	idle    time.Duration // when set, each read may wait this long for the next bytes
 	release func(reuse bool)
 	eof     bool
 	err     error
@@ -487,6 +840,12 @@ type respStream struct {
 func (s *respStream) Read(p []byte) (int, error) {
 	if s.closed {
 		return 0, io.ErrClosedPipe
+	}
+	if s.idle > 0 {
+		if err := s.conn.SetReadDeadline(time.Now().Add(s.idle)); err != nil {
+			s.err = err
+			return 0, err
+		}
 	}
 	n, err := s.src.Read(p)
 	switch {
@@ -507,7 +866,7 @@ func (s *respStream) Close() error {
 	fasthttp.ReleaseResponse(s.resp)
 	s.hc.ReleaseReader(s.br)
 	s.release(s.eof && s.err == nil)
-	s.resp, s.src, s.br = nil, nil, nil
+	s.resp, s.src, s.br, s.conn = nil, nil, nil, nil
 	return nil
 }
 

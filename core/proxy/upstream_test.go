@@ -233,7 +233,7 @@ func TestErrorMapping(t *testing.T) {
 		c.Reset(&rc, "hold")
 		busyUp.Forward(&c)
 	}()
-	for busyUp.pools[0].ConnsCount() == 0 {
+	for busyUp.cur.Load().members[0].hc.ConnsCount() == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
 

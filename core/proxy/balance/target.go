@@ -58,6 +58,12 @@ func NewTarget(addr string, weight int) *Target {
 // reload that changes it affects only the new snapshot's balancer.
 func (t *Target) Weight() int { return int(t.weight.Load()) }
 
+// SetWeight changes the weight that balancers built from now on will read; balancers already
+// built keep the weight they read. Callers validate the range (New rejects bad weights).
+func (t *Target) SetWeight(w int) {
+	t.weight.Store(int32(min(max(w, math.MinInt32), math.MaxInt32)))
+}
+
 // Available reports whether balancers may pick the target.
 func (t *Target) Available() bool { return !t.down.Load() }
 
