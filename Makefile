@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 CONFIG   ?= config/weir.yaml
 FUZZTIME ?= 30s
 
-.PHONY: all build run test check vet fmt race bench fuzz clean
+.PHONY: all build run test check vet fmt race bench fuzz clean plugins
 
 all: build
 
@@ -38,6 +38,11 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./filters/... | tee bench/out-go.txt
 	./bench/compare.sh
+
+# Every SDK example built from source into sdk/out/<lang>-<example>.wasm; a missing toolchain
+# is reported and skipped (WEIR_REQUIRE_ALL=1 makes it an error).
+plugins:
+	GO=$(GO) ./sdk/build.sh
 
 # Every fuzz target for FUZZTIME each.
 fuzz:

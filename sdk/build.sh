@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Builds every SDK example from source into sdk/out/<lang>-<example>.wasm.
+#
+#   sdk/build.sh [c|rust|assemblyscript|go ...]     (default: all four)
+#
+# A language whose toolchain is missing is reported and skipped, unless WEIR_REQUIRE_ALL=1
+# (CI sets it), which turns a missing toolchain into a failure. A failing build always fails.
+set -uo pipefail
+cd "$(dirname "$0")"
+OUT=${WEIR_SDK_OUT:-out}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+GO=${GO:-go}
+status=0
+
+skip() { # lang, reason
+	if [ "${WEIR_REQUIRE_ALL:-0}" = 1 ]; then
+		echo "plugins: $1: FAILED: $2" >&2
+		status=1
+	else
+		echo "plugins: $1: skipped: $2" >&2
+	fi
+}
+
+built() { echo "plugins: built $1 ($(wc -c <"$1") bytes)"; }
+
+build_c() {
+	if ! command -v "${CLANG:-clang}" >/dev/null; then
+		skip c "clang not found (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)"
+		return
+	fi
+	local probe
+	probe=$(mktemp -d)
+	echo 'int x;' >"$probe/p.c"
+	if ! "${CLANG:-clang}" --target=wasm32-wasi -mexec-model=reactor -o "$probe/p.wasm" "$probe/p.c" 2>"$probe/err"; then
+		skip c "clang cannot link for wasm32-wasi (apt-get install lld wasi-libc libclang-rt-14-dev-wasm32): $(head -1 "$probe/err")"
+		rm -rf "$probe"
+		return
+	fi
+	rm -rf "$probe"
+	for d in c/examples/*/; do
+		local name out
+		name=$(basename "$d")
+		out="$OUT/c-$name.wasm"
+		if "${CLANG:-clang}" --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror \
+			-Wl,--strip-all -o "$out" "$d"main.c; then
+			built "$out"
+		else
+			echo "plugins: c: $name failed to build" >&2
+			status=1
+		fi
+	done
+}
+
+# Debian's rustc 1.63 names the target wasm32-wasi; newer toolchains name it wasm32-wasip1. Use
+# the first rustc that has either standard library installed.
+find_rustc() {
+	local r sysroot t
+	for r in ${RUSTC:-} rustc /usr/bin/rustc; do
+		command -v "$r" >/dev/null || continue
+		sysroot=$("$r" --print sysroot 2>/dev/null) || continue
+		for t in wasm32-wasip1 wasm32-wasi; do
+			if [ -d "$sysroot/lib/rustlib/$t/lib" ]; then
+				RUST=$r
+				RUST_TARGET=$t
+				return 0
+			fi
+		done
+	done
+	return 1
+}
+
+build_rust() {
+	if ! find_rustc; then
+		skip rust "no rustc with the wasm32-wasi standard library (apt-get install rustc libstd-rust-dev-wasm32)"
+		return
+	fi
+	local tmp
+	tmp=$(mktemp -d)
+	local flags=(--edition 2021 --target "$RUST_TARGET" -O -C panic=abort)
+	if ! "$RUST" "${flags[@]}" --crate-type rlib --crate-name weir rust/src/lib.rs -o "$tmp/libweir.rlib"; then
+		echo "plugins: rust: the weir crate failed to build" >&2
+		status=1
+		rm -rf "$tmp"
+		return
+	fi
+	for d in rust/examples/*/; do
+		local name out
+		name=$(basename "$d")
+		out="$OUT/rust-$name.wasm"
+		if "$RUST" "${flags[@]}" -C lto -C strip=symbols --crate-type cdylib --crate-name "${name//-/_}" \
+			--extern weir="$tmp/libweir.rlib" -L "$tmp" "$d"main.rs -o "$out"; then
+			built "$out"
+		else
+			echo "plugins: rust: $name failed to build" >&2
+			status=1
+		fi
+	done
+	rm -rf "$tmp"
+}
+
+build_assemblyscript() {
+	local asc=assemblyscript/node_modules/.bin/asc
+	if ! command -v node >/dev/null; then
+		skip assemblyscript "node not found (apt-get install nodejs npm)"
+		return
+	fi
+	if [ ! -x "$asc" ]; then
+		if command -v npm >/dev/null; then
+			(cd assemblyscript && npm ci --no-audit --no-fund --silent) >&2
+		fi
+		if [ ! -x "$asc" ]; then
+			skip assemblyscript "the AssemblyScript compiler is not installed (cd sdk/assemblyscript && npm ci)"
+			return
+		fi
+	fi
+	for d in assemblyscript/examples/*/; do
+		local name out
+		name=$(basename "$d")
+		out="$OUT/assemblyscript-$name.wasm"
+		# --exportStart: top-level code runs from _initialize, which the host calls once per
+		# instance; --use abort: traps through the SDK instead of importing env.abort.
+		if (cd assemblyscript && node_modules/.bin/asc "examples/$name/index.ts" -O3 --noAssert \
+			--exportStart _initialize --use abort=assembly/index/weirAbort -o "$out"); then
+			built "$out"
+		else
+			echo "plugins: assemblyscript: $name failed to build" >&2
+			status=1
+		fi
+	done
+}
+
+build_go() {
+	if ! command -v "$GO" >/dev/null; then
+		skip go "go not found"
+		return
+	fi
+	for d in go/examples/*/; do
+		local name out
+		name=$(basename "$d")
+		out="$OUT/go-$name.wasm"
+		if (cd go && GOOS=wasip1 GOARCH=wasm "$GO" build -buildmode=c-shared -trimpath -ldflags=-s \
+			-o "$out" "./examples/$name"); then
+			built "$out"
+		else
+			echo "plugins: go: $name failed to build" >&2
+			status=1
+		fi
+	done
+}
+
+langs=("$@")
+[ ${#langs[@]} -eq 0 ] && langs=(c rust assemblyscript go)
+for l in "${langs[@]}"; do
+	case $l in
+	c | rust | assemblyscript | go) "build_$l" ;;
+	*)
+		echo "plugins: unknown language $l" >&2
+		status=1
+		;;
+	esac
+done
+exit $status
