@@ -216,13 +216,13 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
 		if seen&bXFF != 0 {
 			appendXFF(h, ip)
 		} else {
-			h.SetBytesV(hXFF, ip)
+			h.SetCanonical(kXFF, ip)
 		}
 		if seen&bXFProto == 0 {
 			setProto(ctx)
 		}
 		if seen&bXFHost == 0 {
-			setXFHost(h)
+			setXFHost(ctx)
 		}
 		return
 	}
@@ -233,25 +233,39 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
 		h.Del(hForwarded)
 	}
 	// Set replaces every incoming copy of the field.
-	h.SetBytesV(hXFF, ip)
+	h.SetCanonical(kXFF, ip)
 	setProto(ctx)
 	if seen&bXFHost != 0 {
 		h.Del(hXFHost)
 	}
-	setXFHost(h)
+	setXFHost(ctx)
 }
+
+// Pre-built keys and values: SetCanonical with an already canonical key skips fasthttp's
+// per-call copy and case normalization of the name.
+var (
+	kXFF     = []byte(hXFF)
+	kXFProto = []byte(hXFProto)
+	kXFHost  = []byte(hXFHost)
+	vHTTP    = []byte("http")
+	vHTTPS   = []byte("https")
+)
 
 func setProto(ctx *fasthttp.RequestCtx) {
 	if ctx.IsTLS() {
-		ctx.Request.Header.Set(hXFProto, "https")
+		ctx.Request.Header.SetCanonical(kXFProto, vHTTPS)
 	} else {
-		ctx.Request.Header.Set(hXFProto, "http")
+		ctx.Request.Header.SetCanonical(kXFProto, vHTTP)
 	}
 }
 
-func setXFHost(h *fasthttp.RequestHeader) {
-	if host := h.Host(); len(host) > 0 {
-		h.SetBytesV(hXFHost, host)
+// setXFHost records the host the request is routed on and sent upstream with: the authority of
+// an absolute-form target when there is one (RFC 9112 section 3.2.2: it wins over Host), else
+// Host. Taking the Host field instead would tell the upstream one host in Host and another in
+// X-Forwarded-Host.
+func setXFHost(ctx *fasthttp.RequestCtx) {
+	if host := ctx.Host(); len(host) > 0 {
+		ctx.Request.Header.SetCanonical(kXFHost, host)
 	}
 }
 
@@ -274,7 +288,7 @@ func appendXFF(h *fasthttp.RequestHeader, ip []byte) {
 		b = append(b, ',', ' ')
 	}
 	b = append(b, ip...)
-	h.SetBytesV(hXFF, b)
+	h.SetCanonical(kXFF, b)
 }
 
 func appendPeerIP(dst []byte, ctx *fasthttp.RequestCtx) []byte {
