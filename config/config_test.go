@@ -227,7 +227,7 @@ func TestParseErrors(t *testing.T) {
 		{"two documents", "routes: []\n---\nroutes: []", `test.yaml:2: invalid YAML: a config file holds one YAML document`},
 		{"not a mapping", "- a", `test.yaml: expected a mapping of sections`},
 		{"empty", "", `test.yaml: routes: no routes`},
-		{"unknown top key", minimal + "plugins: {}", `test.yaml:4: plugins: unknown key "plugins"`},
+		{"unknown top key", minimal + "plugin: {}", `test.yaml:4: plugin: unknown key "plugin"`},
 		{"unknown server key", minimal + "server: { lisen: x }", `test.yaml:4: server: unknown key "lisen"`},
 		{"server scalar", minimal + "server: 5", `test.yaml:4: server: expected a mapping, got 5`},
 		{"unknown match key", "upstreams: {u: {targets: [a:1]}}\nroutes: [{name: r, upstream: u, match: {hostt: x}}]",

@@ -53,6 +53,8 @@ var settings = []setting{
 	// No peer is trusted to set X-Forwarded-* until the operator says so.
 	{"server.trusted_proxies", []string{}},
 	{"server.via", "weir"},
+	// Compiled plugins are cached on disk so a restart does not recompile them.
+	{"server.plugin_cache_dir", ""},
 	{"access_log.enabled", true},
 	{"access_log.output", "stdout"},
 	{"access_log.sample", 1},
@@ -124,7 +126,7 @@ func Parse(name string, data []byte, extra ...func(*Config) error) (*Config, err
 }
 
 // topKeys are the sections of a config file.
-var topKeys = []string{"server", "access_log", "upstreams", "routes"}
+var topKeys = []string{"server", "access_log", "upstreams", "routes", "plugins"}
 
 // decode turns bytes into a Config. It returns a nil Config only when the bytes are not a YAML
 // mapping at all; otherwise it decodes as much as it can, so that Validate can report the rest.
@@ -163,6 +165,7 @@ func decode(name string, data []byte) (*Config, error) {
 	decodeSettings(p, data, sections, c)
 	decodeUpstreams(p, sections["upstreams"], c)
 	decodeRoutes(p, sections["routes"], c)
+	decodePlugins(p, sections["plugins"], c)
 	return c, p.err()
 }
 

@@ -17,6 +17,8 @@ type Config struct {
 	AccessLog AccessLog           `mapstructure:"access_log" json:"access_log"`
 	Upstreams map[string]Upstream `mapstructure:"upstreams" json:"upstreams"`
 	Routes    []Route             `mapstructure:"routes" json:"routes"`
+	// Plugins are the WebAssembly plugins by name; each name is a filter name for routes.
+	Plugins map[string]Plugin `mapstructure:"-" json:"plugins,omitempty"`
 
 	// lines maps key paths ("routes[2].match") to their line in File, for error messages.
 	lines map[string]int
@@ -47,6 +49,9 @@ type Server struct {
 	TrustedProxies []string `mapstructure:"trusted_proxies" json:"trusted_proxies"`
 	// Via is the pseudonym added to the Via header; empty disables Via.
 	Via string `mapstructure:"via" json:"via"`
+	// PluginCacheDir holds compiled WebAssembly plugins across restarts: "" is
+	// <user cache dir>/weir/wasm, "off" compiles in memory only.
+	PluginCacheDir string `mapstructure:"plugin_cache_dir" json:"plugin_cache_dir"`
 }
 
 // AccessLog configures the one-line-per-request JSON log.

@@ -30,6 +30,7 @@ func Validate(c *Config, knownFilter func(name string) bool) error {
 		validateUpstream(p, name, c.Upstreams[name])
 	}
 	validateRoutes(p, c, knownFilter)
+	validatePlugins(p, c)
 	return p.err()
 }
 
@@ -141,7 +142,7 @@ func validateRoutes(p *problems, c *Config, knownFilter func(string) bool) {
 			switch {
 			case strings.TrimSpace(f.Name) == "":
 				p.add(fpath, r.Name, "", errors.New("filter name is empty"))
-			case knownFilter != nil && !knownFilter(f.Name):
+			case knownFilter != nil && !knownFilter(f.Name) && !hasPlugin(c, f.Name):
 				p.add(fpath, r.Name, f.Name, errors.New("unknown filter"))
 			}
 		}

@@ -184,7 +184,10 @@ func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, lo
 	)
 	for j, fc := range rc.Filters {
 		where := &config.Error{File: cfg.File, Path: fmt.Sprintf("routes[%d].filters[%d]", i, j), Route: rc.Name, Filter: fc.Name}
-		factory, ok := filter.Lookup(fc.Name)
+		factory, ok := pluginFactory(cfg, fc.Name)
+		if !ok {
+			factory, ok = filter.Lookup(fc.Name)
+		}
 		if !ok {
 			where.Line = cfg.Line(where.Path)
 			where.Err = fmt.Errorf("unknown filter %q (built-in: %s)", fc.Name, strings.Join(filter.Names(), ", "))

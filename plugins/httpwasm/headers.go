@@ -1,0 +1,276 @@
+package httpwasm
+
+import (
+	"context"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/valyala/fasthttp"
+)
+
+// headerSet is the part of fasthttp's request and response headers the header functions need.
+type headerSet interface {
+	PeekAll(key string) [][]byte
+	SetBytesKV(key, value []byte)
+	AddBytesKV(key, value []byte)
+	DelBytes(key []byte)
+	AddTrailerBytes(key []byte) error
+}
+
+// headers returns the header set of kind, and whether kind is a trailer kind.
+func (s *State) headers(fn string, kind uint32) (headerSet, bool) {
+	rc := s.request(fn)
+	switch kind {
+	case HeaderRequest:
+		return &rc.Request.Header, false
+	case HeaderResponse:
+		return &rc.Response.Header, false
+	case HeaderRequestTrailers:
+		return &rc.Request.Header, true
+	case HeaderResponseTrailers:
+		return &rc.Response.Header, true
+	}
+	panic(trap(fn, "unknown header kind %d", kind))
+}
+
+// mutableHeaders returns the header set of kind for a change, enforcing the phase rules: the
+// request (and its trailers) only in handle_request, the response after next only with
+// buffer_response, trailers only with the trailers feature.
+func (s *State) mutableHeaders(fn string, kind uint32) headerSet {
+	h, trailers := s.headers(fn, kind)
+	if trailers && s.features&FeatureTrailers == 0 {
+		panic(&Trap{Func: fn, Msg: "trailers need feature trailers"})
+	}
+	switch kind {
+	case HeaderRequest, HeaderRequestTrailers:
+		s.mutateRequest(fn)
+	default:
+		s.mutateResponse(fn)
+	}
+	return h
+}
+
+func getHeaderNames(ctx context.Context, mod api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	kind := u32(stack[0])
+	h, trailers := s.headers("get_header_names", kind)
+	s.scratch = s.scratch[:0]
+	count := 0
+	add := func(k []byte) {
+		if len(k) == 0 || hasName(s.scratch, k) {
+			return
+		}
+		for _, c := range k {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			s.scratch = append(s.scratch, c)
+		}
+		s.scratch = append(s.scratch, 0)
+		count++
+	}
+	switch {
+	case trailers && s.features&FeatureTrailers == 0:
+		// Without the feature a host reports no trailers.
+	case trailers:
+		switch x := h.(type) {
+		case *fasthttp.RequestHeader:
+			for k := range x.Trailers() {
+				add(k)
+			}
+		case *fasthttp.ResponseHeader:
+			for k := range x.Trailers() {
+				add(k)
+			}
+		}
+	default:
+		switch x := h.(type) {
+		case *fasthttp.RequestHeader:
+			for k := range x.All() {
+				add(k)
+			}
+		case *fasthttp.ResponseHeader:
+			for k := range x.All() {
+				add(k)
+			}
+		}
+	}
+	n := writeIfFits("get_header_names", mod, u32(stack[1]), u32(stack[2]), s.scratch)
+	stack[0] = countLen(count, n)
+}
+
+// hasName reports whether the NUL-terminated list holds k, ignoring ASCII case.
+func hasName(list, k []byte) bool {
+	for len(list) > 0 {
+		i := 0
+		for i < len(list) && list[i] != 0 {
+			i++
+		}
+		if equalFold(list[:i], k) {
+			return true
+		}
+		if i == len(list) {
+			return false
+		}
+		list = list[i+1:]
+	}
+	return false
+}
+
+func equalFold(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func countLen(count int, n uint32) uint64 {
+	if count == 0 {
+		return 0
+	}
+	return uint64(count)<<32 | uint64(n)
+}
+
+// isTrailerName reports whether name is a declared trailer of h.
+func isTrailerName(h headerSet, name []byte) bool {
+	switch x := h.(type) {
+	case *fasthttp.RequestHeader:
+		for k := range x.Trailers() {
+			if equalFold(k, name) {
+				return true
+			}
+		}
+	case *fasthttp.ResponseHeader:
+		for k := range x.Trailers() {
+			if equalFold(k, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func getHeaderValues(ctx context.Context, mod api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	kind := u32(stack[0])
+	h, trailers := s.headers("get_header_values", kind)
+	nameLen := u32(stack[2])
+	if nameLen == 0 || nameLen > MaxFieldLen {
+		panic(trap("get_header_values", "header name length %d (want 1..%d)", nameLen, MaxFieldLen))
+	}
+	name := read("get_header_values", mod, u32(stack[1]), nameLen)
+	if trailers && (s.features&FeatureTrailers == 0 || !isTrailerName(h, name)) {
+		stack[0] = 0
+		return
+	}
+	vals := h.PeekAll(b2s(name))
+	s.scratch = s.scratch[:0]
+	for _, v := range vals {
+		s.scratch = append(s.scratch, v...)
+		s.scratch = append(s.scratch, 0)
+	}
+	n := writeIfFits("get_header_values", mod, u32(stack[3]), u32(stack[4]), s.scratch)
+	stack[0] = countLen(len(vals), n)
+}
+
+// field reads and checks a header name and value from guest memory. Invalid names and values
+// trap: a CR or LF in a value would let a plugin split the response.
+func field(fn string, mod api.Module, stack []uint64) (name, value []byte) {
+	nlen, vlen := u32(stack[2]), u32(stack[4])
+	if nlen == 0 || uint64(nlen)+uint64(vlen) > MaxFieldLen {
+		panic(trap(fn, "header of %d+%d bytes (name must be 1 byte or more, name+value at most %d)", nlen, vlen, MaxFieldLen))
+	}
+	name = read(fn, mod, u32(stack[1]), nlen)
+	if !isToken(name) {
+		panic(trap(fn, "%.64q is not a valid header name", name))
+	}
+	value = read(fn, mod, u32(stack[3]), vlen)
+	for _, c := range value {
+		if c == '\r' || c == '\n' || c == 0 {
+			panic(trap(fn, "value of header %.64q has a CR, LF or NUL byte", name))
+		}
+	}
+	return name, value
+}
+
+func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	kind := u32(stack[0])
+	h := s.mutableHeaders("set_header_value", kind)
+	name, value := field("set_header_value", mod, stack)
+	if kind >= HeaderRequestTrailers {
+		declareTrailer("set_header_value", h, name)
+	}
+	h.SetBytesKV(name, value)
+}
+
+func addHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	kind := u32(stack[0])
+	h := s.mutableHeaders("add_header_value", kind)
+	name, value := field("add_header_value", mod, stack)
+	if kind >= HeaderRequestTrailers {
+		declareTrailer("add_header_value", h, name)
+	}
+	h.AddBytesKV(name, value)
+}
+
+func declareTrailer(fn string, h headerSet, name []byte) {
+	if isTrailerName(h, name) {
+		return
+	}
+	if err := h.AddTrailerBytes(name); err != nil {
+		panic(trap(fn, "cannot send %.64q as a trailer: %v", name, err))
+	}
+}
+
+func removeHeader(ctx context.Context, mod api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	kind := u32(stack[0])
+	h := s.mutableHeaders("remove_header", kind)
+	n := u32(stack[2])
+	if n == 0 || n > MaxFieldLen {
+		panic(trap("remove_header", "header name length %d (want 1..%d)", n, MaxFieldLen))
+	}
+	h.DelBytes(read("remove_header", mod, u32(stack[1]), n))
+}
+
+// isToken reports whether b is an RFC 9110 token, the syntax of methods and header names.
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tokenChars[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChars = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()

@@ -1,0 +1,419 @@
+package httpwasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"unsafe"
+
+	"github.com/rs/zerolog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/valyala/fasthttp"
+)
+
+// Trap is the value a host function panics with when the guest misuses the ABI; wazero turns
+// the panic into an error from the guest call, which discards the instance.
+type Trap struct {
+	Func string
+	Msg  string
+}
+
+func (t *Trap) Error() string { return ModuleName + "." + t.Func + ": " + t.Msg }
+
+// Traps that carry no data are built once, so a trapping path does not allocate either.
+var (
+	errNoState = &Trap{Func: "*", Msg: "called with no plugin state (host bug)"}
+)
+
+func trap(fn, format string, args ...any) *Trap {
+	return &Trap{Func: fn, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Signature is one host function's parameter and result types.
+type Signature struct {
+	Params, Results []api.ValueType
+}
+
+var (
+	i32 = api.ValueTypeI32
+	i64 = api.ValueTypeI64
+)
+
+type hostFunc struct {
+	name string
+	sig  Signature
+	fn   api.GoModuleFunc
+}
+
+// functions is the whole ABI, in the specification's order.
+var functions = []hostFunc{
+	{"enable_features", Signature{[]api.ValueType{i32}, []api.ValueType{i32}}, enableFeatures},
+	{"get_config", Signature{[]api.ValueType{i32, i32}, []api.ValueType{i32}}, getConfig},
+	{"log_enabled", Signature{[]api.ValueType{i32}, []api.ValueType{i32}}, logEnabled},
+	{"log", Signature{[]api.ValueType{i32, i32, i32}, nil}, logFn},
+	{"get_method", Signature{[]api.ValueType{i32, i32}, []api.ValueType{i32}}, getMethod},
+	{"set_method", Signature{[]api.ValueType{i32, i32}, nil}, setMethod},
+	{"get_uri", Signature{[]api.ValueType{i32, i32}, []api.ValueType{i32}}, getURI},
+	{"set_uri", Signature{[]api.ValueType{i32, i32}, nil}, setURI},
+	{"get_protocol_version", Signature{[]api.ValueType{i32, i32}, []api.ValueType{i32}}, getProtocolVersion},
+	{"get_header_names", Signature{[]api.ValueType{i32, i32, i32}, []api.ValueType{i64}}, getHeaderNames},
+	{"get_header_values", Signature{[]api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i64}}, getHeaderValues},
+	{"set_header_value", Signature{[]api.ValueType{i32, i32, i32, i32, i32}, nil}, setHeaderValue},
+	{"add_header_value", Signature{[]api.ValueType{i32, i32, i32, i32, i32}, nil}, addHeaderValue},
+	{"remove_header", Signature{[]api.ValueType{i32, i32, i32}, nil}, removeHeader},
+	{"read_body", Signature{[]api.ValueType{i32, i32, i32}, []api.ValueType{i64}}, readBody},
+	{"write_body", Signature{[]api.ValueType{i32, i32, i32}, nil}, writeBody},
+	{"get_status_code", Signature{nil, []api.ValueType{i32}}, getStatusCode},
+	{"set_status_code", Signature{[]api.ValueType{i32}, nil}, setStatusCode},
+	{"get_source_addr", Signature{[]api.ValueType{i32, i32}, []api.ValueType{i32}}, getSourceAddr},
+}
+
+// Functions returns every host function's signature by name (for import checks and
+// `weir plugin inspect`).
+func Functions() map[string]Signature {
+	m := make(map[string]Signature, len(functions))
+	for _, f := range functions {
+		m[f.name] = f.sig
+	}
+	return m
+}
+
+// Instantiate registers the http_handler host module in r.
+func Instantiate(ctx context.Context, r wazero.Runtime) error {
+	b := r.NewHostModuleBuilder(ModuleName)
+	for _, f := range functions {
+		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.sig.Params, f.sig.Results).Export(f.name)
+	}
+	if _, err := b.Instantiate(ctx); err != nil {
+		return fmt.Errorf("instantiate %s host module: %w", ModuleName, err)
+	}
+	return nil
+}
+
+// --- guest memory -------------------------------------------------------------------------
+
+// read returns a view of guest memory [ptr, ptr+n); out of bounds traps. The view is valid only
+// until the guest runs again, so callers copy (fasthttp's setters do).
+func read(fn string, mod api.Module, ptr, n uint32) []byte {
+	mem := mod.Memory()
+	if mem == nil {
+		panic(&Trap{Func: fn, Msg: "guest exports no memory"})
+	}
+	b, ok := mem.Read(ptr, n)
+	if !ok {
+		panic(trap(fn, "out of bounds memory access: %d bytes at %d (memory is %d bytes)", n, ptr, mem.Size()))
+	}
+	return b
+}
+
+// writeIfFits writes v at buf when it fits limit and returns len(v) either way, as every get_*
+// function of the ABI does.
+func writeIfFits(fn string, mod api.Module, buf, limit uint32, v []byte) uint32 {
+	n := uint32(len(v))
+	if n > limit || n == 0 {
+		return n
+	}
+	mem := mod.Memory()
+	if mem == nil {
+		panic(&Trap{Func: fn, Msg: "guest exports no memory"})
+	}
+	if !mem.Write(buf, v) {
+		panic(trap(fn, "out of bounds memory access: %d bytes at %d (memory is %d bytes)", n, buf, mem.Size()))
+	}
+	return n
+}
+
+// b2s views b as a string without copying, for fasthttp calls that copy or only compare.
+func b2s(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func u32(v uint64) uint32 { return uint32(v) }
+
+// --- administrative -----------------------------------------------------------------------
+
+func enableFeatures(ctx context.Context, _ api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	f := Feature(u32(stack[0])) & Supported
+	if s.phase == PhaseNone {
+		s.base |= f
+		s.features |= f
+	} else {
+		s.features |= f
+	}
+	stack[0] = uint64(Supported)
+}
+
+func getConfig(ctx context.Context, mod api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	stack[0] = uint64(writeIfFits("get_config", mod, u32(stack[0]), u32(stack[1]), s.Config))
+}
+
+func zerologLevel(level int32) (zerolog.Level, bool) {
+	switch {
+	case level <= LogDebug:
+		return zerolog.DebugLevel, true
+	case level == LogInfo:
+		return zerolog.InfoLevel, true
+	case level == LogWarn:
+		return zerolog.WarnLevel, true
+	case level == LogError:
+		return zerolog.ErrorLevel, true
+	}
+	return zerolog.NoLevel, false
+}
+
+func logEnabled(ctx context.Context, _ api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	lvl, ok := zerologLevel(int32(u32(stack[0])))
+	if ok && lvl >= s.Log.GetLevel() && lvl >= zerolog.GlobalLevel() {
+		stack[0] = 1
+	} else {
+		stack[0] = 0
+	}
+}
+
+func logFn(ctx context.Context, mod api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	lvl, ok := zerologLevel(int32(u32(stack[0])))
+	if !ok {
+		return
+	}
+	ev := s.Log.WithLevel(lvl)
+	if ev == nil {
+		return
+	}
+	// The ABI says a host that fails to log ignores the message rather than trapping.
+	mem := mod.Memory()
+	if mem == nil {
+		ev.Discard()
+		return
+	}
+	n := min(u32(stack[2]), MaxLogLen)
+	msg, ok := mem.Read(u32(stack[1]), n)
+	if !ok {
+		ev.Discard()
+		return
+	}
+	// zerolog copies the message into its buffer before Msg returns.
+	ev.Str("source", "guest").Msg(b2s(msg))
+}
+
+// --- request ------------------------------------------------------------------------------
+
+// request returns the current request, trapping outside one.
+func (s *State) request(fn string) *fasthttp.RequestCtx {
+	if s.rc == nil {
+		panic(&Trap{Func: fn, Msg: "called outside handle_request/handle_response"})
+	}
+	return s.rc
+}
+
+// mutateRequest returns the request for a change, trapping in the response phase: by then the
+// request has been sent upstream.
+func (s *State) mutateRequest(fn string) *fasthttp.RequestCtx {
+	rc := s.request(fn)
+	if s.phase != PhaseRequest {
+		panic(&Trap{Func: fn, Msg: "the request can no longer be changed in handle_response"})
+	}
+	return rc
+}
+
+// mutateResponse returns the response for a change. After next, that needs buffer_response,
+// as the ABI says: without it the response may already be on its way to the client.
+func (s *State) mutateResponse(fn string) *fasthttp.RequestCtx {
+	rc := s.request(fn)
+	if s.phase == PhaseResponse && s.features&FeatureBufferResponse == 0 {
+		panic(&Trap{Func: fn, Msg: "changing the response in handle_response needs feature buffer_response"})
+	}
+	return rc
+}
+
+func getMethod(ctx context.Context, mod api.Module, stack []uint64) {
+	rc := stateOf(ctx).request("get_method")
+	stack[0] = uint64(writeIfFits("get_method", mod, u32(stack[0]), u32(stack[1]), rc.Request.Header.Method()))
+}
+
+func setMethod(ctx context.Context, mod api.Module, stack []uint64) {
+	rc := stateOf(ctx).mutateRequest("set_method")
+	n := u32(stack[1])
+	if n == 0 || n > 64 {
+		panic(trap("set_method", "method length %d (want 1..64)", n))
+	}
+	m := read("set_method", mod, u32(stack[0]), n)
+	if !isToken(m) {
+		panic(trap("set_method", "%q is not a valid method", m))
+	}
+	rc.Request.Header.SetMethodBytes(m)
+}
+
+func getURI(ctx context.Context, mod api.Module, stack []uint64) {
+	rc := stateOf(ctx).request("get_uri")
+	uri := rc.Request.URI().RequestURI()
+	if len(uri) == 0 {
+		uri = slash
+	}
+	stack[0] = uint64(writeIfFits("get_uri", mod, u32(stack[0]), u32(stack[1]), uri))
+}
+
+var slash = []byte("/")
+
+func setURI(ctx context.Context, mod api.Module, stack []uint64) {
+	rc := stateOf(ctx).mutateRequest("set_uri")
+	n := u32(stack[1])
+	if n == 0 || n > MaxFieldLen {
+		panic(trap("set_uri", "uri length %d (want 1..%d)", n, MaxFieldLen))
+	}
+	uri := read("set_uri", mod, u32(stack[0]), n)
+	if uri[0] != '/' {
+		panic(trap("set_uri", "uri %.64q does not start with \"/\"", uri))
+	}
+	for _, c := range uri {
+		// The ABI requires an encoded URI; a space or control byte would split the request line.
+		if c <= ' ' || c == 0x7f {
+			panic(trap("set_uri", "uri %.64q has a byte that must be percent-encoded", uri))
+		}
+	}
+	rc.Request.SetRequestURIBytes(uri)
+}
+
+var http11 = []byte("HTTP/1.1")
+
+func getProtocolVersion(ctx context.Context, mod api.Module, stack []uint64) {
+	rc := stateOf(ctx).request("get_protocol_version")
+	p := rc.Request.Header.Protocol()
+	if len(p) == 0 {
+		p = http11
+	}
+	stack[0] = uint64(writeIfFits("get_protocol_version", mod, u32(stack[0]), u32(stack[1]), p))
+}
+
+func getSourceAddr(ctx context.Context, mod api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	rc := s.request("get_source_addr")
+	s.scratch = s.scratch[:0]
+	switch a := rc.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		s.scratch = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).AppendTo(s.scratch)
+	default:
+		s.scratch = append(s.scratch, a.String()...)
+	}
+	stack[0] = uint64(writeIfFits("get_source_addr", mod, u32(stack[0]), u32(stack[1]), s.scratch))
+}
+
+// --- response status ----------------------------------------------------------------------
+
+func getStatusCode(ctx context.Context, _ api.Module, stack []uint64) {
+	rc := stateOf(ctx).request("get_status_code")
+	stack[0] = uint64(uint32(rc.Response.StatusCode()))
+}
+
+func setStatusCode(ctx context.Context, _ api.Module, stack []uint64) {
+	rc := stateOf(ctx).mutateResponse("set_status_code")
+	code := int32(u32(stack[0]))
+	if code < 100 || code > 599 {
+		panic(trap("set_status_code", "status %d is not in 100..599", code))
+	}
+	rc.Response.SetStatusCode(int(code))
+}
+
+// --- bodies -------------------------------------------------------------------------------
+
+// requestBody returns the whole request body, reading a streamed body into memory first so
+// that the next handler (and a later read) still sees all of it.
+func (s *State) requestBody(fn string) []byte {
+	req := &s.request(fn).Request
+	if req.IsBodyStream() {
+		b, err := io.ReadAll(req.BodyStream())
+		if err != nil {
+			panic(trap(fn, "read request body: %v", err))
+		}
+		req.SetBody(b)
+	}
+	return req.Body()
+}
+
+func readBody(ctx context.Context, mod api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	kind, buf, limit := u32(stack[0]), u32(stack[1]), u32(stack[2])
+	if limit == 0 {
+		panic(&Trap{Func: "read_body", Msg: "buf_limit is zero"})
+	}
+	var body []byte
+	var off *int
+	switch kind {
+	case BodyRequest:
+		body, off = s.requestBody("read_body"), &s.reqBodyOff
+	case BodyResponse:
+		rc := s.request("read_body")
+		if s.phase == PhaseResponse && s.features&FeatureBufferResponse == 0 {
+			// Without buffering the ABI lets the host report the body as already consumed.
+			stack[0] = 1 << 32
+			return
+		}
+		body, off = rc.Response.Body(), &s.respBodyOff
+	default:
+		panic(trap("read_body", "unknown body kind %d", kind))
+	}
+	rest := body[min(*off, len(body)):]
+	n := min(uint32(len(rest)), limit)
+	if n > 0 {
+		if !mod.Memory().Write(buf, rest[:n]) {
+			panic(trap("read_body", "out of bounds memory access: %d bytes at %d", n, buf))
+		}
+	}
+	*off += int(n)
+	var eof uint64
+	if *off >= len(body) {
+		eof = 1
+	}
+	stack[0] = eof<<32 | uint64(n)
+}
+
+func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
+	s := stateOf(ctx)
+	kind, ptr, n := u32(stack[0]), u32(stack[1]), u32(stack[2])
+	if s.wrote+int(n) > MaxBodyWrite {
+		panic(trap("write_body", "more than %d bytes written to bodies in one request", MaxBodyWrite))
+	}
+	switch kind {
+	case BodyRequest:
+		rc := s.mutateRequest("write_body")
+		b := read("write_body", mod, ptr, n)
+		if !s.reqBodyWrote {
+			rc.Request.SetBody(b)
+			s.reqBodyWrote = true
+		} else {
+			rc.Request.AppendBody(b)
+		}
+	case BodyResponse:
+		rc := s.mutateResponse("write_body")
+		b := read("write_body", mod, ptr, n)
+		if !s.respBodyWrote {
+			rc.Response.SetBody(b)
+			s.respBodyWrote = true
+		} else {
+			rc.Response.AppendBody(b)
+		}
+	default:
+		panic(trap("write_body", "unknown body kind %d", kind))
+	}
+	s.wrote += int(n)
+}
+
+// errors.Is support for tests and the runtime's fault accounting.
+var _ error = (*Trap)(nil)
+
+// IsTrap reports whether err came from a host function refusing a call.
+func IsTrap(err error) bool {
+	var t *Trap
+	return errors.As(err, &t)
+}

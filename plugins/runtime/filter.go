@@ -1,0 +1,126 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/core/filter"
+)
+
+// Filter runs a plugin on a route. handle_request runs in OnRequest; when the guest continues,
+// the same instance is kept in the request's Ctx slot and handle_response runs on it in
+// OnResponse, as the ABI requires (guests correlate the two calls through instance memory).
+type Filter struct {
+	m       *Module
+	slot    int
+	name    string
+	release func() error
+}
+
+var _ filter.Filter = (*Filter)(nil)
+var _ io.Closer = (*Filter)(nil)
+
+// NewFilter returns the plugin described by spec as a filter for env's route. The module comes
+// from env.Shared, keyed by spec.Key(), so every route and snapshot with the same plugin and
+// settings shares one compiled module and pool, and a reload that keeps them keeps it warm.
+func NewFilter(env filter.Env, spec Spec) (*Filter, error) {
+	v, release, err := env.Shared.Acquire(spec.Key(), func() (io.Closer, error) {
+		return Load(spec, env.Log.With().Str("plugin", spec.Name).Logger())
+	})
+	if err != nil {
+		var inner error = err
+		// Shared wraps with its key, which means nothing to a config author.
+		if u := errors.Unwrap(err); u != nil {
+			inner = u
+		}
+		return nil, fmt.Errorf("load plugin %q: %w", spec.Name, inner)
+	}
+	return &Filter{m: v.(*Module), slot: env.Slot, name: spec.Name, release: release}, nil
+}
+
+// Module returns the filter's module.
+func (f *Filter) Module() *Module { return f.m }
+
+// OnRequest calls handle_request on a pooled instance.
+func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
+	m := f.m
+	in, err := m.get()
+	if err != nil {
+		return f.fail(c, fasthttp.StatusServiceUnavailable, err)
+	}
+	in.state.Begin(c.RequestCtx)
+	m.stats.Calls.Add(1)
+	if err := in.call(in.req); err != nil {
+		if err != errStale {
+			m.discard(in)
+			return f.fault(c, err)
+		}
+		defer m.discard(in)
+		if in.stack[0]&1 == 0 {
+			return filter.Stop
+		}
+		// Too late to keep this instance for the response; continue without it.
+		return filter.Continue
+	}
+	ctxNext := in.stack[0]
+	if ctxNext&1 == 0 {
+		// The guest wrote the response (or accepted the default empty 200).
+		m.put(in)
+		return filter.Stop
+	}
+	in.reqCtx = uint32(ctxNext >> 32)
+	*c.Slot(f.slot) = in
+	return filter.Continue
+}
+
+// OnResponse calls handle_response on the instance OnRequest kept, then returns it to the pool.
+func (f *Filter) OnResponse(c *filter.Ctx) {
+	slot := c.Slot(f.slot)
+	in, ok := (*slot).(*instance)
+	*slot = nil
+	if !ok {
+		return // fail open skipped the plugin, or the instance could not be kept
+	}
+	m := f.m
+	in.state.Respond()
+	in.stack[0] = uint64(in.reqCtx)
+	in.stack[1] = 0
+	if c.Err() != nil {
+		in.stack[1] = 1 // the host failed to produce a response
+	}
+	m.stats.Calls.Add(1)
+	if err := in.call(in.resp); err != nil {
+		m.discard(in)
+		if err != errStale {
+			f.fault(c, err)
+		}
+		return
+	}
+	m.put(in)
+}
+
+// fault counts a failed guest call and answers per the fail policy.
+func (f *Filter) fault(c *filter.Ctx, err error) filter.Status {
+	if errors.Is(err, errTimeout) {
+		f.m.stats.Timeouts.Add(1)
+	} else {
+		f.m.stats.Traps.Add(1)
+	}
+	return f.fail(c, fasthttp.StatusInternalServerError, err)
+}
+
+// fail answers per the fail policy: open skips the plugin, closed replies with status.
+func (f *Filter) fail(c *filter.Ctx, status int, err error) filter.Status {
+	f.m.stats.Failures.Add(1)
+	if f.m.spec.FailOpen {
+		c.SetReason("plugin " + f.name + " skipped (fail open): " + err.Error())
+		return filter.Continue
+	}
+	return c.Fail(status, fmt.Errorf("plugin %q: %w", f.name, err))
+}
+
+// Close releases the filter's reference on the shared module.
+func (f *Filter) Close() error { return f.release() }

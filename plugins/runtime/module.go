@@ -1,0 +1,547 @@
+// Package runtime runs WebAssembly plugins: it compiles a module once with wazero (through a
+// file-backed compilation cache), keeps a bounded pool of instances, puts a deadline on every
+// guest call and a cap on guest memory, discards any instance that traps or times out, and
+// adapts a plugin into a filter.Filter that answers per its fail policy.
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/weir-gateway/weir/plugins/httpwasm"
+)
+
+// Defaults for a Spec's zero fields.
+const (
+	DefaultTimeout  = 100 * time.Millisecond
+	DefaultMemoryMB = 64
+	DefaultPoolMax  = 256
+	DefaultPoolMin  = 1
+	DefaultMaxWait  = 100 * time.Millisecond
+	// initTimeout bounds instantiation, which runs the guest's start functions (a Go guest
+	// starts its runtime there); it is generous because it happens off the request path.
+	initTimeout = 5 * time.Second
+)
+
+// Spec is everything that defines a loaded plugin. Two equal specs share one Module.
+type Spec struct {
+	// Name is the plugin's name (its filter name in routes).
+	Name string
+	// Wasm is the module's bytes.
+	Wasm []byte
+	// Config is handed to the guest through get_config.
+	Config []byte
+	// Timeout bounds each guest call.
+	Timeout time.Duration
+	// MemoryMB caps each instance's linear memory.
+	MemoryMB int
+	// PoolMax bounds live instances; PoolMin are created when the module loads.
+	PoolMax, PoolMin int
+	// MaxWait bounds how long a request waits for a free instance when PoolMax are busy.
+	MaxWait time.Duration
+	// FailOpen skips the plugin when it fails instead of answering with an error.
+	FailOpen bool
+	// CacheDir is the compilation cache directory: "" for the default under the user cache
+	// directory, "off" to compile in memory only.
+	CacheDir string
+}
+
+func (s *Spec) defaults() {
+	if s.Timeout <= 0 {
+		s.Timeout = DefaultTimeout
+	}
+	if s.MemoryMB <= 0 {
+		s.MemoryMB = DefaultMemoryMB
+	}
+	if s.PoolMax <= 0 {
+		s.PoolMax = DefaultPoolMax
+	}
+	if s.PoolMin <= 0 {
+		s.PoolMin = DefaultPoolMin
+	}
+	s.PoolMin = min(s.PoolMin, s.PoolMax)
+	if s.MaxWait <= 0 {
+		s.MaxWait = DefaultMaxWait
+	}
+}
+
+// Key identifies the module a spec loads: the wasm bytes' hash plus every setting, so a reload
+// that leaves a plugin unchanged finds the same key and keeps its warm instances.
+func (s Spec) Key() string {
+	s.defaults()
+	sum := sha256.Sum256(s.Wasm)
+	h := sha256.New()
+	fmt.Fprintf(h, "%x|%s|%d|%d|%d|%d|%d|%t|%s|", sum, s.Name, s.Timeout, s.MemoryMB, s.PoolMax, s.PoolMin, s.MaxWait, s.FailOpen, s.CacheDir)
+	h.Write(s.Config)
+	return "plugin/" + s.Name + "/" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// Module is a compiled plugin with its instance pool. It is safe for concurrent use.
+type Module struct {
+	spec  Spec
+	log   zerolog.Logger
+	rt    wazero.Runtime
+	code  wazero.CompiledModule
+	stats *Counters
+
+	idle   chan *instance // free instances
+	tokens chan struct{}  // one per live instance: bounds the pool
+
+	mu        sync.Mutex
+	instances map[*instance]struct{}
+	closed    atomic.Bool
+}
+
+// liveInstances counts instances of every module, for leak tests and the admin API.
+var liveInstances atomic.Int64
+
+// LiveInstances returns how many guest instances exist in this process.
+func LiveInstances() int64 { return liveInstances.Load() }
+
+// Load compiles spec.Wasm, checks that it is an http-wasm guest whose imports this host
+// provides, and creates spec.PoolMin instances, so a broken module fails here, at config load,
+// rather than on the first request.
+func Load(spec Spec, log zerolog.Logger) (_ *Module, err error) {
+	spec.defaults()
+	ctx := context.Background()
+	cfg := wazero.NewRuntimeConfig().
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(uint32(spec.MemoryMB) * 16).
+		WithCompilationCache(compilationCache(spec.CacheDir))
+	m := &Module{
+		spec:      spec,
+		log:       log,
+		rt:        wazero.NewRuntimeWithConfig(ctx, cfg),
+		stats:     counters(spec.Name),
+		idle:      make(chan *instance, spec.PoolMax),
+		tokens:    make(chan struct{}, spec.PoolMax),
+		instances: map[*instance]struct{}{},
+	}
+	defer func() {
+		if err != nil {
+			_ = m.Close()
+		}
+	}()
+	if m.code, err = m.rt.CompileModule(ctx, spec.Wasm); err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	if err := CheckModule(m.code); err != nil {
+		return nil, err
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
+		return nil, fmt.Errorf("instantiate wasi: %w", err)
+	}
+	if err := httpwasm.Instantiate(ctx, m.rt); err != nil {
+		return nil, err
+	}
+	for range spec.PoolMin {
+		m.tokens <- struct{}{}
+		in, err := m.newInstance()
+		if err != nil {
+			<-m.tokens
+			return nil, err
+		}
+		m.idle <- in
+	}
+	return m, nil
+}
+
+// Spec returns the module's spec with defaults applied.
+func (m *Module) Spec() Spec { return m.spec }
+
+// Stats returns the plugin's counters.
+func (m *Module) Stats() *Counters { return m.stats }
+
+// CheckModule reports why a compiled module cannot run as an http-wasm plugin: a proxy-wasm
+// module, a missing export or memory, or an import this host does not provide.
+func CheckModule(code wazero.CompiledModule) error {
+	exports := code.ExportedFunctions()
+	if DetectABI(code) == ABIProxyWasm {
+		return errors.New("proxy-wasm module (exports proxy_on_*): the proxy-wasm ABI is detected but not supported yet; only http-wasm (handle_request/handle_response) runs")
+	}
+	var errs []error
+	want := map[string][2][]api.ValueType{
+		"handle_request":  {nil, {api.ValueTypeI64}},
+		"handle_response": {{api.ValueTypeI32, api.ValueTypeI32}, nil},
+	}
+	for _, name := range []string{"handle_request", "handle_response"} {
+		f, ok := exports[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("missing export %q (an http-wasm guest exports handle_request and handle_response)", name))
+			continue
+		}
+		if !sameTypes(f.ParamTypes(), want[name][0]) || !sameTypes(f.ResultTypes(), want[name][1]) {
+			errs = append(errs, fmt.Errorf("export %q has signature %s, want %s", name, sigString(f.ParamTypes(), f.ResultTypes()), sigString(want[name][0], want[name][1])))
+		}
+	}
+	if _, ok := code.ExportedMemories()["memory"]; !ok {
+		errs = append(errs, errors.New(`missing export "memory" (the host reads and writes guest memory through it)`))
+	}
+	host := httpwasm.Functions()
+	for _, f := range code.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		switch mod {
+		case httpwasm.ModuleName:
+			sig, ok := host[name]
+			if !ok {
+				errs = append(errs, fmt.Errorf("imports %s.%s, which the http-wasm ABI does not define", mod, name))
+			} else if !sameTypes(f.ParamTypes(), sig.Params) || !sameTypes(f.ResultTypes(), sig.Results) {
+				errs = append(errs, fmt.Errorf("imports %s.%s with signature %s, want %s", mod, name, sigString(f.ParamTypes(), f.ResultTypes()), sigString(sig.Params, sig.Results)))
+			}
+		case wasi_snapshot_preview1.ModuleName:
+			// Provided (sandboxed: no files, environment or sockets).
+		default:
+			errs = append(errs, fmt.Errorf("imports %s.%s; this host provides only %s and %s", mod, name, httpwasm.ModuleName, wasi_snapshot_preview1.ModuleName))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sameTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func sigString(params, results []api.ValueType) string {
+	name := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return name(params) + " -> " + name(results)
+}
+
+// ABI names.
+const (
+	ABIHTTPWasm  = "http-wasm"
+	ABIProxyWasm = "proxy-wasm"
+	ABIUnknown   = "unknown"
+)
+
+// DetectABI names the plugin ABI a module was written for, from its exports.
+func DetectABI(code wazero.CompiledModule) string {
+	exports := code.ExportedFunctions()
+	for name := range exports {
+		if strings.HasPrefix(name, "proxy_on_") {
+			return ABIProxyWasm
+		}
+	}
+	if _, ok := exports["handle_request"]; ok {
+		return ABIHTTPWasm
+	}
+	if _, ok := exports["handle_response"]; ok {
+		return ABIHTTPWasm
+	}
+	return ABIUnknown
+}
+
+// newInstance instantiates the module. The caller holds a pool token for it.
+func (m *Module) newInstance() (*instance, error) {
+	state := httpwasm.NewState(m.spec.Config, m.log)
+	in := &instance{owner: m, state: state}
+	in.ctx = callCtx{state: state, done: make(chan struct{})}
+	in.timer = time.AfterFunc(time.Hour, in.ctx.expire)
+	in.timer.Stop()
+
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), httpwasm.StateKey{}, state), initTimeout)
+	defer cancel()
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		// A reactor (Go -buildmode=c-shared, C/Rust cdylib) initialises in _initialize; a TinyGo
+		// style guest registers its handlers in a _start that returns.
+		WithStartFunctions("_initialize", "_start").
+		WithStdout(logWriter{log: m.log, level: zerolog.InfoLevel, stream: "stdout"}).
+		WithStderr(logWriter{log: m.log, level: zerolog.WarnLevel, stream: "stderr"}).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader)
+	mod, err := m.rt.InstantiateModule(ctx, m.code, mc)
+	if err != nil {
+		var exit *sys.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == 0 {
+			return nil, errors.New("instantiate: the guest exited during start; build it as a reactor (Go: -buildmode=c-shared; C/Rust: no main that exits)")
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("instantiate: start functions ran past %s", initTimeout)
+		}
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	in.mod = mod
+	in.req = mod.ExportedFunction("handle_request")
+	in.resp = mod.ExportedFunction("handle_response")
+	if in.req == nil || in.resp == nil {
+		_ = mod.Close(context.Background())
+		return nil, errors.New("instantiate: handle_request or handle_response is not exported")
+	}
+	m.mu.Lock()
+	m.instances[in] = struct{}{}
+	m.mu.Unlock()
+	m.stats.Instances.Add(1)
+	m.stats.Created.Add(1)
+	liveInstances.Add(1)
+	return in, nil
+}
+
+// forget drops a closed instance from the books and frees its pool token.
+func (m *Module) forget(in *instance) {
+	m.mu.Lock()
+	_, ok := m.instances[in]
+	delete(m.instances, in)
+	m.mu.Unlock()
+	if ok {
+		m.stats.Instances.Add(-1)
+		liveInstances.Add(-1)
+		<-m.tokens
+	}
+}
+
+// errPoolTimeout is returned when no instance became free within MaxWait.
+var errPoolTimeout = errors.New("no plugin instance free within pool.max_wait")
+
+// errClosed is returned by get after Close.
+var errClosed = errors.New("plugin module is closed")
+
+// get returns a free instance, creating one while the pool is below PoolMax, else waiting up
+// to MaxWait for one to be returned.
+func (m *Module) get() (*instance, error) {
+	select {
+	case in := <-m.idle:
+		return in, nil
+	default:
+	}
+	if m.closed.Load() {
+		return nil, errClosed
+	}
+	select {
+	case in := <-m.idle:
+		return in, nil
+	case m.tokens <- struct{}{}:
+		return m.create()
+	default:
+	}
+	m.stats.PoolWaits.Add(1)
+	t := time.NewTimer(m.spec.MaxWait)
+	defer t.Stop()
+	select {
+	case in := <-m.idle:
+		return in, nil
+	case m.tokens <- struct{}{}:
+		return m.create()
+	case <-t.C:
+		m.stats.PoolTimeouts.Add(1)
+		return nil, errPoolTimeout
+	}
+}
+
+func (m *Module) create() (*instance, error) {
+	in, err := m.newInstance()
+	if err != nil {
+		<-m.tokens
+		m.stats.InstantiateErrors.Add(1)
+		m.log.Error().Err(err).Msg("plugin instance creation failed")
+		return nil, err
+	}
+	return in, nil
+}
+
+// put returns a healthy instance to the pool.
+func (m *Module) put(in *instance) {
+	in.state.End()
+	if m.closed.Load() {
+		in.close()
+		return
+	}
+	// Never blocks: the channel holds PoolMax and at most PoolMax instances exist.
+	m.idle <- in
+}
+
+// discard closes an instance that trapped or timed out; it never returns to the pool.
+func (m *Module) discard(in *instance) {
+	in.state.End()
+	m.stats.Discarded.Add(1)
+	in.close()
+}
+
+// Close closes every instance and the runtime. Requests must no longer use the module (the
+// engine closes it when the last snapshot using it retires).
+func (m *Module) Close() error {
+	if !m.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	m.mu.Lock()
+	all := make([]*instance, 0, len(m.instances))
+	for in := range m.instances {
+		all = append(all, in)
+	}
+	m.mu.Unlock()
+	for _, in := range all {
+		in.close()
+	}
+	if err := m.rt.Close(context.Background()); err != nil {
+		return fmt.Errorf("close plugin %q runtime: %w", m.spec.Name, err)
+	}
+	return nil
+}
+
+// logWriter turns a guest's stdout or stderr writes into log lines.
+type logWriter struct {
+	log    zerolog.Logger
+	level  zerolog.Level
+	stream string
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if len(line) > httpwasm.MaxLogLen {
+			line = line[:httpwasm.MaxLogLen]
+		}
+		w.log.WithLevel(w.level).Str("source", "guest").Str("stream", w.stream).Msg(line)
+	}
+	return len(p), nil
+}
+
+// --- compilation cache ----------------------------------------------------------------------
+
+var (
+	cacheMu sync.Mutex
+	caches  = map[string]wazero.CompilationCache{}
+)
+
+// compilationCache returns the process-wide cache for dir, so every plugin compiled with the
+// same dir shares compiled code in memory, and a restart with a warm directory does not
+// recompile. A directory that cannot be used falls back to memory only.
+func compilationCache(dir string) wazero.CompilationCache {
+	cacheMu.Lock()
+	defer cacheMu.Unlock()
+	if c, ok := caches[dir]; ok {
+		return c
+	}
+	var c wazero.CompilationCache
+	path := CacheDir(dir)
+	if path != "" {
+		if err := os.MkdirAll(path, 0o700); err == nil {
+			c, _ = wazero.NewCompilationCacheWithDir(path)
+		}
+	}
+	if c == nil {
+		c = wazero.NewCompilationCache()
+	}
+	caches[dir] = c
+	return c
+}
+
+// CacheDir resolves a configured cache directory: "" is <user cache dir>/weir/wasm, "off" is
+// none (""), anything else is used as is.
+func CacheDir(dir string) string {
+	switch dir {
+	case "off":
+		return ""
+	case "":
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		return filepath.Join(base, "weir", "wasm")
+	}
+	return dir
+}
+
+// --- counters -------------------------------------------------------------------------------
+
+// Counters are one plugin's counters. They are kept per plugin name for the life of the
+// process, across reloads, so they only ever grow (Instances excepted).
+type Counters struct {
+	// Calls counts guest calls (handle_request and handle_response).
+	Calls atomic.Int64
+	// Traps counts calls that trapped (guest fault or host-side misuse).
+	Traps atomic.Int64
+	// Timeouts counts calls stopped at their deadline.
+	Timeouts atomic.Int64
+	// PoolWaits counts requests that had to wait for a free instance; PoolTimeouts those
+	// that gave up after pool.max_wait.
+	PoolWaits, PoolTimeouts atomic.Int64
+	// Failures counts requests answered per the fail policy.
+	Failures atomic.Int64
+	// Instances is the number of live instances; Created and Discarded count them over time.
+	Instances, Created, Discarded atomic.Int64
+	// InstantiateErrors counts failed instance creations after load.
+	InstantiateErrors atomic.Int64
+}
+
+// CounterValues is a point-in-time copy of Counters, for JSON.
+type CounterValues struct {
+	Calls             int64 `json:"calls"`
+	Traps             int64 `json:"traps"`
+	Timeouts          int64 `json:"timeouts"`
+	PoolWaits         int64 `json:"pool_waits"`
+	PoolTimeouts      int64 `json:"pool_timeouts"`
+	Failures          int64 `json:"failures"`
+	Instances         int64 `json:"instances"`
+	Created           int64 `json:"instances_created"`
+	Discarded         int64 `json:"instances_discarded"`
+	InstantiateErrors int64 `json:"instantiate_errors"`
+}
+
+// Values copies the counters.
+func (c *Counters) Values() CounterValues {
+	return CounterValues{
+		Calls: c.Calls.Load(), Traps: c.Traps.Load(), Timeouts: c.Timeouts.Load(),
+		PoolWaits: c.PoolWaits.Load(), PoolTimeouts: c.PoolTimeouts.Load(), Failures: c.Failures.Load(),
+		Instances: c.Instances.Load(), Created: c.Created.Load(), Discarded: c.Discarded.Load(),
+		InstantiateErrors: c.InstantiateErrors.Load(),
+	}
+}
+
+var allCounters sync.Map // plugin name -> *Counters
+
+func counters(name string) *Counters {
+	if c, ok := allCounters.Load(name); ok {
+		return c.(*Counters)
+	}
+	c, _ := allCounters.LoadOrStore(name, new(Counters))
+	return c.(*Counters)
+}
+
+// Stats returns every plugin's counters by name, for the admin API.
+func Stats() map[string]CounterValues {
+	out := map[string]CounterValues{}
+	allCounters.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*Counters).Values()
+		return true
+	})
+	return out
+}
+
+// StatsNames lists the plugins with counters, sorted.
+func StatsNames() []string {
+	var out []string
+	allCounters.Range(func(k, _ any) bool { out = append(out, k.(string)); return true })
+	sort.Strings(out)
+	return out
+}
