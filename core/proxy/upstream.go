@@ -439,7 +439,9 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 	u.pool.budget.request(sec)
 	// Resending is safe only when nothing of the request can have had an effect twice: an
 	// idempotent method and no body at all.
-	resendable := rb == nil && len(c.Request.Body()) == 0 && idempotent(&c.Request.Header)
+	// (A declared empty body may arrive as an empty stream; it carries nothing either.)
+	resendable := (rb == nil || c.Request.Header.ContentLength() == 0) && len(c.Request.Body()) == 0 &&
+		idempotent(&c.Request.Header)
 
 	var key []byte
 	switch u.hashOn {
@@ -509,8 +511,11 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 			}
 			c.Response.Reset()
 		} else {
+			// A timed-out attempt is not retried: the backend is slow, not broken, and a retry
+			// would both add load to it and make the client wait past the timeout it was
+			// promised.
 			var de *dialError
-			safe := errors.As(err, &de) || errors.Is(err, fasthttp.ErrNoFreeConns) || resendable
+			safe := errors.As(err, &de) || errors.Is(err, fasthttp.ErrNoFreeConns) || (resendable && !isTimeout(err))
 			if !safe || !u.pool.budget.withdraw(time.Now().Unix(), p.retry.BudgetRatio, p.retry.MinRetriesPerSecond) {
 				break
 			}
@@ -535,6 +540,11 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 		return
 	}
 	u.fail(c, err, rb)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, fasthttp.ErrTimeout) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // classify maps an attempt's error to what outlier detection counts.
@@ -618,6 +628,11 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 		// A connection fresh from the dialer has never been released, so it has no last use.
 		reused := !cc.LastUseTime().IsZero()
 		conn := cc.Conn()
+		if reused && dirtyIdle(conn) {
+			// Bytes no request asked for, or closed by the upstream: never send on it.
+			hc.CloseConn(cc)
+			continue
+		}
 		if err = conn.SetDeadline(deadline); err != nil {
 			hc.CloseConn(cc)
 			return err
