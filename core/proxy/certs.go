@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// CertPair names one PEM certificate chain and its private key.
+type CertPair struct {
+	CertFile, KeyFile string
+}
+
+// CertStore serves the certificates of a TLS listener, chosen by SNI. Files are checked for
+// changes at most once per CertCheckInterval, from the handshake path itself, so a renewed
+// certificate (certbot, cert-manager) is picked up without a restart and without a goroutine to
+// stop. A file that fails to load keeps the previous certificate and is reported.
+type CertStore struct {
+	pairs   []CertPair
+	onError func(error)
+
+	cur       atomic.Pointer[certSet]
+	nextCheck atomic.Int64 // unix nanoseconds
+	mu        sync.Mutex   // one reload at a time
+}
+
+// CertCheckInterval is how often certificate files are checked for changes.
+const CertCheckInterval = time.Second
+
+type certSet struct {
+	certs  []*tls.Certificate
+	exact  map[string]*tls.Certificate
+	wild   map[string]*tls.Certificate // "example.com" for "*.example.com"
+	mtimes [][2]time.Time              // cert file, key file
+}
+
+// NewCertStore loads every pair; any failure is an error, so a listener never starts with a
+// broken certificate.
+func NewCertStore(pairs []CertPair, onError func(error)) (*CertStore, error) {
+	if len(pairs) == 0 {
+		return nil, errors.New("no certificates")
+	}
+	s := &CertStore{pairs: pairs, onError: onError}
+	set, err := s.load(nil)
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(set)
+	s.nextCheck.Store(time.Now().Add(CertCheckInterval).UnixNano())
+	return s, nil
+}
+
+// load reads every pair whose files changed since prev (all when prev is nil).
+func (s *CertStore) load(prev *certSet) (*certSet, error) {
+	set := &certSet{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}}
+	var errs []error
+	for i, p := range s.pairs {
+		mt := [2]time.Time{modTime(p.CertFile), modTime(p.KeyFile)}
+		if prev != nil && prev.mtimes[i] == mt {
+			set.certs = append(set.certs, prev.certs[i])
+			set.mtimes = append(set.mtimes, mt)
+			continue
+		}
+		c, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
+		if err == nil && c.Leaf == nil {
+			c.Leaf, err = x509.ParseCertificate(c.Certificate[0])
+		}
+		if err != nil {
+			err = fmt.Errorf("certificate %s: %w", p.CertFile, err)
+			if prev == nil {
+				return nil, err
+			}
+			errs = append(errs, err)
+			// Keep serving the previous certificate, and try again at the next check.
+			set.certs = append(set.certs, prev.certs[i])
+			set.mtimes = append(set.mtimes, prev.mtimes[i])
+			continue
+		}
+		set.certs = append(set.certs, &c)
+		set.mtimes = append(set.mtimes, mt)
+	}
+	// Earlier certificates win a name claimed twice, so the order of the list is the priority.
+	for i := len(set.certs) - 1; i >= 0; i-- {
+		c := set.certs[i]
+		names := c.Leaf.DNSNames
+		if len(names) == 0 && c.Leaf.Subject.CommonName != "" {
+			names = []string{c.Leaf.Subject.CommonName}
+		}
+		for _, ip := range c.Leaf.IPAddresses {
+			names = append(names, ip.String())
+		}
+		for _, n := range names {
+			n = strings.ToLower(n)
+			if rest, ok := strings.CutPrefix(n, "*."); ok {
+				set.wild[rest] = c
+			} else {
+				set.exact[n] = c
+			}
+		}
+	}
+	return set, errors.Join(errs...)
+}
+
+func modTime(path string) time.Time {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
+
+// maybeReload checks the files when the check interval has passed.
+func (s *CertStore) maybeReload() {
+	now := time.Now().UnixNano()
+	next := s.nextCheck.Load()
+	if now < next || !s.nextCheck.CompareAndSwap(next, now+int64(CertCheckInterval)) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set, err := s.load(s.cur.Load())
+	if err != nil && s.onError != nil {
+		s.onError(err)
+	}
+	s.cur.Store(set)
+}
+
+// GetCertificate picks the certificate for the client's SNI name: an exact name, then a
+// wildcard one level up, then the first certificate.
+func (s *CertStore) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.maybeReload()
+	set := s.cur.Load()
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if c := set.exact[name]; c != nil {
+		return c, nil
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		if c := set.wild[name[i+1:]]; c != nil {
+			return c, nil
+		}
+	}
+	return set.certs[0], nil
+}
+
+// TLSConfig is a server config with modern defaults: TLS 1.2 at least (1.3 preferred by Go),
+// Go's default AEAD-only cipher suites, HTTP/1.1 offered by ALPN.
+func (s *CertStore) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: s.GetCertificate,
+		NextProtos:     []string{"http/1.1"},
+	}
+}
