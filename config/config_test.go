@@ -80,7 +80,13 @@ func TestDefaults(t *testing.T) {
 	}
 	wantUp := Upstream{Kind: "http", Targets: []string{"127.0.0.1:9001"}, Balance: "round_robin",
 		ConnectTimeout: 2 * time.Second, Timeout: 30 * time.Second, IdleTimeout: 90 * time.Second,
-		MaxConns: 512, MaxConnWait: time.Second}
+		MaxConns: 512, MaxConnWait: time.Second, DNSRefresh: 30 * time.Second,
+		Health: Health{Interval: 5 * time.Second, Timeout: time.Second, Jitter: 500 * time.Millisecond,
+			HealthyThreshold: 1, UnhealthyThreshold: 2},
+		Outlier: Outlier{Consecutive5xx: 5, ConsecutiveConnectFailures: 3, BaseEjection: 30 * time.Second,
+			MaxEjection: 5 * time.Minute, MaxEjectedPercent: 50},
+		Retries: Retries{Attempts: 1, Backoff: 25 * time.Millisecond, MaxBackoff: 250 * time.Millisecond,
+			Budget: 0.2, MinRetriesPerSecond: 3, OnGatewayError: true}}
 	if got := c.Upstreams["u"]; !reflect.DeepEqual(got, wantUp) {
 		t.Errorf("upstream = %+v\nwant       %+v", got, wantUp)
 	}

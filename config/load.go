@@ -71,6 +71,8 @@ const (
 	defaultIdleTimeout    = "90s"
 	defaultMaxConns       = 512
 	defaultMaxConnWait    = "1s"
+	// Names are re-resolved this often, since Go's resolver does not expose record TTLs.
+	defaultDNSRefresh = "30s"
 )
 
 // DefaultUpstream returns an upstream with every default applied and no targets.
@@ -80,7 +82,23 @@ func DefaultUpstream() Upstream {
 	u.Timeout = mustDuration(defaultTimeout)
 	u.IdleTimeout = mustDuration(defaultIdleTimeout)
 	u.MaxConnWait = mustDuration(defaultMaxConnWait)
+	u.DNSRefresh = mustDuration(defaultDNSRefresh)
+	// Active checks are off until a path is given; these apply once it is.
+	u.Health = Health{Interval: 5 * time.Second, Timeout: time.Second, Jitter: 500 * time.Millisecond,
+		HealthyThreshold: 1, UnhealthyThreshold: 2}
+	// Envoy's outlier defaults, with a lower connect-failure threshold: a refused connection is
+	// a clear signal and retrying it elsewhere costs nothing.
+	u.Outlier = Outlier{Consecutive5xx: 5, ConsecutiveConnectFailures: 3, BaseEjection: 30 * time.Second,
+		MaxEjection: 5 * time.Minute, MaxEjectedPercent: 50}
+	u.Retries = DefaultRetries()
 	return u
+}
+
+// DefaultRetries is the retry policy of an upstream or route that does not say otherwise: one
+// retry, 25 ms backoff doubling to 250 ms, and a budget of 20 % of requests plus 3 a second.
+func DefaultRetries() Retries {
+	return Retries{Attempts: 1, Backoff: 25 * time.Millisecond, MaxBackoff: 250 * time.Millisecond,
+		Budget: 0.2, MinRetriesPerSecond: 3, OnGatewayError: true}
 }
 
 // EnvVar returns the environment variable that overrides key ("server.listen" gives
@@ -354,7 +372,8 @@ func decodeUpstreams(p *problems, sec any, c *Config) {
 				p.add(path, "", "", fmt.Errorf("expected a mapping, got %s", yamlKind(m[name])))
 				continue
 			}
-			if err := decodeInto(m[name], &u, path); err != nil {
+			sub := splitTargets(p, path, m[name].(map[string]any), &u)
+			if err := decodeInto(sub, &u, path); err != nil {
 				p.addAll(err, "", "")
 			}
 		}
@@ -381,11 +400,16 @@ func decodeRoutes(p *problems, sec any, c *Config) {
 		// Filters are taken out before decoding: their config keeps the key case as written,
 		// and mapstructure must not see them as unknown keys.
 		rest := make(map[string]any, len(m))
-		var filters any
-		filtersKey := ""
+		var filters, retries any
+		filtersKey, retriesKey := "", ""
 		for k, v := range m {
 			if strings.EqualFold(k, "filters") {
 				filters, filtersKey = v, k
+				continue
+			}
+			// A route's retries block is decoded on top of the defaults, not from zero.
+			if strings.EqualFold(k, "retries") {
+				retries, retriesKey = v, k
 				continue
 			}
 			rest[k] = v
@@ -395,6 +419,13 @@ func decodeRoutes(p *problems, sec any, c *Config) {
 		if err != nil {
 			p.addAll(err, r.Name, "")
 		}
+		if retriesKey != "" {
+			rt := DefaultRetries()
+			if err := decodeInto(retries, &rt, path+"."+retriesKey); err != nil {
+				p.addAll(err, r.Name, "")
+			}
+			r.Retries = &rt
+		}
 		for j, meth := range r.Match.Methods {
 			r.Match.Methods[j] = strings.ToUpper(meth)
 		}
@@ -403,6 +434,58 @@ func decodeRoutes(p *problems, sec any, c *Config) {
 		}
 		c.Routes = append(c.Routes, r)
 	}
+}
+
+// splitTargets accepts target items written as "host:port" or as {addr, weight} mappings: it
+// returns sub with the targets list reduced to addresses, and fills u.Weights when any item has
+// a weight. Problems are reported under path.
+func splitTargets(p *problems, path string, sub map[string]any, u *Upstream) map[string]any {
+	key := ""
+	for k := range sub {
+		if strings.EqualFold(k, "targets") {
+			key = k
+		}
+	}
+	list, ok := sub[key].([]any)
+	if key == "" || !ok {
+		return sub
+	}
+	addrs := make([]any, len(list))
+	weights := make([]int, len(list))
+	weighted := false
+	for i, item := range list {
+		ipath := fmt.Sprintf("%s.targets[%d]", path, i)
+		weights[i] = 1
+		obj, isMap := item.(map[string]any)
+		if !isMap {
+			addrs[i] = item
+			continue
+		}
+		var t struct {
+			Addr   string `mapstructure:"addr"`
+			Weight *int   `mapstructure:"weight"`
+		}
+		if err := decodeInto(obj, &t, ipath); err != nil {
+			p.addAll(err, "", "")
+		}
+		if t.Addr == "" {
+			p.add(ipath+".addr", "", "", errors.New(`is missing; write {addr: "host:port", weight: 2}`))
+		}
+		addrs[i] = t.Addr
+		if t.Weight != nil {
+			weights[i] = *t.Weight
+			weighted = true
+		}
+	}
+	out := make(map[string]any, len(sub))
+	for k, v := range sub {
+		out[k] = v
+	}
+	out[key] = addrs
+	if weighted {
+		u.Weights = weights
+	}
+	return out
 }
 
 // decodeFilters reads a route's filter list: each item is a one-key mapping from the filter

@@ -52,6 +52,8 @@ type Server struct {
 	// PluginCacheDir holds compiled WebAssembly plugins across restarts: "" is
 	// <user cache dir>/weir/wasm, "off" compiles in memory only.
 	PluginCacheDir string `mapstructure:"plugin_cache_dir" json:"plugin_cache_dir"`
+	// TLS, when set, terminates TLS on Listen.
+	TLS *ServerTLS `mapstructure:"tls" json:"tls,omitempty"`
 }
 
 // AccessLog configures the one-line-per-request JSON log.
@@ -67,19 +69,104 @@ type AccessLog struct {
 type Upstream struct {
 	// Kind is "" or "http" for real backends, or "echo" for the built-in demo backend that
 	// answers in-process (useful for `make run` and tests).
-	Kind    string   `mapstructure:"kind" json:"kind"`
+	Kind string `mapstructure:"kind" json:"kind"`
+	// Targets are "host:port" addresses; a host name is resolved and re-resolved every
+	// DNSRefresh, and "srv:_service._proto.name" is an SRV lookup. In the file an item may also
+	// be a mapping {addr, weight}; its weight lands in Weights.
 	Targets []string `mapstructure:"targets" json:"targets"`
-	// Balance is the load-balancing algorithm: round_robin (the default).
+	// Weights is parallel to Targets (1 where the file gave a plain string), or nil when no
+	// target has a weight.
+	Weights []int `mapstructure:"-" json:"weights,omitempty"`
+	// Balance is the load-balancing algorithm, one of Balancers.
 	Balance string `mapstructure:"balance" json:"balance"`
+	// HashOn is consistent_hash's key: client_ip, header:<name> or cookie:<name>.
+	HashOn string `mapstructure:"hash_on" json:"hash_on,omitempty"`
+	// BoundedLoad is consistent_hash's load factor (>= 1): a target takes at most this many times
+	// its fair share of in-flight requests before keys spill to the next one.
+	BoundedLoad float64 `mapstructure:"bounded_load" json:"bounded_load,omitempty"`
+	// DNSRefresh is how often name targets are resolved again; 0 dials names as written.
+	DNSRefresh time.Duration `mapstructure:"dns_refresh" json:"dns_refresh"`
 
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout" json:"connect_timeout"`
-	// Timeout bounds the wait for the upstream's response headers.
+	// Timeout bounds the wait for the upstream's response headers (time to first byte), and any
+	// pause of a streamed response body.
 	Timeout time.Duration `mapstructure:"timeout" json:"timeout"`
+	// RequestTimeout bounds the whole request, retries and body included; 0 means no bound
+	// beyond Timeout.
+	RequestTimeout time.Duration `mapstructure:"request_timeout" json:"request_timeout"`
 	// IdleTimeout closes pooled keep-alive connections unused for this long.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout" json:"idle_timeout"`
 	// MaxConns caps connections per target; MaxConnWait bounds how long a request waits for one.
 	MaxConns    int           `mapstructure:"max_conns" json:"max_conns"`
 	MaxConnWait time.Duration `mapstructure:"max_conn_wait" json:"max_conn_wait"`
+
+	Health  Health       `mapstructure:"health" json:"health"`
+	Outlier Outlier      `mapstructure:"outlier" json:"outlier"`
+	Retries Retries      `mapstructure:"retries" json:"retries"`
+	TLS     *UpstreamTLS `mapstructure:"tls" json:"tls,omitempty"`
+}
+
+// Health configures active health checks of an upstream's targets; an empty Path disables them.
+type Health struct {
+	Path string `mapstructure:"path" json:"path,omitempty"`
+	// Host is the Host header of the check; empty uses the target.
+	Host string `mapstructure:"host" json:"host,omitempty"`
+	// Expect lists healthy statuses; empty means any 2xx or 3xx.
+	Expect   []int         `mapstructure:"expect" json:"expect,omitempty"`
+	Interval time.Duration `mapstructure:"interval" json:"interval"`
+	Timeout  time.Duration `mapstructure:"timeout" json:"timeout"`
+	// Jitter adds up to this much, at random, to each interval.
+	Jitter             time.Duration `mapstructure:"jitter" json:"jitter"`
+	HealthyThreshold   int           `mapstructure:"healthy_threshold" json:"healthy_threshold"`
+	UnhealthyThreshold int           `mapstructure:"unhealthy_threshold" json:"unhealthy_threshold"`
+}
+
+// Outlier configures passive health checking: targets failing real requests are ejected for a
+// growing cooldown. A zero threshold disables that trigger.
+type Outlier struct {
+	Consecutive5xx             int           `mapstructure:"consecutive_5xx" json:"consecutive_5xx"`
+	ConsecutiveConnectFailures int           `mapstructure:"consecutive_connect_failures" json:"consecutive_connect_failures"`
+	BaseEjection               time.Duration `mapstructure:"base_ejection" json:"base_ejection"`
+	MaxEjection                time.Duration `mapstructure:"max_ejection" json:"max_ejection"`
+	MaxEjectedPercent          int           `mapstructure:"max_ejected_percent" json:"max_ejected_percent"`
+}
+
+// Retries configures retries of failed requests; only safe ones are ever retried.
+type Retries struct {
+	// Attempts is the number of retries after the first try; 0 disables retries.
+	Attempts int `mapstructure:"attempts" json:"attempts"`
+	// Backoff is the first wait, doubled per retry up to MaxBackoff, with full jitter.
+	Backoff    time.Duration `mapstructure:"backoff" json:"backoff"`
+	MaxBackoff time.Duration `mapstructure:"max_backoff" json:"max_backoff"`
+	// Budget caps retries at this fraction of requests (10 s window), plus
+	// MinRetriesPerSecond. A negative budget disables the cap.
+	Budget              float64 `mapstructure:"budget" json:"budget"`
+	MinRetriesPerSecond int     `mapstructure:"min_retries_per_second" json:"min_retries_per_second"`
+	// OnGatewayError also retries idempotent, body-less requests answered 502, 503 or 504.
+	OnGatewayError bool `mapstructure:"on_gateway_error" json:"on_gateway_error"`
+}
+
+// UpstreamTLS configures TLS from the gateway to an upstream's targets.
+type UpstreamTLS struct {
+	CAFile     string `mapstructure:"ca_file" json:"ca_file,omitempty"`
+	ServerName string `mapstructure:"server_name" json:"server_name,omitempty"`
+	// InsecureSkipVerify accepts any certificate; for lab use only, and loudly warned about.
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify" json:"insecure_skip_verify,omitempty"`
+	// CertFile and KeyFile are the client certificate for mutual TLS.
+	CertFile string `mapstructure:"cert_file" json:"cert_file,omitempty"`
+	KeyFile  string `mapstructure:"key_file" json:"key_file,omitempty"`
+}
+
+// ServerTLS terminates TLS on the proxy listener. The certificate is chosen by SNI among
+// Certificates (the first one when no name matches); files are reloaded when they change.
+type ServerTLS struct {
+	Certificates []Certificate `mapstructure:"certificates" json:"certificates"`
+}
+
+// Certificate is one PEM certificate chain and its key.
+type Certificate struct {
+	CertFile string `mapstructure:"cert_file" json:"cert_file"`
+	KeyFile  string `mapstructure:"key_file" json:"key_file"`
 }
 
 // Route sends matching requests through its filters to its upstream.
@@ -88,6 +175,11 @@ type Route struct {
 	Match    Match          `mapstructure:"match" json:"match"`
 	Upstream string         `mapstructure:"upstream" json:"upstream"`
 	Filters  []FilterConfig `mapstructure:"-" json:"filters"`
+	// Timeout, RequestTimeout and Retries, when set, override the upstream's for this route.
+	// A route's retries block replaces the upstream's whole block.
+	Timeout        *time.Duration `mapstructure:"timeout" json:"timeout,omitempty"`
+	RequestTimeout *time.Duration `mapstructure:"request_timeout" json:"request_timeout,omitempty"`
+	Retries        *Retries       `mapstructure:"retries" json:"retries,omitempty"`
 }
 
 // Match selects requests. Empty fields match everything; at most one of Path, PathPrefix and
@@ -120,15 +212,23 @@ const (
 	KindEcho = "echo"
 )
 
-// Load-balancing algorithms for Upstream.Balance. An empty Balance means round robin.
+// Load-balancing algorithms for Upstream.Balance, the names of the balance package. An empty
+// Balance means round robin.
 const (
-	BalanceRoundRobin = "round_robin"
+	BalanceRoundRobin         = "round_robin"
+	BalanceWeightedRoundRobin = "weighted_round_robin"
+	BalanceRandom             = "random"
+	BalanceLeastRequest       = "least_request"
+	BalanceLeastConn          = "least_conn"
+	BalanceP2C                = "p2c"
+	BalanceConsistentHash     = "consistent_hash"
 )
 
 // Kinds and Balancers list the accepted values of Upstream.Kind and Upstream.Balance.
 var (
 	Kinds     = []string{KindHTTP, KindEcho}
-	Balancers = []string{BalanceRoundRobin}
+	Balancers = []string{BalanceRoundRobin, BalanceWeightedRoundRobin, BalanceRandom, BalanceLeastRequest,
+		BalanceLeastConn, BalanceP2C, BalanceConsistentHash}
 )
 
 // Size is a byte count written as an integer or with a unit: 512KiB, 10MiB, 1GiB, 1MB.

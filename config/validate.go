@@ -55,6 +55,16 @@ func validateServer(p *problems, s *Server) {
 	nonNeg(p, "server.max_body_bytes", int64(s.MaxBodyBytes))
 	nonNeg(p, "server.max_conns", int64(s.MaxConns))
 	nonNeg(p, "server.max_conns_per_ip", int64(s.MaxConnsPerIP))
+	if s.TLS != nil {
+		if len(s.TLS.Certificates) == 0 {
+			p.add("server.tls.certificates", "", "", errors.New("is empty; TLS needs at least one certificate"))
+		}
+		for i, c := range s.TLS.Certificates {
+			if c.CertFile == "" || c.KeyFile == "" {
+				p.add(fmt.Sprintf("server.tls.certificates[%d]", i), "", "", errors.New("needs both cert_file and key_file"))
+			}
+		}
+	}
 	for i, tp := range s.TrustedProxies {
 		if _, err := parseProxy(tp); err != nil {
 			p.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "", "", err)
@@ -109,9 +119,104 @@ func validateUpstream(p *problems, name string, u Upstream) {
 	}
 	nonNegDur(p, path+".connect_timeout", u.ConnectTimeout)
 	nonNegDur(p, path+".timeout", u.Timeout)
+	nonNegDur(p, path+".request_timeout", u.RequestTimeout)
 	nonNegDur(p, path+".idle_timeout", u.IdleTimeout)
 	nonNegDur(p, path+".max_conn_wait", u.MaxConnWait)
+	nonNegDur(p, path+".dns_refresh", u.DNSRefresh)
 	nonNeg(p, path+".max_conns", int64(u.MaxConns))
+	validateBalance(p, path, u)
+	validateHealth(p, path+".health", u.Health)
+	validateOutlier(p, path+".outlier", u.Outlier)
+	validateRetries(p, path+".retries", "", u.Retries)
+	if t := u.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		p.add(path+".tls", "", "", errors.New("cert_file and key_file go together (the client certificate and its key)"))
+	}
+}
+
+// maxWeight matches the balancers' bound on relative weights.
+const maxWeight = 1 << 16
+
+func validateBalance(p *problems, path string, u Upstream) {
+	for i, w := range u.Weights {
+		if w < 1 || w > maxWeight {
+			p.add(fmt.Sprintf("%s.targets[%d].weight", path, i), "", "", fmt.Errorf("is %d; weights are 1..%d", w, maxWeight))
+		}
+	}
+	if u.HashOn != "" {
+		if u.Balance != BalanceConsistentHash {
+			p.add(path+".hash_on", "", "", fmt.Errorf("applies to balance consistent_hash only, not %q", u.Balance))
+		}
+		name, isHeader := strings.CutPrefix(u.HashOn, "header:")
+		cookie, isCookie := strings.CutPrefix(u.HashOn, "cookie:")
+		switch {
+		case u.HashOn == "client_ip":
+		case isHeader && isToken(name):
+		case isCookie && cookie != "" && !strings.ContainsAny(cookie, "=; "):
+		default:
+			p.add(path+".hash_on", "", "", fmt.Errorf("%q: want client_ip, header:<name> or cookie:<name>", u.HashOn))
+		}
+	}
+	if u.BoundedLoad != 0 && !(u.BoundedLoad >= 1) {
+		p.add(path+".bounded_load", "", "", fmt.Errorf("is %v; it must be at least 1 (1.25 lets a target take 25%% more than its share)", u.BoundedLoad))
+	}
+}
+
+func validateHealth(p *problems, path string, h Health) {
+	if h.Path == "" {
+		return
+	}
+	if !strings.HasPrefix(h.Path, "/") {
+		p.add(path+".path", "", "", fmt.Errorf("%q does not start with \"/\"", h.Path))
+	}
+	for i, st := range h.Expect {
+		if st < 100 || st > 599 {
+			p.add(fmt.Sprintf("%s.expect[%d]", path, i), "", "", fmt.Errorf("%d is not an HTTP status", st))
+		}
+	}
+	if h.Interval <= 0 {
+		p.add(path+".interval", "", "", errors.New("must be positive"))
+	}
+	if h.Timeout <= 0 {
+		p.add(path+".timeout", "", "", errors.New("must be positive"))
+	}
+	nonNegDur(p, path+".jitter", h.Jitter)
+	if h.HealthyThreshold < 1 {
+		p.add(path+".healthy_threshold", "", "", errors.New("must be at least 1"))
+	}
+	if h.UnhealthyThreshold < 1 {
+		p.add(path+".unhealthy_threshold", "", "", errors.New("must be at least 1"))
+	}
+}
+
+func validateOutlier(p *problems, path string, o Outlier) {
+	nonNeg(p, path+".consecutive_5xx", int64(o.Consecutive5xx))
+	nonNeg(p, path+".consecutive_connect_failures", int64(o.ConsecutiveConnectFailures))
+	nonNegDur(p, path+".base_ejection", o.BaseEjection)
+	nonNegDur(p, path+".max_ejection", o.MaxEjection)
+	if (o.Consecutive5xx > 0 || o.ConsecutiveConnectFailures > 0) && o.BaseEjection <= 0 {
+		p.add(path+".base_ejection", "", "", errors.New("must be positive while ejection is enabled"))
+	}
+	if o.MaxEjectedPercent < 0 || o.MaxEjectedPercent > 100 {
+		p.add(path+".max_ejected_percent", "", "", fmt.Errorf("is %d; want 0..100", o.MaxEjectedPercent))
+	}
+}
+
+func validateRetries(p *problems, path, route string, r Retries) {
+	if r.Attempts < 0 || r.Attempts > 10 {
+		p.add(path+".attempts", route, "", fmt.Errorf("is %d; want 0..10", r.Attempts))
+	}
+	if r.Backoff < 0 {
+		p.add(path+".backoff", route, "", fmt.Errorf("is negative (%s)", r.Backoff))
+	}
+	if r.MaxBackoff < r.Backoff {
+		p.add(path+".max_backoff", route, "", fmt.Errorf("%s is below backoff %s", r.MaxBackoff, r.Backoff))
+	}
+	if !(r.Budget >= 0 && r.Budget <= 1) {
+		p.add(path+".budget", route, "", fmt.Errorf("is %v; want a fraction of requests from 0 to 1 (0.2 = 20%%)", r.Budget))
+	}
+	if r.MinRetriesPerSecond < 0 {
+		p.add(path+".min_retries_per_second", route, "", fmt.Errorf("is negative (%d)", r.MinRetriesPerSecond))
+	}
 }
 
 func validateRoutes(p *problems, c *Config, knownFilter func(string) bool) {
@@ -137,6 +242,15 @@ func validateRoutes(p *problems, c *Config, knownFilter func(string) bool) {
 			p.add(path+".upstream", r.Name, "", fmt.Errorf("unknown upstream %q (defined: %s)", r.Upstream, strings.Join(sortedKeys(c.Upstreams), ", ")))
 		}
 		validateMatch(p, path+".match", r.Name, &r.Match)
+		if r.Timeout != nil && *r.Timeout < 0 {
+			p.add(path+".timeout", r.Name, "", fmt.Errorf("is negative (%s)", *r.Timeout))
+		}
+		if r.RequestTimeout != nil && *r.RequestTimeout < 0 {
+			p.add(path+".request_timeout", r.Name, "", fmt.Errorf("is negative (%s)", *r.RequestTimeout))
+		}
+		if r.Retries != nil {
+			validateRetries(p, path+".retries", r.Name, *r.Retries)
+		}
 		for j, f := range r.Filters {
 			fpath := fmt.Sprintf("%s.filters[%d]", path, j)
 			switch {
@@ -209,8 +323,15 @@ func checkListen(s string) error {
 	return nil
 }
 
-// checkTarget accepts "host:port" with a host and a non-zero port; no scheme or path.
+// checkTarget accepts "host:port" with a host and a non-zero port, no scheme or path, or an SRV
+// name "srv:_service._proto.name".
 func checkTarget(s string) error {
+	if name, ok := strings.CutPrefix(s, "srv:"); ok {
+		if name == "" || strings.ContainsAny(name, " /:?#@") {
+			return fmt.Errorf("%q is not srv:_service._proto.name", s)
+		}
+		return nil
+	}
 	if strings.Contains(s, "://") {
 		return fmt.Errorf("%q is not host:port (drop the scheme)", s)
 	}

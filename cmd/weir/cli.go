@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -124,6 +125,16 @@ func run(path string, log zerolog.Logger) error {
 		_ = eng.Shutdown(context.Background())
 		return fmt.Errorf("listen: %w", err)
 	}
+	scheme := "http://"
+	if cfg.Server.TLS != nil {
+		tcfg, err := engine.TLSConfig(cfg.Server.TLS, log)
+		if err != nil {
+			_ = ln.Close()
+			_ = eng.Shutdown(context.Background())
+			return fmt.Errorf("tls: %w", err)
+		}
+		ln, scheme = tls.NewListener(ln, tcfg), "https://"
+	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- eng.Serve(ln) }()
 
@@ -142,7 +153,7 @@ func run(path string, log zerolog.Logger) error {
 		}()
 		log.Info().Str("admin", "http://"+aln.Addr().String()).Msg("admin api listening")
 	}
-	log.Info().Str("listen", "http://"+ln.Addr().String()).Str("config", path).
+	log.Info().Str("listen", scheme+ln.Addr().String()).Str("config", path).
 		Str("version", version).Int("routes", len(cfg.Routes)).Msg("weir listening")
 
 	stopWatch, err := config.Watch(path, 250*time.Millisecond, func() {

@@ -42,6 +42,9 @@ func New(eng *engine.Engine, token string, log zerolog.Logger) *Server {
 		"/reload":  {"POST", a.reload},
 		"/reloads": {"GET", a.reloads},
 		"/stats":   {"GET", a.stats},
+		// Every target of every upstream: healthy, ejected until …, or unhealthy, with its
+		// in-flight requests, latency estimate and last active check.
+		"/upstreams": {"GET", a.upstreams},
 	}
 	a.srv = &fasthttp.Server{
 		Handler:               a.handle,
@@ -132,6 +135,10 @@ func (a *Server) reload(rc *fasthttp.RequestCtx) {
 
 func (a *Server) reloads(rc *fasthttp.RequestCtx) {
 	writeJSON(rc, fasthttp.StatusOK, map[string]any{"stats": a.eng.Stats(), "history": a.eng.History()})
+}
+
+func (a *Server) upstreams(rc *fasthttp.RequestCtx) {
+	writeJSON(rc, fasthttp.StatusOK, a.eng.Upstreams())
 }
 
 func (a *Server) stats(rc *fasthttp.RequestCtx) {

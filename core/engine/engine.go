@@ -202,6 +202,10 @@ func (e *Engine) reloadFailed(trigger, hash string, err error) (ReloadEvent, err
 func restartOnly(a, b *config.Config) string {
 	sa, sb := a.Server, b.Server
 	sa.TrustedProxies, sb.TrustedProxies, sa.Via, sb.Via = nil, nil, "", "" // applied per snapshot
+	if !sameTLS(sa.TLS, sb.TLS) {
+		return "server.tls"
+	}
+	sa.TLS, sb.TLS = nil, nil // a pointer: fmt.Sprint would compare addresses
 	if fmt.Sprint(sa) != fmt.Sprint(sb) {
 		return "server"
 	}

@@ -1,12 +1,8 @@
 package engine
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -28,6 +24,8 @@ type snapshot struct {
 	table   *router.Table
 	routes  []route
 	trusted *proxy.Trusted
+	// upstreams are the http upstreams by name, for routes' overrides and the admin API.
+	upstreams map[string]*proxy.Upstream
 
 	// refs counts the requests running on this snapshot plus one while it is current.
 	refs atomic.Int64
@@ -98,7 +96,7 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 
 	terminals := make(map[string]func(*filter.Ctx), len(cfg.Upstreams))
 	for name, u := range cfg.Upstreams {
-		t, err := s.upstream(cfg, name, u, shared)
+		t, err := s.upstream(cfg, name, u, shared, log)
 		if err != nil {
 			errs = append(errs, &config.Error{File: cfg.File, Path: "upstreams." + name, Err: err})
 			continue
@@ -115,7 +113,12 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 			errs = append(errs, err)
 			continue
 		}
-		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: terminals[rc.Upstream]}
+		term, err := s.routeTerminal(cfg, i, terminals[rc.Upstream])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: term}
 	}
 	if s.table, err = router.Compile(rr); err != nil {
 		errs = append(errs, &config.Error{File: cfg.File, Path: "routes", Err: err})
@@ -136,38 +139,6 @@ func routerRoute(rc config.Route) router.Route {
 		r.Headers = append(r.Headers, router.Header{Name: k, Value: rc.Match.Headers[k]})
 	}
 	return r
-}
-
-// upstream returns the terminal step for upstream name. Connection pools live in the shared
-// store keyed by the upstream's settings, so a reload that leaves an upstream unchanged keeps
-// its warm keep-alive connections.
-func (s *snapshot) upstream(cfg *config.Config, name string, u config.Upstream, shared *filter.Shared) (func(*filter.Ctx), error) {
-	if u.Kind == "echo" {
-		return proxy.Echo, nil
-	}
-	opts := proxy.Options{
-		Name:           name,
-		Targets:        u.Targets,
-		ConnectTimeout: u.ConnectTimeout,
-		Timeout:        u.Timeout,
-		IdleTimeout:    u.IdleTimeout,
-		MaxConns:       u.MaxConns,
-		MaxConnWait:    u.MaxConnWait,
-		Via:            cfg.Server.Via,
-	}
-	key, err := json.Marshal(opts)
-	if err != nil {
-		return nil, fmt.Errorf("fingerprint upstream: %w", err)
-	}
-	sum := sha256.Sum256(key)
-	v, release, err := shared.Acquire("upstream/"+name+"/"+hex.EncodeToString(sum[:8]), func() (io.Closer, error) {
-		return proxy.NewUpstream(opts)
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.releases = append(s.releases, release)
-	return v.(*proxy.Upstream).Forward, nil
 }
 
 // pipeline builds route i's filters, each decoding its own config subtree strictly.
