@@ -5,6 +5,8 @@
 #
 # A language whose toolchain is missing is reported and skipped, unless WEIR_REQUIRE_ALL=1
 # (CI sets it), which turns a missing toolchain into a failure. A failing build always fails.
+# Like make, an output newer than every source of its SDK (and this script) is kept;
+# WEIR_FORCE=1 rebuilds everything. WEIR_SDK_OUT overrides the output directory.
 set -uo pipefail
 cd "$(dirname "$0")"
 OUT=${WEIR_SDK_OUT:-out}
@@ -24,6 +26,21 @@ skip() { # lang, reason
 
 built() { echo "plugins: built $1 ($(wc -c <"$1") bytes)"; }
 
+# fresh OUT SRCDIR: whether OUT exists and is newer than everything under SRCDIR and this script.
+fresh() {
+	[ "${WEIR_FORCE:-0}" != 1 ] && [ -f "$1" ] && [ ! build.sh -nt "$1" ] &&
+		[ -z "$(find "$2" -path '*/node_modules' -prune -o -newer "$1" -print -quit)" ]
+}
+
+# uptodate LANG: every example of LANG is fresh; says so.
+uptodate() {
+	local d
+	for d in "$1"/examples/*/; do
+		fresh "$OUT/$1-$(basename "$d").wasm" "$1" || return 1
+	done
+	echo "plugins: $1: up to date"
+}
+
 build_c() {
 	if ! command -v "${CLANG:-clang}" >/dev/null; then
 		skip c "clang not found (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)"
@@ -38,6 +55,7 @@ build_c() {
 		return
 	fi
 	rm -rf "$probe"
+	uptodate c && return
 	for d in c/examples/*/; do
 		local name out
 		name=$(basename "$d")
@@ -75,6 +93,7 @@ build_rust() {
 		skip rust "no rustc with the wasm32-wasi standard library (apt-get install rustc libstd-rust-dev-wasm32)"
 		return
 	fi
+	uptodate rust && return
 	local tmp
 	tmp=$(mktemp -d)
 	local flags=(--edition 2021 --target "$RUST_TARGET" -O -C panic=abort)
@@ -114,17 +133,26 @@ build_assemblyscript() {
 			return
 		fi
 	fi
+	uptodate assemblyscript && return
+	# asc spends seconds starting up, so the examples build in parallel.
+	local pids=() names=()
 	for d in assemblyscript/examples/*/; do
-		local name out
+		local name
 		name=$(basename "$d")
-		out="$OUT/assemblyscript-$name.wasm"
 		# --exportStart: top-level code runs from _initialize, which the host calls once per
 		# instance; --use abort: traps through the SDK instead of importing env.abort.
-		if (cd assemblyscript && node_modules/.bin/asc "examples/$name/index.ts" -O3 --noAssert \
-			--exportStart _initialize --use abort=assembly/index/weirAbort -o "$out"); then
-			built "$out"
+		(cd assemblyscript && node_modules/.bin/asc "examples/$name/index.ts" -O3 --noAssert \
+			--exportStart _initialize --use abort=assembly/index/weirAbort \
+			-o "$OUT/assemblyscript-$name.wasm") &
+		pids+=($!)
+		names+=("$name")
+	done
+	local i
+	for i in "${!pids[@]}"; do
+		if wait "${pids[$i]}"; then
+			built "$OUT/assemblyscript-${names[$i]}.wasm"
 		else
-			echo "plugins: assemblyscript: $name failed to build" >&2
+			echo "plugins: assemblyscript: ${names[$i]} failed to build" >&2
 			status=1
 		fi
 	done
@@ -135,6 +163,7 @@ build_go() {
 		skip go "go not found"
 		return
 	fi
+	uptodate go && return
 	for d in go/examples/*/; do
 		local name out
 		name=$(basename "$d")
