@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every SDK example from source into sdk/out/<lang>-<example>.wasm.
 #
-#   sdk/build.sh [c|rust|assemblyscript|go ...]     (default: all four)
+#   sdk/build.sh [c|rust|assemblyscript|go|wat ...]     (default: all)
 #
 # A language whose toolchain is missing is reported and skipped, unless WEIR_REQUIRE_ALL=1
 # (CI sets it), which turns a missing toolchain into a failure. A failing build always fails.
@@ -178,11 +178,35 @@ build_go() {
 	done
 }
 
+# The WAT guests (sdk/wat/*.wat) are single files, not examples/ folders.
+build_wat() {
+	if ! command -v "${WAT2WASM:-wat2wasm}" >/dev/null; then
+		skip wat "wat2wasm not found (apt-get install wabt)"
+		return
+	fi
+	local f name out n=0
+	for f in wat/*.wat; do
+		name=$(basename "$f" .wat)
+		out="$OUT/wat-$name.wasm"
+		if fresh "$out" "$f"; then
+			n=$((n + 1))
+			continue
+		fi
+		if "${WAT2WASM:-wat2wasm}" "$f" -o "$out"; then
+			built "$out"
+		else
+			echo "plugins: wat: $name failed to build" >&2
+			status=1
+		fi
+	done
+	[ $n -gt 0 ] && echo "plugins: wat: $n up to date"
+}
+
 langs=("$@")
-[ ${#langs[@]} -eq 0 ] && langs=(c rust assemblyscript go)
+[ ${#langs[@]} -eq 0 ] && langs=(c rust assemblyscript go wat)
 for l in "${langs[@]}"; do
 	case $l in
-	c | rust | assemblyscript | go) "build_$l" ;;
+	c | rust | assemblyscript | go | wat) "build_$l" ;;
 	*)
 		echo "plugins: unknown language $l" >&2
 		status=1

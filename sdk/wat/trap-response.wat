@@ -1,0 +1,5 @@
+;; trap-response: continues, then traps in handle_response after the upstream answered.
+(module
+  (memory (export "memory") 1 1)
+  (func (export "handle_request") (result i64) (i64.const 1))
+  (func (export "handle_response") (param i32 i32) unreachable))
