@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"fmt"
 	"net"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -19,6 +21,8 @@ func testSpec(name string, wasm []byte) Spec {
 // newTestFilter builds spec as a filter on a fresh shared store and closes it with the test.
 func newTestFilter(t testing.TB, spec Spec) *Filter {
 	t.Helper()
+	// Counters are kept per plugin name for the process; a unique name gives each test its own.
+	spec.Name = fmt.Sprintf("%s-%d", spec.Name, testSeq.Add(1))
 	f, err := NewFilter(filter.Env{Route: "r", Filter: spec.Name, Shared: filter.NewShared(), Log: zerolog.Nop()}, spec)
 	if err != nil {
 		t.Fatalf("NewFilter: %v", err)
@@ -30,6 +34,8 @@ func newTestFilter(t testing.TB, spec Spec) *Filter {
 	})
 	return f
 }
+
+var testSeq atomic.Int64
 
 // newRequest returns a request context for method and uri from 10.1.2.3:4567.
 func newRequest(method, uri string) *fasthttp.RequestCtx {
