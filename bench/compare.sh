@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# compare.sh runs wrk against Weir, nginx and a bare fasthttp proxy (the ceiling), all in front
-# of the same backend, in interleaved rounds, and prints req/s, p50/p99 latency, the proxies'
-# CPU time per request and the ratios Weir/nginx and Weir/ceiling. It writes bench/RESULTS.md
-# and keeps wrk's raw output under bench/out/. See bench/README.md for how to read the figures.
+# compare.sh runs wrk against Weir, nginx, HAProxy and a bare fasthttp proxy (the ceiling), all
+# in front of the same backend, in interleaved rounds per scenario (13-byte GET, 64 KiB GET,
+# 1 KiB POST, a route with a WebAssembly plugin), and prints req/s, p50/p99/p99.9 latency, the
+# proxies' CPU time per request and the ratios to nginx. It also measures each proxy's startup
+# time, its RSS when idle and while holding 10,000 idle keep-alive connections. It writes
+# bench/RESULTS.md and bench/results.png and keeps wrk's raw output under bench/out/. See
+# bench/README.md for how to read the figures.
 #
 # Settings (environment):
 #   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 WARMUP=2s   wrk run shape
-#   WORKERS=<GOMAXPROCS>  Weir's and the ceiling's GOMAXPROCS and nginx's worker_processes
-#   PROXIES="nginx ceiling weir"   which proxies to measure, in first-round order
-#   URL_PATH=/            path requested through nginx and the ceiling
-#   WEIR_URL_PATH=$URL_PATH  path requested through Weir (a route with filters, say)
-#   WEIR_CONFIG=bench/weir-bench.yaml  Weir's config; its two 127.0.0.1 addresses are rewritten
+#   SCENARIOS="small big post plugin"   which scenarios, in order (see add_scenario below)
+#   WORKERS=<nproc>       Weir's and the ceiling's GOMAXPROCS, nginx's workers, HAProxy's threads
+#   PROXIES="nginx haproxy ceiling weir"   which proxies to measure, in first-round order
+#   URL_PATH=/            a custom scenario: this path through every proxy...
+#   WEIR_URL_PATH=$URL_PATH  ...and this one through Weir (a route with filters, say)
+#   WEIR_CONFIG=bench/weir-bench.yaml  Weir's config; its 127.0.0.1 addresses are rewritten
 #   WEIR_BIN=bin/weir     NO_BUILD=1 skips `make build`
 #   PIN=1                 pin the proxies to PROXY_CPUS (0) and wrk + backend to LOAD_CPUS (1)
-#   BASE_PORT=18080       backend, nginx, ceiling and Weir listen on BASE_PORT+1..+4
-#   RESULTS=bench/RESULTS.md  where the summary goes; OUT_DIR=bench/out raw wrk output
+#   IDLE_CONNS=10000      idle keep-alive connections for the RSS figure; 0 skips it
+#   BASE_PORT=18080       backend, nginx, ceiling, Weir, HAProxy listen on BASE_PORT+1..+5
+#   RESULTS=bench/RESULTS.md CHART=bench/results.png OUT_DIR=bench/out
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,24 +30,51 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2s}
-PROXIES=${PROXIES:-nginx ceiling weir}
-URL_PATH=${URL_PATH:-/}
-WEIR_URL_PATH=${WEIR_URL_PATH:-$URL_PATH}
+PROXIES=${PROXIES:-nginx haproxy ceiling weir}
 WEIR_CONFIG=${WEIR_CONFIG:-bench/weir-bench.yaml}
 WEIR_BIN=${WEIR_BIN:-bin/weir}
 NO_BUILD=${NO_BUILD:-0}
 PIN=${PIN:-0}
 PROXY_CPUS=${PROXY_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
+IDLE_CONNS=${IDLE_CONNS:-10000}
 BASE_PORT=${BASE_PORT:-18080}
 RESULTS=${RESULTS:-bench/RESULTS.md}
+CHART=${CHART:-bench/results.png}
 OUT_DIR=${OUT_DIR:-bench/out}
 GO=${GO:-go}
-# The ceiling target from the issue: Weir keeps at least this share of the bare proxy's req/s.
+# The ceiling target: Weir keeps at least this share of the bare proxy's req/s (small GET).
 TARGET=0.95
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
+
+# --- scenarios ---------------------------------------------------------------------------
+#
+# add_scenario NAME DESCRIPTION PATH WEIR_PATH LUA [ONLY]
+#   PATH is requested through nginx, HAProxy and the ceiling, WEIR_PATH through Weir; LUA is a
+#   wrk script under bench/ ("" for a plain GET); ONLY limits the scenario to one proxy (the
+#   plugin route exists only in Weir). Adding a scenario is one line here, plus a route in
+#   weir-bench.yaml when it needs one (a cached route, say, once a cache filter exists).
+declare -A sc_desc=() sc_path=() sc_weir=() sc_lua=() sc_only=()
+add_scenario() {
+	sc_desc[$1]=$2 sc_path[$1]=$3 sc_weir[$1]=$4 sc_lua[$1]=$5 sc_only[$1]=${6:-}
+}
+add_scenario small "13-byte GET" / / ""
+add_scenario big "64 KiB GET" /big /big ""
+add_scenario post "1 KiB POST" /post /post post1k.lua
+add_scenario plugin "13-byte GET, route with a WASM plugin" / /wasm/ "" weir
+
+if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
+	# The interface before scenarios existed: one path (and maybe another one for Weir).
+	URL_PATH=${URL_PATH:-/}
+	add_scenario custom "GET $URL_PATH (weir: ${WEIR_URL_PATH:-$URL_PATH})" "$URL_PATH" "${WEIR_URL_PATH:-$URL_PATH}" ""
+	SCENARIOS=${SCENARIOS:-custom}
+fi
+SCENARIOS=${SCENARIOS:-small big post plugin}
+for s in $SCENARIOS; do
+	[ -n "${sc_desc[$s]:-}" ] || die "unknown scenario \"$s\" (have: ${!sc_desc[*]})"
+done
 
 # --- tools -------------------------------------------------------------------------------
 
@@ -50,6 +82,9 @@ need_pkgs=()
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 case " $PROXIES " in *" nginx "*)
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light) ;;
+esac
+case " $PROXIES " in *" haproxy "*)
+	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy) ;;
 esac
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -61,9 +96,22 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 		die "missing ${need_pkgs[*]}; install them (e.g. sudo apt-get install ${need_pkgs[*]}) and rerun"
 	fi
 fi
-# Debian keeps nginx in /usr/sbin, which is not on a non-root PATH.
+# Debian keeps nginx and haproxy in /usr/sbin, which is not on a non-root PATH.
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)
 CLK_TCK=$(getconf CLK_TCK)
+
+# 10,000 client connections and as many proxy-side descriptors need more than the usual 1024.
+if [ "$IDLE_CONNS" -gt 0 ]; then
+	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+	# HAProxy reserves two descriptors per connection (client and server side) and refuses to
+	# start when the limit cannot cover that, so where the hard limit is low (containers), hold
+	# fewer connections; the per-connection figure stays comparable.
+	if [ "$(ulimit -n)" -lt $((2 * IDLE_CONNS + 1000)) ]; then
+		IDLE_CONNS=$((($(ulimit -n) - 1000) / 2))
+		log "ulimit -n is $(ulimit -n) and cannot be raised: holding $IDLE_CONNS idle connections"
+	fi
+fi
 
 # A pinned run gives the proxies PROXY_CPUS and everything that generates or answers load
 # LOAD_CPUS, so the proxy's CPU time is not stolen by wrk; unpinned, all share every core.
@@ -83,27 +131,29 @@ WORKERS=${WORKERS:-$(nproc)}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/weir-bench.XXXXXX")
 pids=()
 wrk_pid=""
+idle_pid=""
+
+# stop_pid ends one process the script started: TERM, then KILL after 3 s.
+stop_pid() {
+	local p=$1 n=0
+	kill -TERM "$p" 2>/dev/null || true
+	while kill -0 "$p" 2>/dev/null && [ $n -lt 30 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	kill -KILL "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+}
 
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	if [ -n "$wrk_pid" ]; then
-		kill -TERM "$wrk_pid" 2>/dev/null || true
-		wait "$wrk_pid" 2>/dev/null || true
-	fi
+	[ -n "$wrk_pid" ] && stop_pid "$wrk_pid"
+	[ -n "$idle_pid" ] && stop_pid "$idle_pid"
 	# Stop in reverse start order, so the backend outlives the proxies in front of it.
 	local i
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-		kill -TERM "${pids[i]}" 2>/dev/null || true
-	done
-	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-		local n=0
-		while kill -0 "${pids[i]}" 2>/dev/null && [ $n -lt 30 ]; do
-			sleep 0.1
-			n=$((n + 1))
-		done
-		kill -KILL "${pids[i]}" 2>/dev/null || true
-		wait "${pids[i]}" 2>/dev/null || true
+		stop_pid "${pids[i]}"
 	done
 	rm -rf "$tmp"
 	exit $rc
@@ -115,107 +165,177 @@ trap 'exit 143' TERM
 case " $PROXIES " in *" weir "*)
 	if [ "$NO_BUILD" != 1 ]; then
 		log "make build"
-		make build >&2 || die "make build failed; PROXIES=\"nginx ceiling\" measures the others alone"
+		make build >&2 || die "make build failed; PROXIES=\"nginx haproxy ceiling\" measures the others alone"
 	fi
 	[ -x "$WEIR_BIN" ] || die "no Weir binary at $WEIR_BIN"
 	;;
 esac
-log "building the backend and the ceiling proxy"
+log "building the backend, the ceiling proxy and the probe"
 "$GO" build -o "$tmp/backend" ./bench/backend
 "$GO" build -o "$tmp/miniproxy" ./bench/miniproxy
+"$GO" build -o "$tmp/probe" ./bench/probe
 
-# --- start -------------------------------------------------------------------------------
+# --- configs -----------------------------------------------------------------------------
 
 backend_addr=127.0.0.1:$((BASE_PORT + 1))
 declare -A addr=(
 	[nginx]=127.0.0.1:$((BASE_PORT + 2))
 	[ceiling]=127.0.0.1:$((BASE_PORT + 3))
 	[weir]=127.0.0.1:$((BASE_PORT + 4))
+	[haproxy]=127.0.0.1:$((BASE_PORT + 5))
 )
-declare -A path=([nginx]=$URL_PATH [ceiling]=$URL_PATH [weir]=$WEIR_URL_PATH)
 declare -A pid=()
-
 for p in $PROXIES; do
-	[ -n "${addr[$p]:-}" ] || die "unknown proxy \"$p\" in PROXIES (want nginx, ceiling, weir)"
+	[ -n "${addr[$p]:-}" ] || die "unknown proxy \"$p\" in PROXIES (want nginx, haproxy, ceiling, weir)"
 done
 
-# wait_ready polls url until it answers 2xx, so a proxy that failed to start is reported
-# by name instead of as a round full of socket errors.
-wait_ready() {
-	local name=$1 url=$2 p=$3 i
-	for i in $(seq 1 100); do
-		if curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$p" 2>/dev/null || die "$name exited at start; its log: $(tail -n 20 "$tmp/$name.log")"
-		sleep 0.1
+mkdir -p "$tmp/nginx" "$tmp/haproxy" "$tmp/wasm-cache"
+user_line=""
+# Workers of a root master would otherwise switch to "nobody", which cannot write the temp dir.
+[ "$(id -u)" -eq 0 ] && user_line="user $(id -un) $(id -gn);"
+# nginx creates every temp path its modules declare, at start; the defaults are under
+# /var/lib/nginx, which only root may write.
+extra=""
+if [ -x "$NGINX" ]; then
+	for m in fastcgi uwsgi scgi; do
+		"$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module" ||
+			extra+="    ${m}_temp_path $tmp/nginx/$m;"$'\n'
 	done
-	die "$name did not answer $url within 10s; its log: $(tail -n 20 "$tmp/$name.log")"
+fi
+fill() { # fill TEMPLATE LISTEN > file
+	awk -v user="$user_line" -v workers="$WORKERS" -v dir="$tmp/nginx" \
+		-v nofile="$(ulimit -n)" -v maxconn="$((($(ulimit -n) - 200) / 2))" \
+		-v backend="$backend_addr" -v listen="$2" -v extra="${extra%$'\n'}" '
+		{ gsub(/@USER@/, user); gsub(/@WORKERS@/, workers); gsub(/@DIR@/, dir)
+		  gsub(/@BACKEND@/, backend); gsub(/@LISTEN@/, listen); gsub(/@EXTRA_TEMP@/, extra)
+		  gsub(/@NOFILE@/, nofile); gsub(/@MAXCONN@/, maxconn)
+		  print }' "$1"
 }
+fill bench/nginx.conf.tmpl "${addr[nginx]}" >"$tmp/nginx/nginx.conf"
+fill bench/haproxy.cfg.tmpl "${addr[haproxy]}" >"$tmp/haproxy/haproxy.cfg"
+# Weir's config: the literal addresses become this run's ports, the plugin path absolute, and
+# the compile cache a fresh directory; everything else is used as written.
+sed -e "s/127\.0\.0\.1:18084/${addr[weir]}/g" -e "s/127\.0\.0\.1:18081/$backend_addr/g" \
+	-e "s#file: \.\./config/plugins/#file: $root/config/plugins/#" \
+	-e "s#plugin_cache_dir: \"off\"#plugin_cache_dir: \"$tmp/wasm-cache\"#" \
+	"$WEIR_CONFIG" >"$tmp/weir.yaml"
 
+# command_of NAME prints the command line that runs proxy NAME in the foreground.
+command_of() {
+	case $1 in
+	nginx) echo "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" ;;
+	haproxy) echo "$HAPROXY" -db -f "$tmp/haproxy/haproxy.cfg" ;;
+	ceiling) echo env GOMAXPROCS="$WORKERS" "$tmp/miniproxy" -addr "${addr[ceiling]}" -upstream "$backend_addr" ;;
+	weir) echo env GOMAXPROCS="$WORKERS" "$WEIR_BIN" run -c "$tmp/weir.yaml" ;;
+	esac
+}
+case " $PROXIES " in *" nginx "*)
+	"$NGINX" -t -q -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" >&2 ||
+		die "nginx rejected $tmp/nginx/nginx.conf" ;;
+esac
+case " $PROXIES " in *" haproxy "*)
+	"$HAPROXY" -c -q -f "$tmp/haproxy/haproxy.cfg" >&2 || die "haproxy rejected $tmp/haproxy/haproxy.cfg" ;;
+esac
+
+# --- start -------------------------------------------------------------------------------
+
+# start NAME: runs the proxy in the background and records its pid, and in started_ms its
+# startup time: from just before exec to its first 2xx answer (a fresh connection per try).
 start() {
-	local name=$1
-	shift
-	"$@" >"$tmp/$name.log" 2>&1 &
+	local name=$1 t0
+	local -a cmd
+	read -r -a cmd <<<"$(command_of "$name")"
+	t0=$(date +%s%N)
+	"${pin_proxy[@]}" "${cmd[@]}" >"$tmp/$name.log" 2>&1 &
 	pids+=($!)
 	pid[$name]=$!
+	started_ms=$("$tmp/probe" ready -since "$t0" -url "http://${addr[$name]}/" 2>/dev/null) ||
+		die "$name did not answer within 10s; its log: $(tail -n 20 "$tmp/$name.log")"
 }
 
-start backend "${pin_load[@]}" "$tmp/backend" -addr "$backend_addr"
-wait_ready backend "http://$backend_addr/" "${pid[backend]}"
-[ "$(curl -fsS "http://$backend_addr/")" = "Hello, World!" ] || die "backend answered something other than Hello, World!"
+# stop NAME stops a proxy started by start.
+stop() {
+	stop_pid "${pid[$1]}"
+	local keep=() p
+	for p in "${pids[@]}"; do [ "$p" != "${pid[$1]}" ] && keep+=("$p"); done
+	pids=("${keep[@]}")
+	unset "pid[$1]"
+}
 
-for p in $PROXIES; do
-	case $p in
-	nginx)
-		mkdir -p "$tmp/nginx"
-		user_line=""
-		# Workers of a root master would otherwise switch to "nobody", which cannot write
-		# the temp dir; a non-root master keeps its own user anyway.
-		[ "$(id -u)" -eq 0 ] && user_line="user $(id -un) $(id -gn);"
-		# nginx creates every temp path its modules declare, at start; the defaults are under
-		# /var/lib/nginx, which only root may write.
-		extra=""
-		for m in fastcgi uwsgi scgi; do
-			"$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module" ||
-				extra+="    ${m}_temp_path $tmp/nginx/$m;"$'\n'
-		done
-		awk -v user="$user_line" -v workers="$WORKERS" -v dir="$tmp/nginx" \
-			-v backend="$backend_addr" -v listen="${addr[nginx]}" -v extra="${extra%$'\n'}" '
-			{ gsub(/@USER@/, user); gsub(/@WORKERS@/, workers); gsub(/@DIR@/, dir)
-			  gsub(/@BACKEND@/, backend); gsub(/@LISTEN@/, listen); gsub(/@EXTRA_TEMP@/, extra)
-			  print }' bench/nginx.conf.tmpl >"$tmp/nginx/nginx.conf"
-		"$NGINX" -t -q -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" >&2 ||
-			die "nginx rejected $tmp/nginx/nginx.conf"
-		start nginx "${pin_proxy[@]}" "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log"
-		;;
-	ceiling)
-		start ceiling env GOMAXPROCS="$WORKERS" "${pin_proxy[@]}" "$tmp/miniproxy" \
-			-addr "${addr[ceiling]}" -upstream "$backend_addr"
-		;;
-	weir)
-		# The config's literal addresses become this run's ports; everything else is used as
-		# written, so a scenario is just another config file.
-		sed -e "s/127\.0\.0\.1:18084/${addr[weir]}/g" -e "s/127\.0\.0\.1:18081/$backend_addr/g" \
-			"$WEIR_CONFIG" >"$tmp/weir.yaml"
-		start weir env GOMAXPROCS="$WORKERS" "${pin_proxy[@]}" "$WEIR_BIN" run -c "$tmp/weir.yaml"
-		;;
-	esac
-	wait_ready "$p" "http://${addr[$p]}${path[$p]}" "${pid[$p]}"
-	log "$p ready on ${addr[$p]} (pid ${pid[$p]})"
-done
-
-# --- measure -----------------------------------------------------------------------------
-
-# proc_pids lists the processes whose CPU time is the proxy's: nginx's master and its workers,
-# or the single Go process.
+# proc_pids lists the processes whose CPU time and memory are the proxy's: nginx's master and
+# its workers, or the single process of the others.
 proc_pids() {
-	local p=$1
-	echo "${pid[$p]}"
-	if [ "$p" = nginx ]; then
-		pgrep -P "${pid[$p]}" || true
+	echo "${pid[$1]}"
+	if [ "$1" = nginx ]; then
+		pgrep -P "${pid[$1]}" || true
 	fi
 }
+
+# rss_mib sums VmRSS over the proxy's processes.
+rss_mib() {
+	local total=0 p v
+	for p in $(proc_pids "$1"); do
+		v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+		total=$((total + ${v:-0}))
+	done
+	awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
+"${pin_load[@]}" "$tmp/backend" -addr "$backend_addr" >"$tmp/backend.log" 2>&1 &
+pids+=($!)
+pid[backend]=$!
+"$tmp/probe" ready -url "http://$backend_addr/" >/dev/null || die "backend did not start: $(tail -n 5 "$tmp/backend.log")"
+[ "$(curl -fsS "http://$backend_addr/")" = "Hello, World!" ] || die "backend answered something other than Hello, World!"
+
+declare -A startup=() rss_idle=() rss_conns=() rss_load=() held=()
+# Startup, twice for Weir: with an empty compile cache, then with the one the first run filled.
+weir_cold="-" weir_warm="-"
+for p in $PROXIES; do
+	start "$p"
+	if [ "$p" = weir ]; then
+		weir_cold=$started_ms
+		stop weir
+		start weir
+		weir_warm=$started_ms
+	fi
+	startup[$p]=$started_ms
+	log "$p ready on ${addr[$p]} (pid ${pid[$p]}) in $started_ms ms"
+done
+# Every scenario's path must answer 2xx through its proxies before anything is measured.
+for s in $SCENARIOS; do
+	for p in $PROXIES; do
+		[ -n "${sc_only[$s]}" ] && [ "${sc_only[$s]}" != "$p" ] && continue
+		path=${sc_path[$s]}
+		[ "$p" = weir ] && path=${sc_weir[$s]}
+		method=GET
+		[ -n "${sc_lua[$s]}" ] && method=POST
+		curl -fsS -o /dev/null -X "$method" "http://${addr[$p]}$path" ||
+			die "$p: $method $path does not answer 2xx (scenario $s)"
+	done
+done
+
+sleep 1
+for p in $PROXIES; do rss_idle[$p]=$(rss_mib "$p"); done
+
+if [ "$IDLE_CONNS" -gt 0 ]; then
+	for p in $PROXIES; do
+		log "$p: holding $IDLE_CONNS idle keep-alive connections"
+		coproc IDLE { "${pin_load[@]}" "$tmp/probe" idle -addr "${addr[$p]}" -n "$IDLE_CONNS" 2>"$tmp/idle-$p.log"; }
+		idle_pid=$IDLE_PID
+		read -r word n <&"${IDLE[0]}" || { word=""; n=0; }
+		[ "$word" = ready ] || log "$p: the idle-connection probe failed: $(cat "$tmp/idle-$p.log")"
+		held[$p]=${n:-0}
+		sleep 1
+		rss_conns[$p]=$(rss_mib "$p")
+		eval "exec ${IDLE[1]}>&-"
+		wait "$idle_pid" 2>/dev/null || true
+		idle_pid=""
+	done
+	# Let the proxies notice the closes before the load starts.
+	sleep 2
+fi
+
+# --- measure -----------------------------------------------------------------------------
 
 # cpu_ticks sums utime+stime (fields 14 and 15 of /proc/PID/stat, in clock ticks) over the
 # given processes. The command name in field 2 may hold spaces, so fields count from the ")".
@@ -228,17 +348,8 @@ cpu_ticks() {
 	echo "$total"
 }
 
-# to_ms converts one of wrk's latency figures ("412.00us", "1.20ms", "2.00s", "1.00m").
-to_ms() {
-	awk -v v="$1" 'BEGIN {
-		n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-		if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
-		printf "%.3f", n }'
-}
-
 # run_wrk runs wrk in the background and waits for it: a trapped signal interrupts `wait` at
-# once, whereas bash defers it until a foreground wrk has finished, and drops an interrupt
-# entirely when wrk (which catches SIGINT to print its results) exits normally.
+# once, whereas bash defers it until a foreground wrk has finished.
 run_wrk() {
 	local f=$1
 	shift
@@ -258,121 +369,206 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out="$OUT_DIR/$stamp"
 mkdir -p "$out"
 
+# One wrk script per scenario: its own request (if any) plus the percentile printer.
+for s in $SCENARIOS; do
+	: >"$tmp/$s.lua"
+	[ -n "${sc_lua[$s]}" ] && cat "bench/${sc_lua[$s]}" >>"$tmp/$s.lua"
+	cat bench/percentiles.lua >>"$tmp/$s.lua"
+done
+
 wrk_args=(-t "$THREADS" -c "$CONNECTIONS" --latency)
-declare -A rps=() p50=() p99=() ticks=() reqs=() errs=() secs=()
-read -r -a order <<<"$PROXIES"
-n=${#order[@]}
+# Results are keyed "scenario/proxy".
+declare -A rps=() p50=() p99=() p999=() ticks=() reqs=() errs=() secs=()
 
-if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
-	# Fills the connection pools and grows the Go heaps before anything is counted.
-	for p in "${order[@]}"; do
-		log "warm-up $p ($WARMUP)"
-		run_wrk "$out/warmup-$p.txt" -d "$WARMUP" "http://${addr[$p]}${path[$p]}"
+for s in $SCENARIOS; do
+	order=()
+	for p in $PROXIES; do
+		[ -n "${sc_only[$s]}" ] && [ "${sc_only[$s]}" != "$p" ] && continue
+		order+=("$p")
 	done
-fi
+	n=${#order[@]}
+	url() { local path=${sc_path[$s]}; [ "$1" = weir ] && path=${sc_weir[$s]}; echo "http://${addr[$1]}$path"; }
+	if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
+		# Fills the connection pools and grows the Go heaps before anything is counted.
+		for p in "${order[@]}"; do
+			log "$s: warm-up $p ($WARMUP)"
+			run_wrk "$out/$s-warmup-$p.txt" -s "$tmp/$s.lua" -d "$WARMUP" "$(url "$p")"
+		done
+	fi
+	for ((r = 1; r <= ROUNDS; r++)); do
+		# Each round starts one proxy later, so no proxy always runs first or last: a slow
+		# drift in the machine's load then spreads over all of them.
+		for ((i = 0; i < n; i++)); do
+			p=${order[$(((i + r - 1) % n))]}
+			k="$s/$p"
+			f="$out/$s-round$r-$p.txt"
+			log "$s: round $r/$ROUNDS: $p"
+			mapfile -t procs < <(proc_pids "$p")
+			before=$(cpu_ticks "${procs[@]}")
+			run_wrk "$f" -s "$tmp/$s.lua" -d "$DURATION" "$(url "$p")"
+			after=$(cpu_ticks "${procs[@]}")
+			kill -0 "${pid[$p]}" 2>/dev/null || die "$p exited during $s round $r; its log: $(tail -n 20 "$tmp/$p.log")"
 
-for ((r = 1; r <= ROUNDS; r++)); do
-	# Each round starts one proxy later, so no proxy always runs first or last: a slow drift
-	# in the machine's load then spreads over all of them.
-	for ((i = 0; i < n; i++)); do
-		p=${order[$(((i + r - 1) % n))]}
-		f="$out/round$r-$p.txt"
-		log "round $r/$ROUNDS: $p"
-		mapfile -t procs < <(proc_pids "$p")
-		before=$(cpu_ticks "${procs[@]}")
-		run_wrk "$f" -d "$DURATION" "http://${addr[$p]}${path[$p]}"
-		after=$(cpu_ticks "${procs[@]}")
-		kill -0 "${pid[$p]}" 2>/dev/null || die "$p exited during round $r; its log: $(tail -n 20 "$tmp/$p.log")"
-
-		rps[$p]+="$(awk '/^Requests\/sec:/ { print $2 }' "$f") "
-		p50[$p]+="$(to_ms "$(awk '$1 == "50%" { print $2 }' "$f")") "
-		p99[$p]+="$(to_ms "$(awk '$1 == "99%" { print $2 }' "$f")") "
-		reqs[$p]=$((${reqs[$p]:-0} + $(awk '/ requests in / { print $1 }' "$f")))
-		ticks[$p]=$((${ticks[$p]:-0} + after - before))
-		secs[$p]=$(awk -v a="${secs[$p]:-0}" '/ requests in / { t = $4; sub(/s,$/, "", t); print a + t }' "$f")
-		# Non-2xx answers and socket errors mean the figures are not for the scenario asked.
-		e=$(awk '/^  Non-2xx/ { n += $NF } /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$f")
-		errs[$p]=$((${errs[$p]:-0} + e))
+			rps[$k]+="$(awk '/^Requests\/sec:/ { print $2 }' "$f") "
+			p50[$k]+="$(awk '$1 == "PCTL" && $2 == "50" { printf "%.3f", $3 / 1000 }' "$f") "
+			p99[$k]+="$(awk '$1 == "PCTL" && $2 == "99" { printf "%.3f", $3 / 1000 }' "$f") "
+			p999[$k]+="$(awk '$1 == "PCTL" && $2 == "99.9" { printf "%.3f", $3 / 1000 }' "$f") "
+			reqs[$k]=$((${reqs[$k]:-0} + $(awk '/ requests in / { print $1 }' "$f")))
+			ticks[$k]=$((${ticks[$k]:-0} + after - before))
+			secs[$k]=$(awk -v a="${secs[$k]:-0}" '/ requests in / { t = $4; sub(/s,$/, "", t); print a + t }' "$f")
+			# Non-2xx answers and socket errors mean the figures are not for the scenario asked.
+			e=$(awk '/^  Non-2xx/ { n += $NF } /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$f")
+			errs[$k]=$((${errs[$k]:-0} + e))
+		done
 	done
 done
+for p in $PROXIES; do rss_load[$p]=$(rss_mib "$p"); done
 
 # --- report ------------------------------------------------------------------------------
 
-declare -A med_rps=() med_p50=() med_p99=() cpu_us=() cores=()
-for p in "${order[@]}"; do
-	read -r -a v <<<"${rps[$p]}"
-	med_rps[$p]=$(median "${v[@]}")
-	read -r -a v <<<"${p50[$p]}"
-	med_p50[$p]=$(median "${v[@]}")
-	read -r -a v <<<"${p99[$p]}"
-	med_p99[$p]=$(median "${v[@]}")
+declare -A m_rps=() m_p50=() m_p99=() m_p999=() cpu_us=() cores=()
+for k in "${!rps[@]}"; do
+	read -r -a v <<<"${rps[$k]}"
+	m_rps[$k]=$(median "${v[@]}")
+	read -r -a v <<<"${p50[$k]}"
+	m_p50[$k]=$(median "${v[@]}")
+	read -r -a v <<<"${p99[$k]}"
+	m_p99[$k]=$(median "${v[@]}")
+	read -r -a v <<<"${p999[$k]}"
+	m_p999[$k]=$(median "${v[@]}")
 	# Over all rounds together: clock ticks are 1/CLK_TCK s, too coarse to trust per round.
-	cpu_us[$p]=$(awk -v t="${ticks[$p]}" -v hz="$CLK_TCK" -v n="${reqs[$p]}" 'BEGIN { printf "%.2f", n ? t / hz * 1e6 / n : 0 }')
-	cores[$p]=$(awk -v t="${ticks[$p]}" -v hz="$CLK_TCK" -v s="${secs[$p]}" 'BEGIN { printf "%.2f", s ? t / hz / s : 0 }')
+	cpu_us[$k]=$(awk -v t="${ticks[$k]}" -v hz="$CLK_TCK" -v n="${reqs[$k]}" 'BEGIN { printf "%.2f", n ? t / hz * 1e6 / n : 0 }')
+	cores[$k]=$(awk -v t="${ticks[$k]}" -v hz="$CLK_TCK" -v s="${secs[$k]}" 'BEGIN { printf "%.2f", s ? t / hz / s : 0 }')
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.3f", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.3f", a / b }'; }
 
-table() {
-	printf '| %-8s | %10s | %-26s | %8s | %8s | %10s | %9s | %6s |\n' \
-		proxy "req/s" "req/s per round" "p50 ms" "p99 ms" "CPU µs/req" "CPU cores" errors
-	printf '| %-8s | %10s | %-26s | %8s | %8s | %10s | %9s | %6s |\n' \
-		-------- ---------: -------------------------- -------: -------: ---------: --------: -----:
-	for p in "${order[@]}"; do
-		local per
-		per=$(printf '%s' "${rps[$p]}" | awk '{ for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i }')
-		printf '| %-8s | %10.0f | %-26s | %8.3f | %8.3f | %10s | %9s | %6s |\n' \
-			"$p" "${med_rps[$p]}" "$per" "${med_p50[$p]}" "${med_p99[$p]}" "${cpu_us[$p]}" "${cores[$p]}" "${errs[$p]}"
+scenario_table() {
+	local s=$1 p k per
+	printf '| %-8s | %9s | %-24s | %7s | %7s | %8s | %10s | %9s | %6s | %8s |\n' \
+		proxy "req/s" "req/s per round" "p50 ms" "p99 ms" "p99.9 ms" "CPU µs/req" "CPU cores" errors "vs nginx"
+	printf '| %-8s | %9s | %-24s | %7s | %7s | %8s | %10s | %9s | %6s | %8s |\n' \
+		-------- --------: ------------------------ ------: ------: -------: ---------: --------: -----: -------:
+	for p in $PROXIES; do
+		k="$s/$p"
+		[ -n "${m_rps[$k]:-}" ] || continue
+		per=$(printf '%s' "${rps[$k]}" | awk '{ for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i }')
+		printf '| %-8s | %9.0f | %-24s | %7.3f | %7.3f | %8.3f | %10s | %9s | %6s | %8s |\n' \
+			"$p" "${m_rps[$k]}" "$per" "${m_p50[$k]}" "${m_p99[$k]}" "${m_p999[$k]}" "${cpu_us[$k]}" "${cores[$k]}" \
+			"${errs[$k]}" "$(ratio "${m_rps[$k]}" "${m_rps[$s/nginx]:-}")"
 	done
-	if [ -n "${med_rps[weir]:-}" ]; then
-		local b
-		echo
-		printf '| %-12s | %7s | %7s | %7s | %10s |\n' ratio "req/s" "p50" "p99" "CPU µs/req"
-		printf '| %-12s | %7s | %7s | %7s | %10s |\n' ------------ ------: ------: ------: ---------:
-		for b in nginx ceiling; do
-			[ -n "${med_rps[$b]:-}" ] || continue
-			printf '| %-12s | %7s | %7s | %7s | %10s |\n' "weir/$b" \
-				"$(ratio "${med_rps[weir]}" "${med_rps[$b]}")" "$(ratio "${med_p50[weir]}" "${med_p50[$b]}")" \
-				"$(ratio "${med_p99[weir]}" "${med_p99[$b]}")" "$(ratio "${cpu_us[weir]}" "${cpu_us[$b]}")"
+}
+
+# headline prints the ratios the issue asks for: Weir over each other proxy, per scenario.
+headline() {
+	local s b
+	printf '| %-10s | %-12s | %7s | %7s | %7s | %10s |\n' scenario ratio "req/s" "p99" "p99.9" "CPU µs/req"
+	printf '| %-10s | %-12s | %7s | %7s | %7s | %10s |\n' ---------- ------------ ------: ------: ------: ---------:
+	for s in $SCENARIOS; do
+		[ -n "${m_rps[$s/weir]:-}" ] || continue
+		for b in nginx haproxy ceiling; do
+			[ -n "${m_rps[$s/$b]:-}" ] || continue
+			printf '| %-10s | %-12s | %7s | %7s | %7s | %10s |\n' "$s" "weir/$b" \
+				"$(ratio "${m_rps[$s/weir]}" "${m_rps[$s/$b]}")" "$(ratio "${m_p99[$s/weir]}" "${m_p99[$s/$b]}")" \
+				"$(ratio "${m_p999[$s/weir]}" "${m_p999[$s/$b]}")" "$(ratio "${cpu_us[$s/weir]}" "${cpu_us[$s/$b]}")"
 		done
-		if [ -n "${med_rps[ceiling]:-}" ]; then
-			local got verdict
-			got=$(ratio "${med_rps[weir]}" "${med_rps[ceiling]}")
-			verdict=$(awk -v g="$got" -v t="$TARGET" 'BEGIN { print (g + 0 >= t ? "met" : "missed") }')
-			echo
-			echo "Target weir/ceiling req/s >= $TARGET: $verdict ($got)."
-		fi
+	done
+	if [ -n "${m_rps[plugin/weir]:-}" ] && [ -n "${m_rps[small/weir]:-}" ]; then
+		printf '| %-10s | %-12s | %7s | %7s | %7s | %10s |\n' plugin "plugin/plain" \
+			"$(ratio "${m_rps[plugin/weir]}" "${m_rps[small/weir]}")" "$(ratio "${m_p99[plugin/weir]}" "${m_p99[small/weir]}")" \
+			"$(ratio "${m_p999[plugin/weir]}" "${m_p999[small/weir]}")" "$(ratio "${cpu_us[plugin/weir]}" "${cpu_us[small/weir]}")"
+	fi
+	if [ -n "${m_rps[small/weir]:-}" ] && [ -n "${m_rps[small/ceiling]:-}" ]; then
+		local got verdict
+		got=$(ratio "${m_rps[small/weir]}" "${m_rps[small/ceiling]}")
+		verdict=$(awk -v g="$got" -v t="$TARGET" 'BEGIN { print (g + 0 >= t ? "met" : "missed") }')
+		echo
+		echo "Target weir/ceiling req/s >= $TARGET on the small GET: $verdict ($got)."
 	fi
 }
 
-settings="wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS interleaved rounds after a $WARMUP warm-up; \
-GOMAXPROCS / nginx workers: $WORKERS; pinned: $([ "$PIN" = 1 ] && echo "proxies on CPU $PROXY_CPUS, wrk and backend on CPU $LOAD_CPUS" || echo no); \
-path: $URL_PATH (weir: $WEIR_URL_PATH); weir config: $WEIR_CONFIG"
+resources() {
+	local p per
+	printf '| %-8s | %10s | %13s | %-28s | %13s | %13s |\n' proxy "startup ms" "RSS idle MiB" \
+		"RSS with $IDLE_CONNS idle conns MiB" "KiB per conn" "RSS after load MiB"
+	printf '| %-8s | %10s | %13s | %-28s | %13s | %13s |\n' -------- ---------: ------------: ---------------------------- ------------: ------------:
+	for p in $PROXIES; do
+		per=$(awk -v a="${rss_idle[$p]}" -v b="${rss_conns[$p]:-}" -v n="${held[$p]:-0}" 'BEGIN { if (b == "" || n == 0) print "-"; else printf "%.1f", (b - a) * 1024 / n }')
+		printf '| %-8s | %10s | %13s | %-28s | %13s | %13s |\n' "$p" "${startup[$p]}" "${rss_idle[$p]}" \
+			"${rss_conns[$p]:--}$([ -n "${held[$p]:-}" ] && [ "${held[$p]}" != "$IDLE_CONNS" ] && echo " (${held[$p]} held)")" \
+			"$per" "${rss_load[$p]}"
+	done
+	echo
+	echo "Weir startup with the plugin's compile cache empty: $weir_cold ms; filled: $weir_warm ms."
+}
 
-report=$(table)
+settings="wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds per scenario after a $WARMUP warm-up; \
+workers (GOMAXPROCS, nginx worker_processes, HAProxy nbthread): $WORKERS; pinned: $([ "$PIN" = 1 ] && echo "proxies on CPU $PROXY_CPUS, wrk and backend on CPU $LOAD_CPUS" || echo no); \
+weir config: $WEIR_CONFIG"
+
+{
+	for s in $SCENARIOS; do
+		echo "### $s: ${sc_desc[$s]}"
+		echo
+		scenario_table "$s"
+		echo
+	done
+	echo "### Headline ratios"
+	echo
+	headline
+	echo
+	echo "### Startup and memory"
+	echo
+	resources
+} >"$tmp/report.md"
 echo
 echo "$settings"
 echo
-echo "$report"
+cat "$tmp/report.md"
 echo
 echo "raw wrk output: $out"
 
-weir_version=-
-[ -n "${pid[weir]:-}" ] && weir_version=$("$WEIR_BIN" version 2>&1 | head -n 1)
+# The chart's input, one line per scenario and proxy; kept with the raw output.
 {
-	echo "# Load comparison: Weir vs nginx vs a bare fasthttp proxy"
+	echo -e "scenario\tproxy\trps\tp99_ms\tcpu_us"
+	for s in $SCENARIOS; do
+		for p in $PROXIES; do
+			[ -n "${m_rps[$s/$p]:-}" ] || continue
+			echo -e "$s\t$p\t${m_rps[$s/$p]}\t${m_p99[$s/$p]}\t${cpu_us[$s/$p]}"
+		done
+	done
+} >"$out/summary.tsv"
+# bench/chart is a module of its own (its font package stays out of the gateway's module).
+case $CHART in /*) chart_out=$CHART ;; *) chart_out=$root/$CHART ;; esac
+case $out in /*) chart_in=$out/summary.tsv ;; *) chart_in=$root/$out/summary.tsv ;; esac
+if (cd bench/chart && "$GO" run . -in "$chart_in" -out "$chart_out" \
+	-title "Weir vs nginx, HAProxy and a bare fasthttp proxy, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs") >&2; then
+	echo "chart: $CHART"
+else
+	log "could not draw the chart; the figures are in $RESULTS"
+fi
+
+weir_version=-
+case " $PROXIES " in *" weir "*) weir_version=$("$WEIR_BIN" version 2>&1 | head -n 1) ;; esac
+{
+	echo "# Load comparison: Weir vs nginx vs HAProxy vs a bare fasthttp proxy"
 	echo
-	echo "Written by \`bench/compare.sh\`; see \`bench/README.md\` for how to read it. req/s, p50 and p99"
-	echo "are medians over the rounds; CPU µs/req and CPU cores are over all rounds together."
+	echo "Written by \`bench/compare.sh\` (\`make bench\`); see \`bench/README.md\` for how to read it. req/s"
+	echo "and latencies are medians over the rounds; CPU µs/req and CPU cores are over all rounds"
+	echo "together. On a small shared machine req/s moves 10–30% between runs; CPU µs/req is the"
+	echo "steadier figure."
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-	echo "- machine: $(nproc) CPUs, $(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
+	echo "- machine: $(nproc) CPUs, $(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
 	echo "- go: $("$GO" env GOVERSION)"
-	echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
+	[ -x "$NGINX" ] && echo "- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
+	[ -x "$HAPROXY" ] && echo "- haproxy: $("$HAPROXY" -v 2>&1 | head -n 1 | awk '{ print $3 }')"
 	echo "- wrk: $(wrk -v 2>&1 | head -n 1 | awk '{ print $2 }')"
 	echo "- weir: $weir_version ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
 	echo "- run: $settings"
 	echo
-	echo "$report"
+	echo "![req/s relative to nginx and CPU µs per request]($(basename "$CHART"))"
+	echo
+	cat "$tmp/report.md"
 } >"$RESULTS"
 echo "summary: $RESULTS"
