@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 CONFIG   ?= config/weir.yaml
 FUZZTIME ?= 30s
 
-.PHONY: all build run test check vet fmt race bench fuzz clean plugins
+.PHONY: all build run test check vet fmt race bench soak fuzz clean plugins
 
 all: build
 
@@ -34,23 +34,29 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-# Go micro-benchmarks with allocations, then the wrk comparison against nginx.
+# Go micro-benchmarks with allocations (router, pipeline, every filter, plugin calls), then the
+# wrk comparison against nginx, HAProxy and a bare fasthttp proxy (bench/README.md): it writes
+# bench/RESULTS.md and bench/results.png. Raw output goes to bench/out/ (not committed).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./filters/... | tee bench/out-go.txt
+	@mkdir -p bench/out
+	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./filters/... ./plugins/... ./bench/... | tee bench/out/go-bench.txt
+	cd bench/chart && $(GO) test ./...
 	./bench/compare.sh
+
+# Long-running checks under load: 1,000 reloads, a backend killed and restored, 1,000 slow
+# clients (bench/README.md). Each prints a one-line verdict; any FAIL fails the target.
+soak: build
+	./bench/soak.sh
 
 # Every SDK example built from source into sdk/out/<lang>-<example>.wasm; a missing toolchain
 # is reported and skipped (WEIR_REQUIRE_ALL=1 makes it an error).
 plugins:
 	GO=$(GO) ./sdk/build.sh
 
-# Every fuzz target for FUZZTIME each.
+# Every fuzz target for FUZZTIME each; a failing input becomes testdata/fuzz/<Target>/regression-NNN
+# in its package, and the target fails listing them (bench/fuzz.sh).
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
-	  done; \
-	done
+	FUZZTIME=$(FUZZTIME) ./bench/fuzz.sh
 
 clean:
 	rm -rf bin

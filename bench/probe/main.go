@@ -9,6 +9,14 @@
 //	    is an established HTTP connection the proxy holds state for; then prints "ready <n>" and
 //	    holds them open until its standard input closes. The harness reads the proxy's RSS
 //	    meanwhile.
+//	probe load -url URL -c 16 -d 20s [-timeout 2s]
+//	    c keep-alive clients send requests back to back for d, each printing one line per
+//	    answer: "<unix ms> <status> <latency µs>" (status 0: no answer, a timeout or a socket
+//	    error). soak.sh reads the timeline around the moments it broke something.
+//	probe reload -admin URL -config FILE -n 1000 -rate 20
+//	    changes FILE (the value on its line ending in "# soak-marker") and POSTs /reload, n
+//	    times at rate per second, so that every reload swaps a new snapshot; prints
+//	    "reloads <ok> failed <n> seconds <s>".
 package main
 
 import (
@@ -19,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +35,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe ready|idle [flags]")
+		fmt.Fprintln(os.Stderr, "usage: probe ready|idle|load|reload [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -35,8 +44,12 @@ func main() {
 		err = ready(os.Args[2:])
 	case "idle":
 		err = idle(os.Args[2:])
+	case "load":
+		err = load(os.Args[2:])
+	case "reload":
+		err = reload(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q (want ready or idle)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (want ready, idle, load or reload)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "probe:", err)
@@ -142,4 +155,102 @@ func open(addr string, req []byte) (net.Conn, error) {
 	}
 	_ = c.SetDeadline(time.Time{})
 	return c, nil
+}
+
+func load(args []string) error {
+	fs := flag.NewFlagSet("load", flag.ExitOnError)
+	url := fs.String("url", "", "URL to request")
+	conc := fs.Int("c", 16, "concurrent clients")
+	dur := fs.Duration("d", 20*time.Second, "how long")
+	timeout := fs.Duration("timeout", 2*time.Second, "per-request timeout")
+	_ = fs.Parse(args)
+	out := bufio.NewWriter(os.Stdout)
+	var mu sync.Mutex
+	end := time.Now().Add(*dur)
+	var wg sync.WaitGroup
+	for i := 0; i < *conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: *timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				status := 0
+				resp, err := c.Get(*url)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				lat := time.Since(t0)
+				mu.Lock()
+				fmt.Fprintf(out, "%d %d %d\n", t0.UnixMilli(), status, lat.Microseconds())
+				mu.Unlock()
+				if err != nil {
+					// A refused connection fails at once; do not spin.
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out.Flush()
+}
+
+func reload(args []string) error {
+	fs := flag.NewFlagSet("reload", flag.ExitOnError)
+	admin := fs.String("admin", "", "admin API base URL")
+	config := fs.String("config", "", "the config file the gateway runs")
+	n := fs.Int("n", 1000, "reloads")
+	rate := fs.Float64("rate", 20, "reloads per second")
+	_ = fs.Parse(args)
+	orig, err := os.ReadFile(*config)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	const marker = "# soak-marker"
+	lines := strings.Split(string(orig), "\n")
+	at := -1
+	for i, l := range lines {
+		if strings.HasSuffix(strings.TrimSpace(l), marker) {
+			at = i
+		}
+	}
+	if at < 0 {
+		return fmt.Errorf("%s has no line ending in %q", *config, marker)
+	}
+	indent := lines[at][:len(lines[at])-len(strings.TrimLeft(lines[at], " "))]
+	key, _, _ := strings.Cut(strings.TrimSpace(lines[at]), ":")
+	c := &http.Client{Timeout: 10 * time.Second}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / *rate))
+	defer tick.Stop()
+	start := time.Now()
+	ok, failed := 0, 0
+	for i := 0; i < *n; i++ {
+		<-tick.C
+		lines[at] = fmt.Sprintf("%s%s: \"%d\" %s", indent, key, i+1, marker) // never the original value
+		// Write beside and rename, so that the gateway (and its file watcher) never reads a
+		// half-written file.
+		tmp := *config + ".tmp"
+		if err := os.WriteFile(tmp, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, *config); err != nil {
+			return err
+		}
+		resp, err := c.Post(*admin+"/reload", "application/json", nil)
+		if err != nil {
+			failed++
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			ok++
+		} else {
+			failed++
+		}
+	}
+	fmt.Printf("reloads %d failed %d seconds %.1f\n", ok, failed, time.Since(start).Seconds())
+	return nil
 }
