@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/filters/internal/httpcheck"
 )
 
 // Name is the name configs use for this filter.
@@ -50,26 +51,13 @@ func New(_ filter.Env, decode filter.Decoder) (filter.Filter, error) {
 	return &Filter{req: req, resp: resp}, nil
 }
 
-// managed are headers whose values belong to the proxy: they frame the message or describe one
-// hop, so a filter changing them would corrupt the connection rather than edit the request.
-var managed = map[string]bool{
-	"Connection":        true,
-	"Content-Length":    true,
-	"Keep-Alive":        true,
-	"Proxy-Connection":  true,
-	"Te":                true,
-	"Trailer":           true,
-	"Transfer-Encoding": true,
-	"Upgrade":           true,
-}
-
 func compilePhase(pc PhaseConfig) (phase, error) {
 	var p phase
 	seen := map[string]string{} // canonical name -> list it appeared in, to catch "x-a" and "X-A"
 
 	names := make([]string, 0, len(pc.Remove))
 	for _, n := range pc.Remove {
-		canon, err := checkName(n)
+		canon, err := httpcheck.EditableName(n)
 		if err != nil {
 			return p, fmt.Errorf("remove: %w", err)
 		}
@@ -100,7 +88,7 @@ func compileValues(op string, m map[string]any, allowList bool) ([]pair, error) 
 	names := make([]string, 0, len(m))
 	seen := map[string]string{}
 	for n := range m {
-		canon, err := checkName(n)
+		canon, err := httpcheck.EditableName(n)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
@@ -120,7 +108,7 @@ func compileValues(op string, m map[string]any, allowList bool) ([]pair, error) 
 			return nil, fmt.Errorf("%s: header %q: %w", op, n, err)
 		}
 		for _, v := range values {
-			if err := checkValue(v); err != nil {
+			if err := httpcheck.Value(v); err != nil {
 				return nil, fmt.Errorf("%s: header %q: %w", op, n, err)
 			}
 			out = append(out, pair{name: []byte(n), value: []byte(v)})
@@ -164,49 +152,6 @@ func valuesOf(v any, allowList bool) ([]string, error) {
 		// value is only taken when written as a string.
 		return nil, fmt.Errorf("value %v must be a string (quote it)", v)
 	}
-}
-
-// checkName validates a header name as an RFC 9110 token and returns its canonical spelling.
-func checkName(n string) (string, error) {
-	if n == "" {
-		return "", fmt.Errorf("empty header name")
-	}
-	for i := 0; i < len(n); i++ {
-		if !isTokenChar(n[i]) {
-			return "", fmt.Errorf("invalid header name %q: byte %q is not allowed in a token", n, n[i])
-		}
-	}
-	canon := textproto.CanonicalMIMEHeaderKey(n)
-	if managed[canon] {
-		return "", fmt.Errorf("header %q is managed by the proxy (framing or hop-by-hop) and cannot be edited", n)
-	}
-	return canon, nil
-}
-
-// checkValue rejects bytes that would end the header line or the message early.
-func checkValue(v string) error {
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '\r' || c == '\n' || c == 0:
-			return fmt.Errorf("value %q contains CR, LF or NUL", v)
-		case c < 0x20 && c != '\t', c == 0x7f:
-			return fmt.Errorf("value %q contains control byte %#02x", v, c)
-		}
-	}
-	return nil
-}
-
-// isTokenChar reports whether c may appear in an RFC 9110 token (tchar).
-func isTokenChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
 }
 
 func sortByCanonical(names []string) {

@@ -4,9 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"net/textproto"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/filters/internal/httpcheck"
 )
 
 // Name is the name configs use for this filter.
@@ -80,15 +80,11 @@ func New(_ filter.Env, decode filter.Decoder) (filter.Filter, error) {
 
 // checkName validates a header name as an RFC 9110 token.
 func checkName(n string) error {
-	if n == "" {
-		return fmt.Errorf("empty header name")
+	canon, err := httpcheck.Name(n)
+	if err != nil {
+		return err
 	}
-	for i := 0; i < len(n); i++ {
-		if !isTokenChar(n[i]) {
-			return fmt.Errorf("invalid header name %q: byte %q is not allowed in a token", n, n[i])
-		}
-	}
-	switch textproto.CanonicalMIMEHeaderKey(n) {
+	switch canon {
 	case "Connection", "Content-Length", "Content-Type", "Host", "Keep-Alive", "Proxy-Connection",
 		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Cookie", "Set-Cookie":
 		// These carry framing, routing or state that fasthttp treats specially; an id there
@@ -96,17 +92,4 @@ func checkName(n string) error {
 		return fmt.Errorf("header %q cannot carry a request id", n)
 	}
 	return nil
-}
-
-// isTokenChar reports whether c may appear in an RFC 9110 token (tchar).
-func isTokenChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
 }

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/filters/internal/httpcheck"
 )
 
 // Name is the name configs use for this filter.
@@ -55,7 +56,7 @@ func New(_ filter.Env, decode filter.Decoder) (filter.Filter, error) {
 		if ct == "" {
 			ct = defaultContentType
 		}
-		if err := checkValue(ct); err != nil {
+		if err := httpcheck.Value(ct); err != nil {
 			return nil, fmt.Errorf("content_type: %w", err)
 		}
 		f.contentType = []byte(ct)
@@ -87,7 +88,7 @@ func New(_ filter.Env, decode filter.Decoder) (filter.Filter, error) {
 			// A YAML number or boolean would be re-spelled by the parser (1.10 becomes 1.1).
 			return nil, fmt.Errorf("headers: header %q: value %v must be a string (quote it)", n, cfg.Headers[n])
 		}
-		if err := checkValue(v); err != nil {
+		if err := httpcheck.Value(v); err != nil {
 			return nil, fmt.Errorf("headers: header %q: %w", n, err)
 		}
 		f.headers = append(f.headers, pair{name: []byte(n), value: []byte(v)})
@@ -95,63 +96,14 @@ func New(_ filter.Env, decode filter.Decoder) (filter.Filter, error) {
 	return f, nil
 }
 
-// managed are headers whose values belong to the proxy: they frame the message or describe one
-// hop. Content-Type has its own key, so the body and its type are checked together.
-var managed = map[string]bool{
-	"Connection":        true,
-	"Content-Length":    true,
-	"Content-Type":      true,
-	"Keep-Alive":        true,
-	"Proxy-Connection":  true,
-	"Te":                true,
-	"Trailer":           true,
-	"Transfer-Encoding": true,
-	"Upgrade":           true,
-}
-
-// checkName validates a header name as an RFC 9110 token and returns its canonical spelling.
+// checkName validates a header name and returns its canonical spelling. Content-Type has its
+// own key, so the body and its type are checked together.
 func checkName(n string) (string, error) {
-	if n == "" {
-		return "", fmt.Errorf("empty header name")
+	canon, err := httpcheck.EditableName(n)
+	if err == nil && canon == "Content-Type" {
+		return "", fmt.Errorf("header %q: use content_type", n)
 	}
-	for i := 0; i < len(n); i++ {
-		if !isTokenChar(n[i]) {
-			return "", fmt.Errorf("invalid header name %q: byte %q is not allowed in a token", n, n[i])
-		}
-	}
-	canon := textproto.CanonicalMIMEHeaderKey(n)
-	if managed[canon] {
-		if canon == "Content-Type" {
-			return "", fmt.Errorf("header %q: use content_type", n)
-		}
-		return "", fmt.Errorf("header %q is managed by the proxy (framing or hop-by-hop) and cannot be set", n)
-	}
-	return canon, nil
-}
-
-// checkValue rejects bytes that would end the header line or the message early.
-func checkValue(v string) error {
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '\r' || c == '\n' || c == 0:
-			return fmt.Errorf("value %q contains CR, LF or NUL", v)
-		case c < 0x20 && c != '\t', c == 0x7f:
-			return fmt.Errorf("value %q contains control byte %#02x", v, c)
-		}
-	}
-	return nil
-}
-
-func isTokenChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
+	return canon, err
 }
 
 func noBody(status int) bool {
