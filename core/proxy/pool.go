@@ -36,8 +36,10 @@ type Pool struct {
 	health  atomic.Pointer[HealthOptions]
 	outlier atomic.Pointer[OutlierOptions]
 	budget  budget
-	// ejected counts members currently ejected by outlier detection, for the ejection cap.
+	// ejected counts members currently ejected by outlier detection, for the ejection cap;
+	// size is len(members), readable without p.mu.
 	ejected atomic.Int32
+	size    atomic.Int32
 }
 
 // transport is what every connection of a pool shares. Changing any of it means new
@@ -148,6 +150,7 @@ func (p *Pool) Close() error {
 		ms = append(ms, m)
 	}
 	p.members = map[string]*member{}
+	p.size.Store(0)
 	p.mu.Unlock()
 	for _, m := range ms {
 		m.shutdown()
@@ -166,6 +169,7 @@ func (p *Pool) acquire(addr, host string, weight int) (*member, error) {
 	if m == nil {
 		m = p.newMember(addr, host, weight)
 		p.members[addr] = m
+		p.size.Store(int32(len(p.members)))
 		if h := p.health.Load(); h.enabled() {
 			m.startChecker()
 		}
@@ -184,6 +188,7 @@ func (p *Pool) release(m *member) {
 	last := m.refs == 0 && p.members[m.addr] == m
 	if last {
 		delete(p.members, m.addr)
+		p.size.Store(int32(len(p.members)))
 	}
 	p.mu.Unlock()
 	if last {
@@ -385,14 +390,14 @@ func (p *Pool) observe(m *member, oc outcome) {
 // eject takes m out of rotation for base × (times ejected in a row), capped at MaxEjection,
 // unless that would eject more than MaxEjectedPercent of the pool.
 func (p *Pool) eject(m *member, o *OutlierOptions) {
+	// The pool size is read before taking m.mu: p.mu must never be taken under a member's
+	// lock, since setHealth holds p.mu while it waits for checkers that take member locks.
+	n := int(p.size.Load())
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.ejectedUntil.IsZero() {
 		return
 	}
-	p.mu.Lock()
-	n := len(p.members)
-	p.mu.Unlock()
 	allowed := o.MaxEjectedPercent * n / 100
 	if allowed == 0 && o.MaxEjectedPercent > 0 && n > 1 {
 		// A small pool may still lose one target, or a 3-target pool at 20% could never eject.
