@@ -90,10 +90,12 @@ func (m *member) checkLoop(stop, done chan struct{}) {
 	// A separate single-connection client keeps checks off the request pool, so a pool
 	// exhausted by traffic does not fail its own health checks, and vice versa.
 	hc := &fasthttp.HostClient{
-		Addr:                     m.addr,
-		Name:                     m.pool.name,
-		Dial:                     m.hc.Dial,
-		MaxConns:                 1,
+		Addr:     m.addr,
+		Name:     m.pool.name,
+		Dial:     m.hc.Dial,
+		MaxConns: 1,
+		// fasthttp's idle-connection cleaner outlives a closed client by up to this long.
+		MaxIdleConnDuration:      m.pool.tr.idleTimeout,
 		NoDefaultUserAgentHeader: true,
 		MaxResponseBodySize:      64 << 10,
 		ReadBufferSize:           m.pool.tr.maxHeader,
