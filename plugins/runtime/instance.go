@@ -29,6 +29,9 @@ type instance struct {
 	// ctx is the context of every guest call: reused, so a call allocates nothing for it.
 	ctx   callCtx
 	timer *time.Timer
+	// interrupt is the instrumented guest's flag; setting it traps the guest at its next
+	// function entry or loop header.
+	interrupt api.MutableGlobal
 
 	closed atomic.Bool
 }
@@ -64,6 +67,14 @@ func (c *callCtx) Value(key any) any {
 func (c *callCtx) expire() {
 	if c.expired.CompareAndSwap(false, true) {
 		close(c.done)
+	}
+}
+
+// expire runs on the timer's goroutine when a call passes its deadline.
+func (in *instance) expire() {
+	in.ctx.expire()
+	if in.interrupt != nil {
+		in.interrupt.Set(1)
 	}
 }
 

@@ -95,11 +95,14 @@ func (s Spec) Key() string {
 
 // Module is a compiled plugin with its instance pool. It is safe for concurrent use.
 type Module struct {
-	spec  Spec
-	log   zerolog.Logger
-	rt    wazero.Runtime
-	code  wazero.CompiledModule
-	stats *Counters
+	spec Spec
+	// instrumented modules carry interrupt checks (see instrument); others rely on wazero's
+	// per-call context watcher.
+	instrumented bool
+	log          zerolog.Logger
+	rt           wazero.Runtime
+	code         wazero.CompiledModule
+	stats        *Counters
 
 	idle   chan *instance // free instances
 	tokens chan struct{}  // one per live instance: bounds the pool
@@ -121,25 +124,36 @@ func LiveInstances() int64 { return liveInstances.Load() }
 func Load(spec Spec, log zerolog.Logger) (_ *Module, err error) {
 	spec.defaults()
 	ctx := context.Background()
+	// Interrupt checks compiled into the guest stop it at its deadline at the cost of a load per
+	// loop iteration; a module the rewriter cannot handle gets wazero's per-call watcher.
+	wasm, instrumented := spec.Wasm, false
+	if useInterruptChecks {
+		if iw, err := instrument(spec.Wasm); err == nil {
+			wasm, instrumented = iw, true
+		} else {
+			log.Debug().Err(err).Msg("plugin not instrumented; deadlines use wazero's per-call watcher")
+		}
+	}
 	cfg := wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(true).
+		WithCloseOnContextDone(!instrumented).
 		WithMemoryLimitPages(uint32(spec.MemoryMB) * 16).
 		WithCompilationCache(compilationCache(spec.CacheDir))
 	m := &Module{
-		spec:      spec,
-		log:       log,
-		rt:        wazero.NewRuntimeWithConfig(ctx, cfg),
-		stats:     counters(spec.Name),
-		idle:      make(chan *instance, spec.PoolMax),
-		tokens:    make(chan struct{}, spec.PoolMax),
-		instances: map[*instance]struct{}{},
+		spec:         spec,
+		instrumented: instrumented,
+		log:          log,
+		rt:           wazero.NewRuntimeWithConfig(ctx, cfg),
+		stats:        counters(spec.Name),
+		idle:         make(chan *instance, spec.PoolMax),
+		tokens:       make(chan struct{}, spec.PoolMax),
+		instances:    map[*instance]struct{}{},
 	}
 	defer func() {
 		if err != nil {
 			_ = m.Close()
 		}
 	}()
-	if m.code, err = m.rt.CompileModule(ctx, spec.Wasm); err != nil {
+	if m.code, err = m.rt.CompileModule(ctx, wasm); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
 	if err := CheckModule(m.code); err != nil {
@@ -266,7 +280,7 @@ func (m *Module) newInstance() (*instance, error) {
 	state := httpwasm.NewState(m.spec.Config, m.log)
 	in := &instance{owner: m, state: state}
 	in.ctx = callCtx{state: state, done: make(chan struct{})}
-	in.timer = time.AfterFunc(time.Hour, in.ctx.expire)
+	in.timer = time.AfterFunc(time.Hour, in.expire)
 	in.timer.Stop()
 
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), httpwasm.StateKey{}, state), initTimeout)
@@ -295,9 +309,12 @@ func (m *Module) newInstance() (*instance, error) {
 	in.mod = mod
 	in.req = mod.ExportedFunction("handle_request")
 	in.resp = mod.ExportedFunction("handle_response")
-	if in.req == nil || in.resp == nil {
+	if m.instrumented {
+		in.interrupt, _ = mod.ExportedGlobal(InterruptExport).(api.MutableGlobal)
+	}
+	if in.req == nil || in.resp == nil || (m.instrumented && in.interrupt == nil) {
 		_ = mod.Close(context.Background())
-		return nil, errors.New("instantiate: handle_request or handle_response is not exported")
+		return nil, errors.New("instantiate: handle_request, handle_response or the interrupt flag is not exported")
 	}
 	m.mu.Lock()
 	m.instances[in] = struct{}{}
