@@ -195,6 +195,16 @@ func TestEjection(t *testing.T) {
 	if d := time.Until(until); d < 45*time.Millisecond || d > 60*time.Millisecond {
 		t.Errorf("second ejection lasts %s, want 60ms (2 × 40ms capped at 60ms)", d)
 	}
+	// After behaving for longer than MaxEjection, the cooldown starts over at the base.
+	waitForState(t, ms[0], "healthy")
+	ms[0].mu.Lock()
+	ms[0].unejectedAt = time.Now().Add(-time.Second)
+	ms[0].mu.Unlock()
+	fail(ms[0])
+	_, until = ms[0].state()
+	if d := time.Until(until); d > 40*time.Millisecond {
+		t.Errorf("ejection after a quiet spell lasts %s, want the 40ms base", d)
+	}
 	// A passing active check ends an ejection early.
 	ms[0].applyCheck(CheckResult{OK: true, Time: time.Now()}, &HealthOptions{HealthyThreshold: 1, UnhealthyThreshold: 1})
 	if st, _ := ms[0].state(); st != "healthy" {

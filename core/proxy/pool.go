@@ -75,6 +75,7 @@ type member struct {
 	failRun      int
 	ejectedUntil time.Time
 	ejections    int // how many times in a row it was ejected; grows the cooldown
+	unejectedAt  time.Time
 	ejectTimer   *time.Timer
 	last         CheckResult
 	stop         chan struct{} // closes the active checker
@@ -407,6 +408,11 @@ func (p *Pool) eject(m *member, o *OutlierOptions) {
 		return
 	}
 	p.ejected.Add(1)
+	// A target that behaved for longer than the longest ejection since its last one starts
+	// the cooldown over, so a blip next week is not punished for last week's outage.
+	if !m.unejectedAt.IsZero() && time.Since(m.unejectedAt) > max(o.MaxEjection, o.BaseEjection) {
+		m.ejections = 0
+	}
 	m.ejections++
 	d := time.Duration(min(float64(o.BaseEjection)*float64(m.ejections), float64(math.MaxInt64)))
 	if o.MaxEjection > 0 && d > o.MaxEjection {
@@ -430,6 +436,7 @@ func (m *member) uneject(until time.Time, byCheck bool) {
 		return
 	}
 	m.ejectedUntil = time.Time{}
+	m.unejectedAt = time.Now()
 	if m.ejectTimer != nil {
 		m.ejectTimer.Stop()
 		m.ejectTimer = nil

@@ -1,0 +1,122 @@
+package engine
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/weir-gateway/weir/config"
+)
+
+// selfSigned writes a self-signed certificate for names and returns its files and pool.
+func selfSigned(t *testing.T, dir, base string, names ...string) (string, string, *x509.CertPool) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: names,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+		IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	cf, kf := filepath.Join(dir, base+".pem"), filepath.Join(dir, base+".key")
+	if err := os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(c)
+	return cf, kf, pool
+}
+
+// TestTLSListener serves the gateway over TLS with two certificates chosen by SNI, and refuses
+// TLS 1.1.
+func TestTLSListener(t *testing.T) {
+	dir := t.TempDir()
+	aCert, aKey, aPool := selfSigned(t, dir, "a", "a.example.com")
+	bCert, bKey, bPool := selfSigned(t, dir, "b", "*.b.example.com")
+	path := filepath.Join(dir, "weir.yaml")
+	cfgText := fmt.Sprintf(`
+server:
+  listen: "127.0.0.1:0"
+  admin: ""
+  tls: { certificates: [ { cert_file: %q, key_file: %q }, { cert_file: %q, key_file: %q } ] }
+access_log: { enabled: false }
+upstreams: { demo: { kind: echo } }
+routes: [ { name: r, upstream: demo } ]
+`, aCert, aKey, bCert, bKey)
+	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcfg, err := TLSConfig(cfg.Server.TLS, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Serve(tls.NewListener(ln, tcfg)) }()
+	t.Cleanup(func() {
+		_ = e.Shutdown(t.Context())
+		<-done
+	})
+	tests := []struct {
+		sni     string
+		roots   *x509.CertPool
+		version uint16
+		ok      bool
+	}{
+		{"a.example.com", aPool, 0, true},
+		{"x.b.example.com", bPool, 0, true},
+		{"x.b.example.com", aPool, 0, false}, // b's certificate, not signed by a
+		{"a.example.com", aPool, tls.VersionTLS11, false},
+	}
+	for _, tt := range tests {
+		c := &tls.Config{ServerName: tt.sni, RootCAs: tt.roots, MinVersion: tls.VersionTLS10, MaxVersion: tt.version}
+		conn, err := tls.Dial("tcp", ln.Addr().String(), c)
+		if (err == nil) != tt.ok {
+			t.Errorf("SNI %s max version %x: handshake err %v, want ok %v", tt.sni, tt.version, err, tt.ok)
+		}
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", tt.sni)
+		buf := make([]byte, 12)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Read(buf); err != nil || string(buf) != "HTTP/1.1 200" {
+			t.Errorf("SNI %s: response %q err %v", tt.sni, buf, err)
+		}
+		_ = conn.Close()
+	}
+	if _, err := TLSConfig(&config.ServerTLS{Certificates: []config.Certificate{{CertFile: aCert, KeyFile: bKey}}}, zerolog.Nop()); err == nil {
+		t.Error("mismatched certificate and key accepted")
+	}
+}
