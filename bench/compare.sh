@@ -18,6 +18,7 @@
 #   WEIR_BIN=bin/weir     NO_BUILD=1 skips `make build`
 #   PIN=1                 pin the proxies to PROXY_CPUS (0) and wrk + backend to LOAD_CPUS (1)
 #   IDLE_CONNS=10000      idle keep-alive connections for the RSS figure; 0 skips it
+#   STARTS=5              starts per proxy for the startup time (the median is reported)
 #   BASE_PORT=18080       backend, nginx, ceiling, Weir, HAProxy listen on BASE_PORT+1..+5
 #   RESULTS=bench/RESULTS.md CHART=bench/results.png OUT_DIR=bench/out
 set -euo pipefail
@@ -38,6 +39,7 @@ PIN=${PIN:-0}
 PROXY_CPUS=${PROXY_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+STARTS=${STARTS:-5}
 BASE_PORT=${BASE_PORT:-18080}
 RESULTS=${RESULTS:-bench/RESULTS.md}
 CHART=${CHART:-bench/results.png}
@@ -51,11 +53,13 @@ log() { echo "== $*" >&2; }
 
 # --- scenarios ---------------------------------------------------------------------------
 #
-# add_scenario NAME DESCRIPTION PATH WEIR_PATH LUA [ONLY]
+# add_scenario NAME DESCRIPTION PATH WEIR_PATH LUA [PARTICIPANTS]
 #   PATH is requested through nginx, HAProxy and the ceiling, WEIR_PATH through Weir; LUA is a
-#   wrk script under bench/ ("" for a plain GET); ONLY limits the scenario to one proxy (the
-#   plugin route exists only in Weir). Adding a scenario is one line here, plus a route in
-#   weir-bench.yaml when it needs one (a cached route, say, once a cache filter exists).
+#   wrk script under bench/ ("" for a plain GET); PARTICIPANTS, when given, replaces "every
+#   proxy": "weir-plain" is Weir on PATH, so a Weir-only route (the plugin route exists only in
+#   Weir) is measured against Weir's plain route in the same interleaved rounds. Adding a
+#   scenario is one line here, plus a route in weir-bench.yaml when it needs one (a cached
+#   route, say, once a cache filter exists).
 declare -A sc_desc=() sc_path=() sc_weir=() sc_lua=() sc_only=()
 add_scenario() {
 	sc_desc[$1]=$2 sc_path[$1]=$3 sc_weir[$1]=$4 sc_lua[$1]=$5 sc_only[$1]=${6:-}
@@ -63,7 +67,7 @@ add_scenario() {
 add_scenario small "13-byte GET" / / ""
 add_scenario big "64 KiB GET" /big /big ""
 add_scenario post "1 KiB POST" /post /post post1k.lua
-add_scenario plugin "13-byte GET, route with a WASM plugin" / /wasm/ "" weir
+add_scenario plugin "13-byte GET, route with a WASM plugin vs the plain route" / /wasm/ "" "weir weir-plain"
 
 if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
 	# The interface before scenarios existed: one path (and maybe another one for Weir).
@@ -75,6 +79,28 @@ SCENARIOS=${SCENARIOS:-small big post plugin}
 for s in $SCENARIOS; do
 	[ -n "${sc_desc[$s]:-}" ] || die "unknown scenario \"$s\" (have: ${!sc_desc[*]})"
 done
+
+# proxy_of names the proxy a participant runs on ("weir-plain" is Weir).
+proxy_of() { echo "${1%-plain}"; }
+# participants_of lists who runs scenario $1, in round-1 order: the proxies in PROXIES, or the
+# scenario's own list restricted to them.
+participants_of() {
+	local p
+	if [ -z "${sc_only[$1]}" ]; then
+		echo "$PROXIES"
+		return
+	fi
+	for p in ${sc_only[$1]}; do
+		case " $PROXIES " in *" $(proxy_of "$p") "*) printf '%s ' "$p" ;; esac
+	done
+	echo
+}
+# url_of prints the URL participant $2 is sent in scenario $1.
+url_of() {
+	local path=${sc_path[$1]}
+	[ "$2" = weir ] && path=${sc_weir[$1]}
+	echo "http://${addr[$(proxy_of "$2")]}$path"
+}
 
 # --- tools -------------------------------------------------------------------------------
 
@@ -253,6 +279,12 @@ start() {
 		die "$name did not answer within 10s; its log: $(tail -n 20 "$tmp/$name.log")"
 }
 
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+		if (NR == 0) { print "nan"; exit }
+		if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 # stop NAME stops a proxy started by start.
 stop() {
 	stop_pid "${pid[$1]}"
@@ -288,29 +320,36 @@ pid[backend]=$!
 [ "$(curl -fsS "http://$backend_addr/")" = "Hello, World!" ] || die "backend answered something other than Hello, World!"
 
 declare -A startup=() rss_idle=() rss_conns=() rss_load=() held=()
-# Startup, twice for Weir: with an empty compile cache, then with the one the first run filled.
+# Startup, the median of STARTS starts; for Weir each start is made twice, first with an empty
+# plugin compile cache, then with the one that start filled.
 weir_cold="-" weir_warm="-"
 for p in $PROXIES; do
-	start "$p"
+	times=() cold=()
+	for ((i = 1; i <= STARTS; i++)); do
+		if [ "$p" = weir ]; then
+			rm -rf "$tmp/wasm-cache" && mkdir -p "$tmp/wasm-cache"
+			start weir
+			cold+=("$started_ms")
+			stop weir
+		fi
+		start "$p"
+		times+=("$started_ms")
+		[ "$i" -lt "$STARTS" ] && stop "$p"
+	done
+	startup[$p]=$(median "${times[@]}")
 	if [ "$p" = weir ]; then
-		weir_cold=$started_ms
-		stop weir
-		start weir
-		weir_warm=$started_ms
+		weir_cold=$(median "${cold[@]}")
+		weir_warm=${startup[weir]}
 	fi
-	startup[$p]=$started_ms
-	log "$p ready on ${addr[$p]} (pid ${pid[$p]}) in $started_ms ms"
+	log "$p ready on ${addr[$p]} (pid ${pid[$p]}), startup ${startup[$p]} ms (median of $STARTS)"
 done
-# Every scenario's path must answer 2xx through its proxies before anything is measured.
+# Every scenario's path must answer 2xx through its participants before anything is measured.
 for s in $SCENARIOS; do
-	for p in $PROXIES; do
-		[ -n "${sc_only[$s]}" ] && [ "${sc_only[$s]}" != "$p" ] && continue
-		path=${sc_path[$s]}
-		[ "$p" = weir ] && path=${sc_weir[$s]}
+	for p in $(participants_of "$s"); do
 		method=GET
 		[ -n "${sc_lua[$s]}" ] && method=POST
-		curl -fsS -o /dev/null -X "$method" "http://${addr[$p]}$path" ||
-			die "$p: $method $path does not answer 2xx (scenario $s)"
+		curl -fsS -o /dev/null -X "$method" "$(url_of "$s" "$p")" ||
+			die "$p: $method $(url_of "$s" "$p") does not answer 2xx (scenario $s)"
 	done
 done
 
@@ -359,12 +398,6 @@ run_wrk() {
 	wrk_pid=""
 }
 
-median() {
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
-		if (NR == 0) { print "nan"; exit }
-		if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out="$OUT_DIR/$stamp"
 mkdir -p "$out"
@@ -381,18 +414,13 @@ wrk_args=(-t "$THREADS" -c "$CONNECTIONS" --latency)
 declare -A rps=() p50=() p99=() p999=() ticks=() reqs=() errs=() secs=()
 
 for s in $SCENARIOS; do
-	order=()
-	for p in $PROXIES; do
-		[ -n "${sc_only[$s]}" ] && [ "${sc_only[$s]}" != "$p" ] && continue
-		order+=("$p")
-	done
+	read -r -a order <<<"$(participants_of "$s")"
 	n=${#order[@]}
-	url() { local path=${sc_path[$s]}; [ "$1" = weir ] && path=${sc_weir[$s]}; echo "http://${addr[$1]}$path"; }
 	if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
 		# Fills the connection pools and grows the Go heaps before anything is counted.
 		for p in "${order[@]}"; do
 			log "$s: warm-up $p ($WARMUP)"
-			run_wrk "$out/$s-warmup-$p.txt" -s "$tmp/$s.lua" -d "$WARMUP" "$(url "$p")"
+			run_wrk "$out/$s-warmup-$p.txt" -s "$tmp/$s.lua" -d "$WARMUP" "$(url_of "$s" "$p")"
 		done
 	fi
 	for ((r = 1; r <= ROUNDS; r++)); do
@@ -403,11 +431,12 @@ for s in $SCENARIOS; do
 			k="$s/$p"
 			f="$out/$s-round$r-$p.txt"
 			log "$s: round $r/$ROUNDS: $p"
-			mapfile -t procs < <(proc_pids "$p")
+			px=$(proxy_of "$p")
+			mapfile -t procs < <(proc_pids "$px")
 			before=$(cpu_ticks "${procs[@]}")
-			run_wrk "$f" -s "$tmp/$s.lua" -d "$DURATION" "$(url "$p")"
+			run_wrk "$f" -s "$tmp/$s.lua" -d "$DURATION" "$(url_of "$s" "$p")"
 			after=$(cpu_ticks "${procs[@]}")
-			kill -0 "${pid[$p]}" 2>/dev/null || die "$p exited during $s round $r; its log: $(tail -n 20 "$tmp/$p.log")"
+			kill -0 "${pid[$px]}" 2>/dev/null || die "$px exited during $s round $r; its log: $(tail -n 20 "$tmp/$px.log")"
 
 			rps[$k]+="$(awk '/^Requests\/sec:/ { print $2 }' "$f") "
 			p50[$k]+="$(awk '$1 == "PCTL" && $2 == "50" { printf "%.3f", $3 / 1000 }' "$f") "
@@ -445,15 +474,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 
 scenario_table() {
 	local s=$1 p k per
-	printf '| %-8s | %9s | %-24s | %7s | %7s | %8s | %10s | %9s | %6s | %8s |\n' \
+	printf '| %-10s | %9s | %-24s | %7s | %7s | %8s | %10s | %9s | %6s | %8s |\n' \
 		proxy "req/s" "req/s per round" "p50 ms" "p99 ms" "p99.9 ms" "CPU µs/req" "CPU cores" errors "vs nginx"
-	printf '| %-8s | %9s | %-24s | %7s | %7s | %8s | %10s | %9s | %6s | %8s |\n' \
-		-------- --------: ------------------------ ------: ------: -------: ---------: --------: -----: -------:
-	for p in $PROXIES; do
+	printf '| %-10s | %9s | %-24s | %7s | %7s | %8s | %10s | %9s | %6s | %8s |\n' \
+		---------- --------: ------------------------ ------: ------: -------: ---------: --------: -----: -------:
+	for p in $(participants_of "$s"); do
 		k="$s/$p"
 		[ -n "${m_rps[$k]:-}" ] || continue
 		per=$(printf '%s' "${rps[$k]}" | awk '{ for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i }')
-		printf '| %-8s | %9.0f | %-24s | %7.3f | %7.3f | %8.3f | %10s | %9s | %6s | %8s |\n' \
+		printf '| %-10s | %9.0f | %-24s | %7.3f | %7.3f | %8.3f | %10s | %9s | %6s | %8s |\n' \
 			"$p" "${m_rps[$k]}" "$per" "${m_p50[$k]}" "${m_p99[$k]}" "${m_p999[$k]}" "${cpu_us[$k]}" "${cores[$k]}" \
 			"${errs[$k]}" "$(ratio "${m_rps[$k]}" "${m_rps[$s/nginx]:-}")"
 	done
@@ -473,11 +502,13 @@ headline() {
 				"$(ratio "${m_p999[$s/weir]}" "${m_p999[$s/$b]}")" "$(ratio "${cpu_us[$s/weir]}" "${cpu_us[$s/$b]}")"
 		done
 	done
-	if [ -n "${m_rps[plugin/weir]:-}" ] && [ -n "${m_rps[small/weir]:-}" ]; then
-		printf '| %-10s | %-12s | %7s | %7s | %7s | %10s |\n' plugin "plugin/plain" \
-			"$(ratio "${m_rps[plugin/weir]}" "${m_rps[small/weir]}")" "$(ratio "${m_p99[plugin/weir]}" "${m_p99[small/weir]}")" \
-			"$(ratio "${m_p999[plugin/weir]}" "${m_p999[small/weir]}")" "$(ratio "${cpu_us[plugin/weir]}" "${cpu_us[small/weir]}")"
-	fi
+	# A Weir-only route against Weir's plain route, measured in the same rounds.
+	for s in $SCENARIOS; do
+		[ -n "${m_rps[$s/weir-plain]:-}" ] || continue
+		printf '| %-10s | %-12s | %7s | %7s | %7s | %10s |\n' "$s" "$s/plain" \
+			"$(ratio "${m_rps[$s/weir]}" "${m_rps[$s/weir-plain]}")" "$(ratio "${m_p99[$s/weir]}" "${m_p99[$s/weir-plain]}")" \
+			"$(ratio "${m_p999[$s/weir]}" "${m_p999[$s/weir-plain]}")" "$(ratio "${cpu_us[$s/weir]}" "${cpu_us[$s/weir-plain]}")"
+	done
 	if [ -n "${m_rps[small/weir]:-}" ] && [ -n "${m_rps[small/ceiling]:-}" ]; then
 		local got verdict
 		got=$(ratio "${m_rps[small/weir]}" "${m_rps[small/ceiling]}")
@@ -499,7 +530,7 @@ resources() {
 			"$per" "${rss_load[$p]}"
 	done
 	echo
-	echo "Weir startup with the plugin's compile cache empty: $weir_cold ms; filled: $weir_warm ms."
+	echo "Weir startup (median of $STARTS) with the plugin's compile cache empty: $weir_cold ms; filled: $weir_warm ms."
 }
 
 settings="wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds per scenario after a $WARMUP warm-up; \
@@ -532,7 +563,7 @@ echo "raw wrk output: $out"
 {
 	echo -e "scenario\tproxy\trps\tp99_ms\tcpu_us"
 	for s in $SCENARIOS; do
-		for p in $PROXIES; do
+		for p in $(participants_of "$s"); do
 			[ -n "${m_rps[$s/$p]:-}" ] || continue
 			echo -e "$s\t$p\t${m_rps[$s/$p]}\t${m_p99[$s/$p]}\t${cpu_us[$s/$p]}"
 		done

@@ -5,18 +5,30 @@
 # as a numbered regression case and `go test` replays it from now on, lists them, and exits 1.
 # Commit those files together with the fix.
 #
-#   FUZZTIME=30s ./bench/fuzz.sh                 every target
+#   FUZZTIME=30s ./bench/fuzz.sh                 every target, in the gateway's module and in
+#                                                 the tool modules listed in MODULES
 #   FUZZTIME=5m ./bench/fuzz.sh ./core/proxy/     the targets of some packages
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 FUZZTIME=${FUZZTIME:-30s}
 GO=${GO:-go}
-pkgs=("$@")
-[ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
+# Nested modules (tools kept out of the gateway's dependency graph) are fuzzed too.
+MODULES=${MODULES:-. bench/chart}
+root=$PWD
+targets=() # "module-dir package" pairs
+if [ $# -gt 0 ]; then
+	for pkg in $("$GO" list "$@"); do targets+=(". $pkg"); done
+else
+	for mod in $MODULES; do
+		for pkg in $(cd "$mod" && "$GO" list ./...); do targets+=("$mod $pkg"); done
+	done
+fi
 
 found=()
 failed=0
-for pkg in $("$GO" list "${pkgs[@]}"); do
+for entry in "${targets[@]}"; do
+	mod=${entry%% *} pkg=${entry#* }
+	cd "$root/$mod"
 	dir=$("$GO" list -f '{{.Dir}}' "$pkg")
 	for t in $("$GO" test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		corpus="$dir/testdata/fuzz/$t"
@@ -32,9 +44,10 @@ for pkg in $("$GO" list "${pkgs[@]}"); do
 			n=$((n + 1))
 			new=$(printf 'regression-%03d' "$n")
 			mv "$corpus/$f" "$corpus/$new"
-			found+=("${corpus#"$PWD"/}/$new")
+			found+=("${corpus#"$root"/}/$new")
 		done
 	done
+	cd "$root"
 done
 
 if [ "$failed" -gt 0 ]; then

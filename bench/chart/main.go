@@ -98,6 +98,8 @@ var (
 		"haproxy": {30, 100, 200, 255},
 		"ceiling": {150, 150, 150, 255},
 		"weir":    {230, 120, 20, 255},
+		// Weir on its plain route, beside a Weir-only route (the plugin scenario).
+		"weir-plain": {245, 185, 120, 255},
 	}
 )
 

@@ -38,3 +38,21 @@ func TestRender(t *testing.T) {
 		t.Errorf("image bounds %v, want %d wide and at least 100 high", b, width)
 	}
 }
+
+// FuzzRead feeds arbitrary summaries to the parser: it must return rows or an error, never
+// panic, and render must draw whatever it accepted.
+func FuzzRead(f *testing.F) {
+	f.Add("scenario\tproxy\trps\tp99_ms\tcpu_us\nsmall\tnginx\t100\t1.5\t17\n")
+	f.Add("h\nsmall\tweir\t0\t0\t0\n")
+	f.Add("h\nx\ty\tNaN\t-1\t1e308\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		p := filepath.Join(t.TempDir(), "s.tsv")
+		if err := os.WriteFile(p, []byte(in), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := read(p)
+		if err == nil {
+			render(rows, "fuzz")
+		}
+	})
+}
