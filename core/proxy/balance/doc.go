@@ -2,7 +2,9 @@
 //
 // # Using it
 //
-// Keep one Registry per upstream across reloads. On each config build, turn the upstream's
+// core/proxy keeps each upstream's targets in its Pool, which outlives reloads and hands the
+// same *Target to every snapshot that names an address. Other users can do the same with a
+// Registry: keep one per upstream across reloads. On each config build, turn the upstream's
 // addresses and weights into targets with Registry.Targets (an address that stays keeps its
 // *Target, and with it its in-flight count, latency estimate and health), then build the
 // snapshot's balancer with New. Per request:
