@@ -87,8 +87,8 @@ func instrument(wasm []byte) ([]byte, error) {
 	}
 	gidx := uint32(importedGlobals + definedGlobals)
 	check := binary.AppendUvarint([]byte{0x23}, uint64(gidx)) // global.get
-	check = append(check, 0x04, 0x40, 0x00, 0x0b)              // if (empty) unreachable end
-	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}          // (mut i32) (i32.const 0)
+	check = append(check, 0x04, 0x40, 0x00, 0x0b)             // if (empty) unreachable end
+	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}         // (mut i32) (i32.const 0)
 
 	out := append([]byte(nil), wasm[:8]...)
 	emit := func(id byte, body []byte) {
