@@ -30,6 +30,8 @@ const usage = `usage: weir <command> [flags]
 commands:
   run -c FILE        start the gateway on FILE (default config/weir.yaml)
   validate -c FILE   check FILE; exit 0 when valid, else list every problem
+  plugin inspect FILE.wasm | plugin build DIR
+                     describe a WebAssembly plugin; build one from source
   version            print the version
 `
 
@@ -44,6 +46,8 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(rest, stderr)
 	case "validate":
 		return cmdValidate(rest, stdout, stderr)
+	case "plugin":
+		return cmdPlugin(rest, stdout, stderr)
 	case "version", "-v", "--version":
 		fmt.Fprintf(stdout, "weir %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
