@@ -9,7 +9,7 @@
 #
 # Settings (environment):
 #   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 WARMUP=2s   wrk run shape
-#   SCENARIOS="small big post plugin"   which scenarios, in order (see add_scenario below)
+#   SCENARIOS="small big post plugin filters"   which scenarios, in order (see add_scenario below)
 #   WORKERS=<nproc>       Weir's and the ceiling's GOMAXPROCS, nginx's workers, HAProxy's threads
 #   PROXIES="nginx haproxy ceiling weir"   which proxies to measure, in first-round order
 #   URL_PATH=/            a custom scenario: this path through every proxy...
@@ -68,6 +68,7 @@ add_scenario small "13-byte GET" / / ""
 add_scenario big "64 KiB GET" /big /big ""
 add_scenario post "1 KiB POST" /post /post post1k.lua
 add_scenario plugin "13-byte GET, route with a WASM plugin vs the plain route" / /wasm/ "" "weir weir-plain"
+add_scenario filters "13-byte GET, route with request-id, rewrite, headers vs the plain route" / /f/ "" "weir weir-plain"
 
 if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
 	# The interface before scenarios existed: one path (and maybe another one for Weir).
@@ -75,7 +76,7 @@ if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
 	add_scenario custom "GET $URL_PATH (weir: ${WEIR_URL_PATH:-$URL_PATH})" "$URL_PATH" "${WEIR_URL_PATH:-$URL_PATH}" ""
 	SCENARIOS=${SCENARIOS:-custom}
 fi
-SCENARIOS=${SCENARIOS:-small big post plugin}
+SCENARIOS=${SCENARIOS:-small big post plugin filters}
 for s in $SCENARIOS; do
 	[ -n "${sc_desc[$s]:-}" ] || die "unknown scenario \"$s\" (have: ${!sc_desc[*]})"
 done
@@ -491,13 +492,13 @@ scenario_table() {
 # headline prints the ratios the issue asks for: Weir over each other proxy, per scenario.
 headline() {
 	local s b
-	printf '| %-10s | %-12s | %7s | %7s | %7s | %10s |\n' scenario ratio "req/s" "p99" "p99.9" "CPU µs/req"
-	printf '| %-10s | %-12s | %7s | %7s | %7s | %10s |\n' ---------- ------------ ------: ------: ------: ---------:
+	printf '| %-10s | %-13s | %7s | %7s | %7s | %10s |\n' scenario ratio "req/s" "p99" "p99.9" "CPU µs/req"
+	printf '| %-10s | %-13s | %7s | %7s | %7s | %10s |\n' ---------- ------------- ------: ------: ------: ---------:
 	for s in $SCENARIOS; do
 		[ -n "${m_rps[$s/weir]:-}" ] || continue
 		for b in nginx haproxy ceiling; do
 			[ -n "${m_rps[$s/$b]:-}" ] || continue
-			printf '| %-10s | %-12s | %7s | %7s | %7s | %10s |\n' "$s" "weir/$b" \
+			printf '| %-10s | %-13s | %7s | %7s | %7s | %10s |\n' "$s" "weir/$b" \
 				"$(ratio "${m_rps[$s/weir]}" "${m_rps[$s/$b]}")" "$(ratio "${m_p99[$s/weir]}" "${m_p99[$s/$b]}")" \
 				"$(ratio "${m_p999[$s/weir]}" "${m_p999[$s/$b]}")" "$(ratio "${cpu_us[$s/weir]}" "${cpu_us[$s/$b]}")"
 		done
@@ -505,7 +506,7 @@ headline() {
 	# A Weir-only route against Weir's plain route, measured in the same rounds.
 	for s in $SCENARIOS; do
 		[ -n "${m_rps[$s/weir-plain]:-}" ] || continue
-		printf '| %-10s | %-12s | %7s | %7s | %7s | %10s |\n' "$s" "$s/plain" \
+		printf '| %-10s | %-13s | %7s | %7s | %7s | %10s |\n' "$s" "$s/plain" \
 			"$(ratio "${m_rps[$s/weir]}" "${m_rps[$s/weir-plain]}")" "$(ratio "${m_p99[$s/weir]}" "${m_p99[$s/weir-plain]}")" \
 			"$(ratio "${m_p999[$s/weir]}" "${m_p999[$s/weir-plain]}")" "$(ratio "${cpu_us[$s/weir]}" "${cpu_us[$s/weir-plain]}")"
 	done
