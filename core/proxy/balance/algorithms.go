@@ -92,8 +92,8 @@ func (b *p2c) less(i, j int) bool {
 	ti, tj := b.targets[i], b.targets[j]
 	si, sj := ti.stamp.Load(), tj.stamp.Load()
 	if si == 0 || sj == 0 {
-		now := nanotime()
-		return b.cost(i, now) < b.cost(j, now)
+		ci, cj := b.pairCost(i, j, nanotime())
+		return ci < cj
 	}
 	vi := math.Float64frombits(ti.ewma.Load()) * float64(ti.inflight.Load()+1)
 	vj := math.Float64frombits(tj.ewma.Load()) * float64(tj.inflight.Load()+1)
@@ -112,11 +112,22 @@ func expDecay(x float64) float64 {
 	return math.Exp(x)
 }
 
-func (b *p2c) cost(i int, now int64) float64 {
-	t := b.targets[i]
-	lat, ok := t.latency(now)
-	if !ok {
-		lat = b.defaultRTT
+// pairCost returns the costs of targets i and j at now. A target with no latency sample yet is
+// assumed as fast as the one it is compared with, or DefaultRTT when that is faster: assuming
+// DefaultRTT alone would starve a new target for as long as its peers answer faster than that,
+// which under light load is forever. Its in-flight count still keeps it from being flooded
+// before its first response.
+func (b *p2c) pairCost(i, j int, now int64) (float64, float64) {
+	ti, tj := b.targets[i], b.targets[j]
+	li, oki := ti.latency(now)
+	lj, okj := tj.latency(now)
+	switch {
+	case !oki && !okj:
+		li, lj = b.defaultRTT, b.defaultRTT
+	case !oki:
+		li = min(lj, b.defaultRTT)
+	case !okj:
+		lj = min(li, b.defaultRTT)
 	}
-	return lat * float64(t.inflight.Load()+1)
+	return li * float64(ti.inflight.Load()+1), lj * float64(tj.inflight.Load()+1)
 }

@@ -599,9 +599,10 @@ func TestP2CLessMatchesCost(t *testing.T) {
 			b := mustNew(t, P2C, ts, Options{}).(*p2c)
 			for _, pair := range [][2]int{{0, 1}, {1, 0}} {
 				i, j := pair[0], pair[1]
-				want := b.cost(i, now) < b.cost(j, now)
+				ci, cj := b.pairCost(i, j, now)
+				want := ci < cj
 				if got := b.less(i, j); got != want {
-					t.Errorf("less(%d, %d) = %v, want %v (costs %v, %v)", i, j, got, want, b.cost(i, now), b.cost(j, now))
+					t.Errorf("less(%d, %d) = %v, want %v (costs %v, %v)", i, j, got, want, ci, cj)
 				}
 			}
 		})
@@ -614,5 +615,47 @@ func TestExpDecay(t *testing.T) {
 		if math.Abs(got-want) > 1e-11*want && !(math.IsInf(got, 1) && math.IsInf(want, 1)) {
 			t.Errorf("expDecay(%v) = %v, want %v", x, got, want)
 		}
+	}
+}
+
+// TestP2CNewTarget: a target with no sample yet is compared as if it were as fast as its peer
+// (at most DefaultRTT), so it is neither starved nor flooded.
+func TestP2CNewTarget(t *testing.T) {
+	const ms = float64(time.Millisecond)
+	now := nanotime()
+	tests := []struct {
+		name              string
+		peerLat           float64
+		newLoad, peerLoad int64
+		newLess, peerLess bool
+	}{
+		{"fast peer, both idle: a tie", 1 * ms, 0, 0, false, false},
+		{"slow peer: the new one is assumed DefaultRTT", 100 * ms, 0, 0, true, false},
+		{"new one busy", 1 * ms, 3, 0, false, true},
+		{"peer busy", 1 * ms, 0, 2, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := pool(1, 1)
+			ts[1].observe(tt.peerLat, false, now)
+			ts[0].inflight.Store(tt.newLoad)
+			ts[1].inflight.Store(tt.peerLoad)
+			b := mustNew(t, P2C, ts, Options{}).(*p2c)
+			if got := b.less(0, 1); got != tt.newLess {
+				t.Errorf("less(new, peer) = %v, want %v", got, tt.newLess)
+			}
+			if got := b.less(1, 0); got != tt.peerLess {
+				t.Errorf("less(peer, new) = %v, want %v", got, tt.peerLess)
+			}
+		})
+	}
+	// Two sampled fast targets and a new one: the new one gets traffic at once.
+	ts := pool(1, 1, 1)
+	for _, tg := range ts[:2] {
+		tg.End(tg.Begin(), false)
+	}
+	got := count(t, mustNew(t, P2C, ts, Options{}), 3, 3000)
+	if got[2] < 300 {
+		t.Errorf("new target got %d of 3000 picks, want a fair share", got[2])
 	}
 }
