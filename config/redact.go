@@ -82,6 +82,16 @@ func (c *Config) Redacted() *Config {
 			cp.Routes[i] = r
 		}
 	}
+	if c.Plugins != nil {
+		// Plugin configs often carry API keys for the guest; redact them like filter configs.
+		cp.Plugins = make(map[string]Plugin, len(c.Plugins))
+		for k, p := range c.Plugins {
+			if p.Config != nil {
+				p.Config = redactMap(p.Config)
+			}
+			cp.Plugins[k] = p
+		}
+	}
 	return &cp
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/weir-gateway/weir/core/engine"
 	"github.com/weir-gateway/weir/core/filter"
+	pluginrt "github.com/weir-gateway/weir/plugins/runtime"
 )
 
 // Server is the admin API of one engine.
@@ -144,6 +145,8 @@ func (a *Server) upstreams(rc *fasthttp.RequestCtx) {
 func (a *Server) stats(rc *fasthttp.RequestCtx) {
 	writeJSON(rc, fasthttp.StatusOK, map[string]any{
 		"engine": a.eng.Stats(), "shared_objects": a.eng.Shared().Len(), "filters": filter.Names(),
+		// Per plugin name: calls, traps, timeouts, pool waits, live instances.
+		"plugins": pluginrt.Stats(), "plugin_instances": pluginrt.LiveInstances(),
 	})
 }
 
