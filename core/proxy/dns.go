@@ -73,7 +73,7 @@ var resolver interface {
 
 // resolveAll resolves every spec. A name that fails keeps its previous addresses; its error is
 // reported and does not affect the others.
-func (u *Upstream) resolveAll(ctx context.Context, _ []entry) []entry {
+func (u *Upstream) resolveAll(ctx context.Context) []entry {
 	var out []entry
 	seen := map[string]bool{}
 	add := func(e entry) {
@@ -169,7 +169,7 @@ func (u *Upstream) refreshLoop() {
 			return
 		case <-t.C:
 		}
-		entries := u.resolveAll(ctx, nil)
+		entries := u.resolveAll(ctx)
 		if sameEntries(u.cur.Load(), entries) {
 			continue
 		}

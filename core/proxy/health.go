@@ -31,15 +31,16 @@ type HealthOptions struct {
 
 // Defaults of the active health check, applied by Options when Path is set.
 const (
-	DefaultHealthInterval    = 5 * time.Second
-	DefaultHealthTimeout     = time.Second
-	DefaultHealthyThreshold  = 1
-	DefaultUnhealthyThresold = 2
+	DefaultHealthInterval     = 5 * time.Second
+	DefaultHealthTimeout      = time.Second
+	DefaultHealthyThreshold   = 1
+	DefaultUnhealthyThreshold = 2
 )
 
 func (h *HealthOptions) enabled() bool { return h.Path != "" }
 
-// equal lets setHealth skip restarting checkers when nothing changed; Expect is a slice.
+// key lets setHealth skip restarting checkers when nothing changed (Expect, a slice, makes
+// the struct incomparable).
 func (h HealthOptions) key() string { return fmt.Sprint(h) }
 
 // OutlierOptions configures passive health checking (outlier detection) from real traffic. Zero

@@ -253,13 +253,13 @@ func (p *Pool) Upstream(o Options) (*Upstream, error) {
 			health.HealthyThreshold = DefaultHealthyThreshold
 		}
 		if health.UnhealthyThreshold == 0 {
-			health.UnhealthyThreshold = DefaultUnhealthyThresold
+			health.UnhealthyThreshold = DefaultUnhealthyThreshold
 		}
 	}
 	p.outlier.Store(&outlier)
 	p.setHealth(health)
 
-	entries := u.resolveAll(context.Background(), nil)
+	entries := u.resolveAll(context.Background())
 	if err := u.install(entries); err != nil {
 		return nil, err
 	}
