@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,10 +14,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/config"
 )
@@ -109,10 +112,15 @@ routes: [ { name: r, upstream: demo } ]
 			continue
 		}
 		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", tt.sni)
-		buf := make([]byte, 12)
 		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := conn.Read(buf); err != nil || string(buf) != "HTTP/1.1 200" {
-			t.Errorf("SNI %s: response %q err %v", tt.sni, buf, err)
+		var resp fasthttp.Response
+		if err := resp.Read(bufio.NewReader(conn)); err != nil || resp.StatusCode() != 200 {
+			t.Errorf("SNI %s: status %d err %v", tt.sni, resp.StatusCode(), err)
+		}
+		// The echo upstream shows what was forwarded: the gateway tells upstreams the client
+		// spoke TLS.
+		if !strings.Contains(string(resp.Body()), `["X-Forwarded-Proto","https"]`) {
+			t.Errorf("SNI %s: forwarded headers %s, want X-Forwarded-Proto https", tt.sni, resp.Body())
 		}
 		_ = conn.Close()
 	}
