@@ -12,21 +12,28 @@ const InterruptExport = "weir.interrupt"
 
 // Why instrument: wazero stops a runaway guest only with WithCloseOnContextDone, which starts
 // a watcher goroutine on every call — about 1–2.5 µs per call on a small machine, more than the
-// rest of a plugin request together. Instead, the module is rewritten before compilation to
-// define one mutable i32 global, exported as InterruptExport, and to test it at every function
-// entry and loop header:
+// rest of a plugin request together. Instead, the module is rewritten before compilation. It
+// gains two mutable i32 globals: $interrupt, exported as InterruptExport and set by the call's
+// timer, and $fuel. Every function entry and loop header spends one unit of fuel:
 //
-//	global.get $interrupt  if  unreachable  end
+//	(if (i32.eqz (global.get $fuel))
+//	  (then (global.set $fuel (i32.const fuelPerYield))
+//	        (drop (memory.grow (i32.const 0)))             ;; a trip through Go
+//	        (if (global.get $interrupt) (then unreachable))))
+//	(global.set $fuel (i32.sub (global.get $fuel) (i32.const 1)))
 //
-// Every unbounded computation passes one of those points (a loop back-edge or a call), so
-// setting the flag from the call's timer traps the guest within one iteration. A check is a
-// load and a branch. Modules using instructions this decoder does not know are not rewritten
-// and run with wazero's per-call watcher instead, which is slower but just as safe.
+// Every unbounded computation passes one of those points, so a guest past its deadline traps
+// within fuelPerYield of them. The trip through Go matters as much as the flag: native code
+// cannot be preempted, so a guest that never left it would hold up the garbage collector's
+// stop-the-world, and with it the timer goroutine that sets the flag. memory.grow by zero pages
+// is the cheapest instruction wazero runs in Go. Modules the decoder does not understand are not
+// rewritten and run under wazero's per-call watcher instead, which is slower but just as safe.
 
-// useInterruptChecks is off: a guest spinning in native code cannot be preempted, so a Go
-// garbage collection that stops the world waits for it, and with it the timer that would set
-// the flag. Checks must reach Go now and then (wazero's watcher does, on every back-edge).
-const useInterruptChecks = false
+// fuelPerYield is how many function entries and loop iterations run between trips through Go.
+const fuelPerYield = 1000
+
+// useInterruptChecks selects the rewrite over wazero's watcher.
+const useInterruptChecks = true
 
 // wasm section ids.
 const (
@@ -63,16 +70,29 @@ func instrument(wasm []byte) ([]byte, error) {
 		}
 		secs = append(secs, section{id, body})
 	}
-	// The new global's index follows every imported and defined global.
-	importedGlobals, definedGlobals := 0, 0
+	// The new globals' indices follow every imported and defined global.
+	importedGlobals, definedGlobals, memories := 0, 0, 0
 	for _, s := range secs {
 		switch s.id {
 		case secImport:
-			n, err := countImportedGlobals(s.body)
+			g, m, err := countImports(s.body)
 			if err != nil {
 				return nil, fmt.Errorf("import section: %w", err)
 			}
-			importedGlobals = n
+			importedGlobals, memories = g, memories+m
+		case secMemory:
+			sr := &reader{b: s.body}
+			n := sr.u32()
+			if n > 0 {
+				// memory64 (flag 4) would need an i64 operand for memory.grow.
+				if flags := sr.byte(); flags&0x04 != 0 {
+					return nil, errors.New("64-bit memory")
+				}
+			}
+			if sr.err != nil {
+				return nil, sr.err
+			}
+			memories += int(n)
 		case secGlobal:
 			sr := &reader{b: s.body}
 			definedGlobals = int(sr.u32())
@@ -85,10 +105,14 @@ func instrument(wasm []byte) ([]byte, error) {
 			}
 		}
 	}
-	gidx := uint32(importedGlobals + definedGlobals)
-	check := binary.AppendUvarint([]byte{0x23}, uint64(gidx)) // global.get
-	check = append(check, 0x04, 0x40, 0x00, 0x0b)             // if (empty) unreachable end
-	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}         // (mut i32) (i32.const 0)
+	if memories == 0 {
+		return nil, errors.New("no memory to yield through")
+	}
+	gidx := uint32(importedGlobals + definedGlobals) // $interrupt; $fuel is gidx+1
+	check := fuelCheck(gidx, gidx+1)
+	// $interrupt: (mut i32) (i32.const 0); $fuel: (mut i32) (i32.const fuelPerYield).
+	newGlobals := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41}
+	newGlobals = append(sleb128(newGlobals, fuelPerYield), 0x0b)
 
 	out := append([]byte(nil), wasm[:8]...)
 	emit := func(id byte, body []byte) {
@@ -99,7 +123,7 @@ func instrument(wasm []byte) ([]byte, error) {
 	haveGlobal, haveExport := false, false
 	addGlobalSection := func() {
 		if !haveGlobal {
-			emit(secGlobal, append([]byte{1}, newGlobal...))
+			emit(secGlobal, append([]byte{2}, newGlobals...))
 			haveGlobal = true
 		}
 	}
@@ -113,7 +137,7 @@ func instrument(wasm []byte) ([]byte, error) {
 			}
 			emit(s.id, s.body)
 		case secGlobal:
-			emit(secGlobal, appendToVec(s.body, newGlobal))
+			emit(secGlobal, appendToVec(s.body, 2, newGlobals))
 			haveGlobal = true
 		case secExport:
 			addGlobalSection()
@@ -121,7 +145,7 @@ func instrument(wasm []byte) ([]byte, error) {
 			e = append(e, InterruptExport...)
 			e = append(e, 0x03) // global
 			e = binary.AppendUvarint(e, uint64(gidx))
-			emit(secExport, appendToVec(s.body, e))
+			emit(secExport, appendToVec(s.body, 1, e))
 			haveExport = true
 		case secCode:
 			body, err := instrumentCode(s.body, check)
@@ -148,13 +172,42 @@ func instrument(wasm []byte) ([]byte, error) {
 	return out, nil
 }
 
-// appendToVec adds one item to a section body that is a vector: the count grows by one.
-func appendToVec(body, item []byte) []byte {
+// appendToVec adds n encoded items to a section body that is a vector.
+func appendToVec(body []byte, n int, items []byte) []byte {
 	r := &reader{b: body}
-	n := r.u32()
-	out := binary.AppendUvarint(nil, uint64(n)+1)
+	count := r.u32()
+	out := binary.AppendUvarint(nil, uint64(count)+uint64(n))
 	out = append(out, body[r.off:]...)
-	return append(out, item...)
+	return append(out, items...)
+}
+
+// fuelCheck encodes the check inserted at function entries and loop headers (see above).
+func fuelCheck(interrupt, fuel uint32) []byte {
+	get := func(b []byte, g uint32) []byte { return binary.AppendUvarint(append(b, 0x23), uint64(g)) }
+	set := func(b []byte, g uint32) []byte { return binary.AppendUvarint(append(b, 0x24), uint64(g)) }
+	b := get(nil, fuel)
+	b = append(b, 0x45, 0x04, 0x40) // i32.eqz if
+	b = sleb128(append(b, 0x41), fuelPerYield)
+	b = set(b, fuel)
+	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0 memory.grow 0 drop
+	b = get(b, interrupt)
+	b = append(b, 0x04, 0x40, 0x00, 0x0b) // if unreachable end
+	b = append(b, 0x0b)                   // end
+	b = get(b, fuel)
+	b = append(b, 0x41, 0x01, 0x6b) // i32.const 1 i32.sub
+	return set(b, fuel)
+}
+
+// sleb128 appends v in signed LEB128, the encoding of i32.const.
+func sleb128(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
 }
 
 func customName(body []byte) (string, error) {
@@ -164,10 +217,10 @@ func customName(body []byte) (string, error) {
 	return string(name), r.err
 }
 
-func countImportedGlobals(body []byte) (int, error) {
+// countImports returns how many globals and memories a module imports.
+func countImports(body []byte) (globals, memories int, err error) {
 	r := &reader{b: body}
 	n := r.u32()
-	globals := 0
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		r.bytes(r.u32()) // module
 		r.bytes(r.u32()) // name
@@ -178,7 +231,11 @@ func countImportedGlobals(body []byte) (int, error) {
 			r.byte()
 			r.limits()
 		case 0x02: // memory: limits
+			if r.off < len(r.b) && r.b[r.off]&0x04 != 0 {
+				return 0, 0, errors.New("64-bit memory")
+			}
 			r.limits()
+			memories++
 		case 0x03: // global: valtype, mut
 			r.byte()
 			r.byte()
@@ -187,10 +244,10 @@ func countImportedGlobals(body []byte) (int, error) {
 			r.byte()
 			r.u32()
 		default:
-			return 0, fmt.Errorf("unknown import kind %#x", kind)
+			return 0, 0, fmt.Errorf("unknown import kind %#x", kind)
 		}
 	}
-	return globals, r.err
+	return globals, memories, r.err
 }
 
 // instrumentCode rewrites every function body of the code section.
