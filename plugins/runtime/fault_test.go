@@ -90,6 +90,31 @@ func TestFaults(t *testing.T) {
 	}
 }
 
+// TestFallbackWatcherStopsLoops covers modules the rewriter leaves alone: wazero's per-call
+// watcher enforces the same deadline.
+func TestFallbackWatcherStopsLoops(t *testing.T) {
+	useInterruptChecks = false
+	defer func() { useInterruptChecks = true }()
+	spec := testSpec("watcher", faultGuest(loopForever(), nil))
+	spec.Timeout = 20 * time.Millisecond
+	f := newTestFilter(t, spec)
+	if f.m.instrumented {
+		t.Fatal("module was instrumented")
+	}
+	rc := newRequest("GET", "/")
+	start := time.Now()
+	serve(f, rc)
+	if took := time.Since(start); rc.Response.StatusCode() != 500 || f.m.stats.Timeouts.Load() != 1 || took > 2*time.Second {
+		t.Errorf("status %d, timeouts %d, took %s", rc.Response.StatusCode(), f.m.stats.Timeouts.Load(), took)
+	}
+	// The header guest still works under the watcher.
+	g := newTestFilter(t, testSpec("watcher-ok", headerGuest()))
+	rc = newRequest("GET", "/")
+	if !serve(g, rc) || string(rc.Request.Header.Peek("X-Plugin")) != "on" {
+		t.Error("header guest failed under the watcher")
+	}
+}
+
 // TestFaultyPluginDoesNotSlowOthers runs a looping plugin flat out beside a healthy one and
 // checks the healthy one keeps answering. Latencies are logged, not asserted: timing
 // assertions would be flaky on a shared machine.

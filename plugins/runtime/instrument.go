@@ -32,8 +32,9 @@ const InterruptExport = "weir.interrupt"
 // fuelPerYield is how many function entries and loop iterations run between trips through Go.
 const fuelPerYield = 1000
 
-// useInterruptChecks selects the rewrite over wazero's watcher.
-const useInterruptChecks = true
+// useInterruptChecks selects the rewrite over wazero's watcher; tests turn it off to cover the
+// fallback.
+var useInterruptChecks = true
 
 // wasm section ids.
 const (
