@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -127,5 +128,24 @@ server:
 		if _, err := Parse("test.yaml", []byte(minimal+src)); err == nil || !strings.Contains(err.Error(), "server.tls") {
 			t.Errorf("%s: err = %v, want a server.tls problem", src, err)
 		}
+	}
+}
+
+// TestREADMEUpstreamExample parses the upstreams example of README.md, so the documented keys
+// stay valid.
+func TestREADMEUpstreamExample(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	start := strings.Index(doc, "```yaml\nupstreams:\n  api:")
+	if start < 0 {
+		t.Fatal("README.md has no upstreams example")
+	}
+	body := doc[start+len("```yaml\n"):]
+	body = body[:strings.Index(body, "```")]
+	if _, err := Parse("README.md", []byte(body)); err != nil {
+		t.Errorf("README upstreams example: %v", err)
 	}
 }
