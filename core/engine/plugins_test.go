@@ -225,3 +225,30 @@ func TestPluginConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPluginsREADMEExample loads the configuration example of plugins/README.md, with the demo
+// plugin standing in for its module, so the documented keys stay the accepted ones.
+func TestPluginsREADMEExample(t *testing.T) {
+	b, err := os.ReadFile("../../plugins/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml example in plugins/README.md")
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "plugins"), 0o755)
+	os.WriteFile(filepath.Join(dir, "plugins", "add_header.wasm"), wasmtest.Hello(), 0o644)
+	cfg := "server: { plugin_cache_dir: \"off\" }\nupstreams: { api: { kind: echo } }\n" + example
+	path := filepath.Join(dir, "weir.yaml")
+	os.WriteFile(path, []byte(cfg), 0o644)
+	c, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("the README example does not load: %v", err)
+	}
+	if err := Check(c); err != nil {
+		t.Fatalf("the README example does not build: %v", err)
+	}
+}
