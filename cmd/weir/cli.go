@@ -32,6 +32,8 @@ commands:
   validate -c FILE   check FILE; exit 0 when valid, else list every problem
   plugin inspect FILE.wasm | plugin build DIR
                      describe a WebAssembly plugin; build one from source
+  plugin inspect FILE.wasm | plugin build DIR
+                     describe a WebAssembly plugin; build one from source
   version            print the version
 `
 
@@ -46,6 +48,8 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(rest, stderr)
 	case "validate":
 		return cmdValidate(rest, stdout, stderr)
+	case "plugin":
+		return cmdPlugin(rest, stdout, stderr)
 	case "plugin":
 		return cmdPlugin(rest, stdout, stderr)
 	case "version", "-v", "--version":
@@ -168,6 +172,7 @@ func run(path string, log zerolog.Logger) error {
 		stopWatch = func() {}
 	}
 	defer stopWatch()
+	defer watchPlugins(cfg, eng, log)()
 
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)

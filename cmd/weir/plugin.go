@@ -10,9 +10,41 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/engine"
 	pluginrt "github.com/weir-gateway/weir/plugins/runtime"
 )
+
+// watchPlugins reloads eng when one of cfg's plugin files changes: the config watch sees only
+// the config file, and replacing a .wasm is how a plugin is upgraded. Plugins that a later
+// reload adds are watched from the next start; SIGHUP or POST /reload covers them meanwhile.
+func watchPlugins(cfg *config.Config, eng *engine.Engine, log zerolog.Logger) (stop func()) {
+	var stops []func()
+	seen := map[string]bool{}
+	for name, pl := range cfg.Plugins {
+		if pl.Path == "" || seen[pl.Path] {
+			continue
+		}
+		seen[pl.Path] = true
+		s, err := config.Watch(pl.Path, 250*time.Millisecond, func() {
+			_, _ = eng.Reload("plugin file") // the engine logs and records the outcome
+		})
+		if err != nil {
+			log.Warn().Err(err).Str("plugin", name).Msg("plugin file watch unavailable; reload with SIGHUP or the admin api")
+			continue
+		}
+		stops = append(stops, s)
+	}
+	return func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+}
 
 const pluginUsage = `usage:
   weir plugin inspect [-json] FILE.wasm   ABI, exports, imports, memory, and whether it would load
