@@ -32,8 +32,6 @@ commands:
   validate -c FILE   check FILE; exit 0 when valid, else list every problem
   plugin inspect FILE.wasm | plugin build DIR
                      describe a WebAssembly plugin; build one from source
-  plugin inspect FILE.wasm | plugin build DIR
-                     describe a WebAssembly plugin; build one from source
   version            print the version
 `
 
@@ -48,8 +46,6 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(rest, stderr)
 	case "validate":
 		return cmdValidate(rest, stdout, stderr)
-	case "plugin":
-		return cmdPlugin(rest, stdout, stderr)
 	case "plugin":
 		return cmdPlugin(rest, stdout, stderr)
 	case "version", "-v", "--version":
