@@ -156,7 +156,6 @@ func TestEjection(t *testing.T) {
 	}
 	defer p.Close()
 	o := &OutlierOptions{ConsecutiveConnectFailures: 2, BaseEjection: 40 * time.Millisecond, MaxEjection: 60 * time.Millisecond, MaxEjectedPercent: 50}
-	p.outlier.Store(o)
 	var ms []*member
 	for _, a := range []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"} {
 		m, err := p.acquire(a, "", 1)
@@ -166,17 +165,17 @@ func TestEjection(t *testing.T) {
 		ms = append(ms, m)
 	}
 	fail := func(m *member) {
-		p.observe(m, outcomeConnect)
-		p.observe(m, outcomeConnect)
+		p.observe(m, outcomeConnect, o)
+		p.observe(m, outcomeConnect, o)
 	}
 	fail(ms[0])
 	if st, _ := ms[0].state(); st != "ejected" || ms[0].target.Available() {
 		t.Fatalf("after 2 connect failures state %s available %v", st, ms[0].target.Available())
 	}
 	// An OK in between resets the run.
-	p.observe(ms[1], outcomeConnect)
-	p.observe(ms[1], outcomeOK)
-	p.observe(ms[1], outcomeConnect)
+	p.observe(ms[1], outcomeConnect, o)
+	p.observe(ms[1], outcomeOK, o)
+	p.observe(ms[1], outcomeConnect, o)
 	if st, _ := ms[1].state(); st != "healthy" {
 		t.Errorf("non-consecutive failures ejected: %s", st)
 	}
@@ -362,4 +361,37 @@ func TestPoolHammer(t *testing.T) {
 	if n := len(p.Status()); n != 0 {
 		t.Errorf("%d members left after the last view closed", n)
 	}
+}
+
+// TestHealthSettingsFollowNewestView: a view that closes while newer ones live changes nothing;
+// when the newest closes (a reload whose build failed after creating it), the settings of the
+// view before it apply again.
+func TestHealthSettingsFollowNewestView(t *testing.T) {
+	b := newCtlBackend(t, "b")
+	p, err := NewPool(Options{Name: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	view := func(path string) *Upstream {
+		u, err := p.Upstream(Options{Name: "v", Targets: []string{b.addr},
+			Health: HealthOptions{Path: path, Interval: time.Hour}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	a, bv, c := view("/a"), view("/b"), view("/c")
+	if got := p.health.Load().Path; got != "/c" {
+		t.Fatalf("health path %q, want the newest view's /c", got)
+	}
+	_ = bv.Close()
+	if got := p.health.Load().Path; got != "/c" {
+		t.Errorf("after an older view closed: %q, want /c", got)
+	}
+	_ = c.Close()
+	if got := p.health.Load().Path; got != "/a" {
+		t.Errorf("after the newest view closed: %q, want /a again", got)
+	}
+	_ = a.Close()
 }

@@ -33,9 +33,14 @@ type Pool struct {
 	members map[string]*member
 	closed  bool
 
-	health  atomic.Pointer[HealthOptions]
-	outlier atomic.Pointer[OutlierOptions]
-	budget  budget
+	health atomic.Pointer[HealthOptions]
+	budget budget
+	// views lists the live views, oldest first; the newest one's health settings are the
+	// pool's. A view that closes without having been the newest (a snapshot retiring after a
+	// reload) changes nothing; when the newest closes (a build that failed after creating it),
+	// the settings go back to those of the view before it. vmu is taken before p.mu.
+	vmu   sync.Mutex
+	views []*Upstream
 	// ejected counts members currently ejected by outlier detection, for the ejection cap;
 	// size is len(members), readable without p.mu.
 	ejected atomic.Int32
@@ -123,7 +128,6 @@ func newPool(name string, o *Options) (*Pool, error) {
 		p.tr.tls = cfg
 	}
 	p.health.Store(&HealthOptions{})
-	p.outlier.Store(&OutlierOptions{})
 	return p, nil
 }
 
@@ -194,6 +198,32 @@ func (p *Pool) release(m *member) {
 	p.mu.Unlock()
 	if last {
 		m.shutdown()
+	}
+}
+
+// addView registers a new view and makes its health settings the pool's.
+func (p *Pool) addView(u *Upstream) {
+	p.vmu.Lock()
+	defer p.vmu.Unlock()
+	p.views = append(p.views, u)
+	p.setHealth(u.health)
+}
+
+// removeView forgets a closed view; when it was the newest, the settings of the view before it
+// apply again.
+func (p *Pool) removeView(u *Upstream) {
+	p.vmu.Lock()
+	defer p.vmu.Unlock()
+	for i, v := range p.views {
+		if v != u {
+			continue
+		}
+		newest := i == len(p.views)-1
+		p.views = append(p.views[:i], p.views[i+1:]...)
+		if newest && len(p.views) > 0 {
+			p.setHealth(p.views[len(p.views)-1].health)
+		}
+		return
 	}
 }
 
@@ -364,8 +394,7 @@ const (
 
 // observe feeds one attempt's outcome to outlier detection. The success path is two atomic
 // stores when the counters are already zero.
-func (p *Pool) observe(m *member, oc outcome) {
-	o := p.outlier.Load()
+func (p *Pool) observe(m *member, oc outcome, o *OutlierOptions) {
 	switch oc {
 	case outcomeOK:
 		if m.consec5xx.Load() != 0 {

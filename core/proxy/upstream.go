@@ -117,6 +117,8 @@ type Upstream struct {
 	maxHeader int
 	via       string
 	specs     []targetSpec
+	health    HealthOptions
+	outlier   OutlierOptions
 	refresh   time.Duration
 	onDNSErr  func(string, error)
 
@@ -185,8 +187,8 @@ func NewUpstream(o Options) (*Upstream, error) {
 }
 
 // Upstream builds a snapshot's view of the pool from o. Transport settings in o are ignored
-// (they are the pool's); everything else applies to this view, and o's health and outlier
-// settings become the pool's from now on.
+// (they are the pool's); everything else applies to this view, and o's health settings become
+// the pool's while this is its newest view.
 func (p *Pool) Upstream(o Options) (*Upstream, error) {
 	if err := o.check(); err != nil {
 		return nil, err
@@ -256,13 +258,13 @@ func (p *Pool) Upstream(o Options) (*Upstream, error) {
 			health.UnhealthyThreshold = DefaultUnhealthyThreshold
 		}
 	}
-	p.outlier.Store(&outlier)
-	p.setHealth(health)
+	u.health, u.outlier = health, outlier
 
 	entries := u.resolveAll(context.Background())
 	if err := u.install(entries); err != nil {
 		return nil, err
 	}
+	p.addView(u)
 	if u.dynamic() {
 		u.stop, u.done = make(chan struct{}), make(chan struct{})
 		go u.refreshLoop()
@@ -356,6 +358,7 @@ func (u *Upstream) Close() error {
 		close(stop)
 		<-done
 	}
+	u.pool.removeView(u)
 	u.mu.Lock()
 	if v := u.cur.Load(); v != nil {
 		u.releaseMembers(v.members)
@@ -483,7 +486,7 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 			oc = outcome5xx
 		}
 		m.target.End(start, oc != outcomeOK)
-		u.pool.observe(m, oc)
+		u.pool.observe(m, oc, &u.outlier)
 
 		if attempt >= p.retry.Attempts || (rb != nil && rb.err != nil) {
 			break
