@@ -655,32 +655,33 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 			return fmt.Errorf("send request: %w", err)
 		}
 
+		// The upstream response is read straight into the client's response, so a small body
+		// costs no second header copy or body copy. Only a streamed body needs a response of
+		// its own, which owns the stream until the server has sent it.
 		br := hc.AcquireReader(conn)
-		resp := fasthttp.AcquireResponse()
-		resp.Header.DisableNormalizing()
-		if req.Header.IsHead() {
-			resp.SkipBody = true
-		}
-		err = u.readHeader(br, resp)
+		out := &c.Response
+		out.Header.DisableNormalizing()
+		out.SkipBody = req.Header.IsHead()
+		err = u.readHeader(br, out)
 		if err != nil {
 			hc.ReleaseReader(br)
 			hc.CloseConn(cc)
-			fasthttp.ReleaseResponse(resp)
+			out.Reset()
 			if retryStale && reused && isStale(err) {
 				retryStale = false
 				continue
 			}
 			return err
 		}
-		reusable := !resp.ConnectionClose()
-		cl := resp.Header.ContentLength()
-		skip := resp.SkipBody || noBodyStatus(resp.StatusCode())
+		reusable := !out.ConnectionClose()
+		cl := out.Header.ContentLength()
+		skip := out.SkipBody || noBodyStatus(out.StatusCode())
 		if skip || (cl >= 0 && cl <= smallBody) {
 			if !skip {
-				if err = resp.ReadBody(br, 0); err != nil {
+				if err = out.ReadBody(br, 0); err != nil {
 					hc.ReleaseReader(br)
 					hc.CloseConn(cc)
-					fasthttp.ReleaseResponse(resp)
+					out.Reset()
 					return fmt.Errorf("read response body: %w", err)
 				}
 			}
@@ -690,14 +691,12 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 			} else {
 				hc.CloseConn(cc)
 			}
-			u.copyResponse(c, resp)
-			if !skip {
-				c.Response.SetBody(resp.Body())
-			}
-			fasthttp.ReleaseResponse(resp)
+			u.stripResponse(&out.Header)
 			return nil
 		}
 
+		resp := fasthttp.AcquireResponse()
+		out.Header.CopyTo(&resp.Header)
 		s := &respStream{resp: resp, br: br, hc: hc, conn: conn}
 		if reqDeadline.IsZero() {
 			s.idle = idle
@@ -713,9 +712,10 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 			hc.ReleaseReader(br)
 			hc.CloseConn(cc)
 			fasthttp.ReleaseResponse(resp)
+			out.Reset()
 			return fmt.Errorf("read response body: %w", err)
 		}
-		u.copyResponse(c, resp)
+		u.stripResponse(&out.Header)
 		s.src = resp.BodyStream()
 		s.release = func(reuse bool) {
 			if reuse && reusable && !u.closed.Load() {
@@ -785,12 +785,11 @@ var (
 	lflf     = []byte("\n\n")
 )
 
-// copyResponse moves the upstream status and header into c.Response, stripping hop-by-hop
-// fields. Framing fields are dropped and re-derived by the server from the body it is given.
-func (u *Upstream) copyResponse(c *filter.Ctx, resp *fasthttp.Response) {
-	h := &c.Response.Header
-	resp.Header.CopyTo(h)
-	if conn := resp.Header.Peek(hConnection); len(conn) > 0 {
+// stripResponse removes hop-by-hop fields from the upstream response header, including every
+// field its Connection header names. Framing fields are dropped and re-derived by the server
+// from the body it is given.
+func (u *Upstream) stripResponse(h *fasthttp.ResponseHeader) {
+	if conn := h.Peek(hConnection); len(conn) > 0 {
 		for len(conn) > 0 {
 			var tok []byte
 			if i := indexByte(conn, ','); i >= 0 {
