@@ -54,14 +54,19 @@ func TestFaults(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				spec := testSpec("fault", tt.wasm)
 				spec.Timeout, spec.MemoryMB, spec.FailOpen = timeout, tt.memMB, open
+				if !tt.wantTimeout {
+					// A fault that is not a loop must be reported as what it is even when a
+					// loaded machine stalls the call past a short deadline.
+					spec.Timeout = 5 * time.Second
+				}
 				f := newTestFilter(t, spec)
 				rc := newRequest("GET", "/")
 				start := time.Now()
 				reached := serve(f, rc)
 				took := time.Since(start)
 				t.Logf("answered in %s (deadline %s)", took, timeout)
-				if took > timeout+time.Second {
-					t.Errorf("took %s; the deadline is %s", took, timeout)
+				if took > spec.Timeout+time.Second {
+					t.Errorf("took %s; the deadline is %s", took, spec.Timeout)
 				}
 				st := f.m.stats.Values()
 				if tt.wantTimeout && st.Timeouts != 1 || !tt.wantTimeout && st.Traps != 1 {

@@ -27,8 +27,10 @@ type instance struct {
 	reqCtx uint32
 
 	// ctx is the context of every guest call: reused, so a call allocates nothing for it.
-	ctx   callCtx
-	timer *time.Timer
+	ctx callCtx
+	// callStart is the watchdog tick at which the running call started, 0 when idle, and -1
+	// once the watchdog expired the call (see watchdog).
+	callStart atomic.Int64
 	// interrupt is the instrumented guest's flag; setting it traps the guest at its next
 	// function entry or loop header.
 	interrupt api.MutableGlobal
@@ -37,10 +39,13 @@ type instance struct {
 }
 
 // callCtx is a context.Context made for one instance and reused by all its calls. Its Done
-// channel closes when the instance's call timer fires; wazero (WithCloseOnContextDone) then
+// channel closes when the watchdog expires the instance's call; wazero (WithCloseOnContextDone) then
 // stops the guest at its next function entry or loop back-edge. A fired instance is discarded,
 // so the channel never needs reopening. A per-call context.WithTimeout would work the same but
 // allocate a context, a timer and a channel on every call.
+//
+// Instrumented modules (see instrument) do not watch Done; the watchdog sets their interrupt
+// flag instead.
 type callCtx struct {
 	state   *httpwasm.State
 	done    chan struct{}
@@ -70,7 +75,7 @@ func (c *callCtx) expire() {
 	}
 }
 
-// expire runs on the timer's goroutine when a call passes its deadline.
+// expire runs on the watchdog's goroutine when a call passes its deadline.
 func (in *instance) expire() {
 	in.ctx.expire()
 	if in.interrupt != nil {
@@ -82,11 +87,12 @@ func (in *instance) expire() {
 var errTimeout = errors.New("guest call exceeded its deadline")
 
 // call runs fn with the instance's stack under the module's deadline. A non-nil error means the
-// instance must be discarded: it trapped, timed out, or its timer fired as it returned.
+// instance must be discarded: it trapped, timed out, or its deadline passed as it returned.
 func (in *instance) call(fn api.Function) error {
-	in.timer.Reset(in.owner.spec.Timeout)
+	start := watch.tick.Load()
+	in.callStart.Store(start)
 	err := fn.CallWithStack(&in.ctx, in.stack[:])
-	stopped := in.timer.Stop()
+	stopped := in.callStart.CompareAndSwap(start, 0)
 	if err != nil {
 		var exit *sys.ExitError
 		if in.ctx.expired.Load() || (errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded) {
@@ -95,8 +101,8 @@ func (in *instance) call(fn api.Function) error {
 		return err
 	}
 	if !stopped {
-		// The call finished, but the timer fired on the way out and closed Done: the instance
-		// cannot run again. Its result is still good.
+		// The call finished, but the watchdog expired it on the way out and set the interrupt:
+		// the instance cannot run again. Its result is still good.
 		return errStale
 	}
 	return nil
@@ -110,7 +116,6 @@ func (in *instance) close() {
 	if !in.closed.CompareAndSwap(false, true) {
 		return
 	}
-	in.timer.Stop()
 	_ = in.mod.Close(context.Background())
 	in.owner.forget(in)
 }

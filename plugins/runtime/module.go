@@ -174,6 +174,7 @@ func Load(spec Spec, log zerolog.Logger) (_ *Module, err error) {
 		}
 		m.idle <- in
 	}
+	watch.add(m)
 	return m, nil
 }
 
@@ -280,8 +281,6 @@ func (m *Module) newInstance() (*instance, error) {
 	state := httpwasm.NewState(m.spec.Config, m.log)
 	in := &instance{owner: m, state: state}
 	in.ctx = callCtx{state: state, done: make(chan struct{})}
-	in.timer = time.AfterFunc(time.Hour, in.expire)
-	in.timer.Stop()
 
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), httpwasm.StateKey{}, state), initTimeout)
 	defer cancel()
@@ -411,6 +410,7 @@ func (m *Module) Close() error {
 	if !m.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	watch.remove(m)
 	m.mu.Lock()
 	all := make([]*instance, 0, len(m.instances))
 	for in := range m.instances {
