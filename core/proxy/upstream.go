@@ -32,6 +32,10 @@ const (
 	DefaultDNSRefresh             = 30 * time.Second
 )
 
+// idlePeekAfter is how long a pooled connection must have been idle before it is checked for
+// unsolicited bytes with a system call.
+const idlePeekAfter = time.Millisecond
+
 // smallBody is the largest upstream body of known length that is read whole before the response
 // is handed back: it spares small responses the streaming machinery, frees the upstream
 // connection before the client has read anything, and lets response filters see the body.
@@ -629,9 +633,16 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 			return err
 		}
 		// A connection fresh from the dialer has never been released, so it has no last use.
-		reused := !cc.LastUseTime().IsZero()
+		lastUse := cc.LastUseTime()
+		reused := !lastUse.IsZero()
 		conn := cc.Conn()
-		if reused && dirtyIdle(conn) {
+		// Bytes that arrived while a pooled connection sat idle must never be taken for the next
+		// response. Peeking costs a system call, so it is done only after the connection idled
+		// long enough for such bytes to arrive; a connection reused at once under load has no
+		// such window (bytes that arrive once the next request is on its way cannot be told from
+		// its response by any proxy), and bytes that came with the previous response are caught
+		// for free when it is read (see reusable below).
+		if reused && time.Since(lastUse) > idlePeekAfter && dirtyIdle(conn) {
 			// Bytes no request asked for, or closed by the upstream: never send on it.
 			hc.CloseConn(cc)
 			continue
@@ -685,8 +696,11 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 					return fmt.Errorf("read response body: %w", err)
 				}
 			}
+			// Bytes already buffered past the response were sent unasked: the connection's
+			// framing can no longer be trusted, so it is closed rather than pooled.
+			clean := br.Buffered() == 0
 			hc.ReleaseReader(br)
-			if reusable && !u.closed.Load() {
+			if reusable && clean && !u.closed.Load() {
 				hc.ReleaseConn(cc)
 			} else {
 				hc.CloseConn(cc)
@@ -881,8 +895,9 @@ func (s *respStream) Close() error {
 	s.closed = true
 	_ = s.resp.CloseBodyStream()
 	fasthttp.ReleaseResponse(s.resp)
+	clean := s.br.Buffered() == 0 // bytes past the body were sent unasked; see exchange
 	s.hc.ReleaseReader(s.br)
-	s.release(s.eof && s.err == nil)
+	s.release(s.eof && s.err == nil && clean)
 	s.resp, s.src, s.br, s.conn = nil, nil, nil, nil
 	return nil
 }
