@@ -298,6 +298,10 @@ func (p *Pool) newMember(addr, host string, weight int) *member {
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		StreamResponseBody:            true,
+		// Reuse the most recently released connection: it is the warmest, its idle gap is the
+		// shortest (so the unsolicited-bytes peek is rarely needed), and connections beyond
+		// what the load needs go idle and are closed by MaxIdleConnDuration.
+		ConnPoolStrategy: fasthttp.LIFO,
 	}
 	return m
 }
