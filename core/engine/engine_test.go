@@ -75,6 +75,12 @@ func start(t testing.TB, path string) (*Engine, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e, serve(t, e)
+}
+
+// serve runs e on a loopback port until cleanup, which drains it and checks both ends went well.
+func serve(t testing.TB, e *Engine) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +97,7 @@ func start(t testing.TB, path string) (*Engine, string) {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return e, ln.Addr().String()
+	return ln.Addr().String()
 }
 
 func get(c *fasthttp.Client, url string) (int, string, string, error) {
