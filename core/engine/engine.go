@@ -62,7 +62,7 @@ type Engine struct {
 	// bounced between all cores.
 	framing, notFound, reloads, reloadFails atomic.Uint64
 
-	ctxPool sync.Pool
+	ctxPool sync.Pool // of *request
 }
 
 // New loads the config at path, builds the first snapshot and prepares the server. It does not
@@ -78,7 +78,7 @@ func New(path string, log zerolog.Logger) (*Engine, error) {
 // NewFromConfig is New for a config already loaded with LoadConfig (Reload reads cfg.File).
 func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 	e := &Engine{path: cfg.File, log: log, shared: filter.NewShared()}
-	e.ctxPool.New = func() any { return new(filter.Ctx) }
+	e.ctxPool.New = func() any { return new(request) }
 	s, err := build(cfg, e.shared, log)
 	if err != nil {
 		return nil, err
@@ -280,21 +280,26 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	defer s.release(e.log)
 
 	proxy.Sanitize(rc, s.trusted)
-	c := e.ctxPool.Get().(*filter.Ctx)
+	r := e.ctxPool.Get().(*request)
+	c := &r.Ctx
 	c.Reset(rc, "")
+	if e.access != nil {
+		// Filters may rewrite the path; the log reports the one the client asked for.
+		r.path = append(r.path[:0], rc.Path()...)
+	}
 	params, n := c.ParamStore()
 	id := s.table.Match(rc.Method(), rc.Host(), rc.Path(), &rc.Request.Header, params, n)
 	if id < 0 {
 		e.notFound.Add(1)
 		reply(rc, fasthttp.StatusNotFound)
 	} else {
-		r := &s.routes[id]
-		c.Route = r.name
-		r.pipeline.Run(c, r.terminal)
+		rt := &s.routes[id]
+		c.Route = rt.name
+		rt.pipeline.Run(c, rt.terminal)
 	}
-	e.logAccess(c, start)
+	e.logAccess(r, start)
 	c.Reset(nil, "")
-	e.ctxPool.Put(c)
+	e.ctxPool.Put(r)
 }
 
 // reject answers a request that must not be processed further and closes the connection, so
@@ -376,10 +381,17 @@ func (e *Engine) parseError(rc *fasthttp.RequestCtx, err error) {
 	e.reject(rc, status, err)
 }
 
-func (e *Engine) logAccess(c *filter.Ctx, start time.Time) {
+// request is the pooled per-request state: the filters' Ctx and what the engine keeps beside it.
+type request struct {
+	filter.Ctx
+	path []byte // the path as received, for the access log; its buffer is reused
+}
+
+func (e *Engine) logAccess(r *request, start time.Time) {
 	if e.access == nil {
 		return
 	}
+	c := &r.Ctx
 	rc := c.RequestCtx
 	out := rc.Response.Header.ContentLength() // streamed bodies report their declared length
 	if !rc.Response.IsBodyStream() {
@@ -388,7 +400,7 @@ func (e *Engine) logAccess(c *filter.Ctx, start time.Time) {
 	e.access.Log(&telemetry.Entry{
 		Route:    c.Route,
 		Method:   rc.Method(),
-		Path:     rc.Path(),
+		Path:     r.path,
 		Status:   rc.Response.StatusCode(),
 		Upstream: c.Upstream,
 		Duration: time.Since(start),

@@ -335,3 +335,44 @@ routes:
 		e.Handle(&rc)
 	}
 }
+
+// TestAccessLogRecordsPathAsReceived checks the access log reports the path the client sent,
+// not the one a rewrite filter forwarded.
+func TestAccessLogRecordsPathAsReceived(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	cfg, err := ParseConfig("log.yaml", []byte(fmt.Sprintf(`
+access_log: { enabled: true, output: %q }
+upstreams: { be: { targets: ["127.0.0.1:1"] } }
+routes:
+  - name: api
+    match: { path_prefix: /api/ }
+    upstream: be
+    filters: [ { rewrite: { strip_prefix: /api } } ]
+`, logFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forwarded string
+	e.cur.Load().routes[0].terminal = func(c *filter.Ctx) {
+		forwarded = string(c.Request.URI().Path())
+		c.SetStatusCode(200)
+	}
+	var rc fasthttp.RequestCtx
+	rc.Request.Header.SetMethod("GET")
+	rc.Request.SetRequestURI("/api/users/7")
+	e.Handle(&rc)
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if forwarded != "/users/7" || !strings.Contains(string(b), `"path":"/api/users/7"`) {
+		t.Errorf("forwarded %q, logged %s; want /users/7 forwarded and /api/users/7 logged", forwarded, b)
+	}
+}
