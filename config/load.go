@@ -114,30 +114,31 @@ func EnvVar(key string) string {
 
 // Load reads the YAML config at path, applies defaults and WEIR_* environment overrides,
 // decodes it strictly and validates it. Checks that need more than the schema (filter names and
-// filter configs, which need the filter registry) are passed in as extra: they run on the
-// decoded config even when earlier stages found problems, so one pass reports every problem.
-func Load(path string, extra ...func(*Config) error) (*Config, error) {
+// configs, which need the filter registry) are the caller's: when the config has problems, each
+// check in more also runs on what was decoded, so that one pass lists every problem; a config
+// without problems is returned as is and the caller's own build checks the rest, once.
+func Load(path string, more ...func(*Config) error) (*Config, error) {
 	// One read, shared by viper and the case-preserving pass, so both see the same bytes even if
 	// the file is being replaced while we load it.
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &Error{File: path, Err: fmt.Errorf("read config: %w", err)}
 	}
-	return Parse(path, data, extra...)
+	return Parse(path, data, more...)
 }
 
 // Parse is Load from bytes; name is used in error messages and as Config.File.
-func Parse(name string, data []byte, extra ...func(*Config) error) (*Config, error) {
+func Parse(name string, data []byte, more ...func(*Config) error) (*Config, error) {
 	c, err := decode(name, data)
 	if c == nil {
 		return nil, err
 	}
 	errs := []error{err, Validate(c, nil)}
-	for _, check := range extra {
-		errs = append(errs, check(c))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if errors.Join(errs...) != nil {
+		for _, check := range more {
+			errs = append(errs, check(c))
+		}
+		return nil, errors.Join(errs...)
 	}
 	c.Hash = c.computeHash()
 	return c, nil

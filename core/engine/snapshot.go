@@ -189,8 +189,9 @@ func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, lo
 	return p, errors.Join(errs...)
 }
 
-// LoadConfig loads and validates the config at path, including every filter's name and config,
-// and reports every problem it finds in one error.
+// LoadConfig loads and validates the config at path. When it has problems, every filter is
+// checked too, so the error lists every problem at once; a valid config's filters are checked
+// by the snapshot build that follows (New, Apply, Check), so none is built twice.
 func LoadConfig(path string) (*config.Config, error) {
 	return config.Load(path, checkFilters)
 }
@@ -200,10 +201,8 @@ func ParseConfig(name string, data []byte) (*config.Config, error) {
 	return config.Parse(name, data, checkFilters)
 }
 
-// checkFilters builds every filter of every route once, off to the side, so that a config
-// with other mistakes still gets its filter configs checked. Filters are built again, for
-// real, when the snapshot is built; factories are cheap by contract (state that is expensive
-// to create lives in the shared store).
+// checkFilters builds every filter of every route off to the side and releases them, so that
+// a config with other mistakes still gets its filter configs checked.
 func checkFilters(cfg *config.Config) error {
 	var errs []error
 	for i := range cfg.Routes {
