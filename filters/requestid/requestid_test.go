@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/filters/internal/filtertest"
 )
@@ -18,12 +17,7 @@ var (
 )
 
 func build(tb testing.TB, yamlCfg string) (*Filter, error) {
-	tb.Helper()
-	tree, err := filtertest.ParseYAML(yamlCfg)
-	if err != nil {
-		tb.Fatalf("parse %q: %v", yamlCfg, err)
-	}
-	f, err := New(filter.Env{Route: "test", Filter: Name}, func(v any) error { return config.DecodeStrict(tree, v) })
+	f, err := filtertest.NewFilter(tb, New, Name, yamlCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -31,12 +25,7 @@ func build(tb testing.TB, yamlCfg string) (*Filter, error) {
 }
 
 func mustBuild(tb testing.TB, yamlCfg string) *Filter {
-	tb.Helper()
-	f, err := build(tb, yamlCfg)
-	if err != nil {
-		tb.Fatalf("build %q: %v", yamlCfg, err)
-	}
-	return f
+	return filtertest.MustNewFilter(tb, New, Name, yamlCfg).(*Filter)
 }
 
 // sameShape accepts a generated id where the README shows an example of one.

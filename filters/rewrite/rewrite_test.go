@@ -5,27 +5,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/filters/internal/filtertest"
 )
 
+// build runs the factory on a config written in YAML, the way the engine does.
 func build(tb testing.TB, yamlCfg string) (filter.Filter, error) {
-	tb.Helper()
-	tree, err := filtertest.ParseYAML(yamlCfg)
-	if err != nil {
-		tb.Fatalf("parse %q: %v", yamlCfg, err)
-	}
-	return New(filter.Env{Route: "test", Filter: Name}, func(v any) error { return config.DecodeStrict(tree, v) })
+	return filtertest.NewFilter(tb, New, Name, yamlCfg)
 }
 
 func mustBuild(tb testing.TB, yamlCfg string) filter.Filter {
-	tb.Helper()
-	f, err := build(tb, yamlCfg)
-	if err != nil {
-		tb.Fatalf("build %q: %v", yamlCfg, err)
-	}
-	return f
+	return filtertest.MustNewFilter(tb, New, Name, yamlCfg)
 }
 
 // target runs f on a request for uri and returns the request target it leaves.

@@ -1,6 +1,6 @@
-// Package filtertest holds test helpers shared by the built-in filters: a filter.Ctx built around
-// a raw HTTP request, a reader for the YAML subset used in filter READMEs, and a runner that
-// executes every example of a README (each filter's README test calls it).
+// Package filtertest holds test helpers shared by the built-in filters: a filter built from a
+// YAML config the way the engine builds it, a filter.Ctx built around a raw HTTP request, and a
+// runner that executes every example of a README (each filter's README test calls it).
 //
 // It is imported by tests only; the gateway itself never links it.
 package filtertest
@@ -18,6 +18,27 @@ import (
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/filter"
 )
+
+// NewFilter runs factory on a config written in YAML, the way the engine does: the subtree is
+// decoded strictly. A YAML syntax error fails the test; a build error is returned.
+func NewFilter(tb testing.TB, factory filter.Factory, name, yamlCfg string) (filter.Filter, error) {
+	tb.Helper()
+	tree, err := ParseYAML(yamlCfg)
+	if err != nil {
+		tb.Fatalf("parse %q: %v", yamlCfg, err)
+	}
+	return factory(filter.Env{Route: "test", Filter: name}, func(v any) error { return config.DecodeStrict(tree, v) })
+}
+
+// MustNewFilter is NewFilter, failing the test on a build error.
+func MustNewFilter(tb testing.TB, factory filter.Factory, name, yamlCfg string) filter.Filter {
+	tb.Helper()
+	f, err := NewFilter(tb, factory, name, yamlCfg)
+	if err != nil {
+		tb.Fatalf("build %q: %v", yamlCfg, err)
+	}
+	return f
+}
 
 // NewCtx returns a Ctx for the raw HTTP request head in raw ("GET /a HTTP/1.1\nHost: x\n\n";
 // bare newlines are accepted). It fails the test if raw does not parse.
