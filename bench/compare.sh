@@ -160,17 +160,8 @@ pids=()
 wrk_pid=""
 idle_pid=""
 
-# stop_pid ends one process the script started: TERM, then KILL after 3 s.
-stop_pid() {
-	local p=$1 n=0
-	kill -TERM "$p" 2>/dev/null || true
-	while kill -0 "$p" 2>/dev/null && [ $n -lt 30 ]; do
-		sleep 0.1
-		n=$((n + 1))
-	done
-	kill -KILL "$p" 2>/dev/null || true
-	wait "$p" 2>/dev/null || true
-}
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 cleanup() {
 	local rc=$?

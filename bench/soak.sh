@@ -61,20 +61,12 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/weir-soak.XXXXXX")
 declare -A pid=()
 bg=() # everything started, for cleanup
 
-stop_pid() {
-	local p=$1 n=0
-	kill -TERM "$p" 2>/dev/null || true
-	while kill -0 "$p" 2>/dev/null && [ $n -lt 50 ]; do
-		sleep 0.1
-		n=$((n + 1))
-	done
-	kill -KILL "$p" 2>/dev/null || true
-	wait "$p" 2>/dev/null || true
-}
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 cleanup() {
 	local rc=$? i
 	trap - EXIT INT TERM
-	for ((i = ${#bg[@]} - 1; i >= 0; i--)); do stop_pid "${bg[i]}"; done
+	for ((i = ${#bg[@]} - 1; i >= 0; i--)); do stop_pid "${bg[i]}" 50; done
 	rm -rf "$tmp"
 	exit $rc
 }
