@@ -187,15 +187,9 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
 	if seen&bConnection != 0 {
 		// The value stays valid while other fields are deleted: deletion moves field records
 		// but never rewrites their byte slices.
-		conn := h.Peek(hConnection)
-		for len(conn) > 0 {
+		for conn := h.Peek(hConnection); len(conn) > 0; {
 			var tok []byte
-			if i := indexByte(conn, ','); i >= 0 {
-				tok, conn = conn[:i], conn[i+1:]
-			} else {
-				tok, conn = conn, nil
-			}
-			tok = trimOWS(tok)
+			tok, conn = nextToken(conn)
 			if len(tok) == 0 || protectedFromConnection(tok) {
 				continue
 			}
@@ -296,6 +290,17 @@ func appendPeerIP(dst []byte, ctx *fasthttp.RequestCtx) []byte {
 		return a.Unmap().AppendTo(dst)
 	}
 	return append(dst, net.IPv4zero.String()...)
+}
+
+// nextToken splits the first element off a comma-separated header list, without surrounding
+// whitespace, and returns it with the rest of the list.
+func nextToken(list []byte) (tok, rest []byte) {
+	if i := indexByte(list, ','); i >= 0 {
+		tok, rest = list[:i], list[i+1:]
+	} else {
+		tok = list
+	}
+	return trimOWS(tok), rest
 }
 
 func protectedFromConnection(tok []byte) bool {

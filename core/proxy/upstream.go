@@ -803,18 +803,11 @@ var (
 // field its Connection header names. Framing fields are dropped and re-derived by the server
 // from the body it is given.
 func (u *Upstream) stripResponse(h *fasthttp.ResponseHeader) {
-	if conn := h.Peek(hConnection); len(conn) > 0 {
-		for len(conn) > 0 {
-			var tok []byte
-			if i := indexByte(conn, ','); i >= 0 {
-				tok, conn = conn[:i], conn[i+1:]
-			} else {
-				tok, conn = conn, nil
-			}
-			tok = trimOWS(tok)
-			if len(tok) > 0 && !protectedFromConnection(tok) {
-				h.DelBytes(tok)
-			}
+	for conn := h.Peek(hConnection); len(conn) > 0; {
+		var tok []byte
+		tok, conn = nextToken(conn)
+		if len(tok) > 0 && !protectedFromConnection(tok) {
+			h.DelBytes(tok)
 		}
 	}
 	h.ResetConnectionClose()
