@@ -25,6 +25,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -114,15 +116,7 @@ case " $PROXIES " in *" haproxy "*)
 	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy) ;;
 esac
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-		log "installing ${need_pkgs[*]} from the Debian archive"
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-	else
-		die "missing ${need_pkgs[*]}; install them (e.g. sudo apt-get install ${need_pkgs[*]}) and rerun"
-	fi
-fi
+install_pkgs "${need_pkgs[@]}"
 # Debian keeps nginx and haproxy in /usr/sbin, which is not on a non-root PATH.
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)
@@ -160,8 +154,6 @@ pids=()
 wrk_pid=""
 idle_pid=""
 
-# shellcheck source=bench/lib.sh
-. "$root/bench/lib.sh"
 
 cleanup() {
 	local rc=$?

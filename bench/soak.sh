@@ -22,6 +22,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 SOAKS=${SOAKS:-reload kill slow}
 RELOADS=${RELOADS:-1000}
@@ -44,15 +46,7 @@ need_pkgs=()
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 case " $SOAKS " in *" slow "*) command -v slowhttptest >/dev/null 2>&1 || need_pkgs+=(slowhttptest) ;; esac
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-		log "installing ${need_pkgs[*]} from the Debian archive"
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-	else
-		die "missing ${need_pkgs[*]}; install them (e.g. sudo apt-get install ${need_pkgs[*]}) and rerun"
-	fi
-fi
+install_pkgs "${need_pkgs[@]}"
 [ -x "$WEIR_BIN" ] || die "no Weir binary at $WEIR_BIN (make build)"
 # slowhttptest's connections and the load clients together exceed the usual 1024.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -61,8 +55,6 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/weir-soak.XXXXXX")
 declare -A pid=()
 bg=() # everything started, for cleanup
 
-# shellcheck source=bench/lib.sh
-. "$root/bench/lib.sh"
 cleanup() {
 	local rc=$? i
 	trap - EXIT INT TERM
