@@ -35,7 +35,7 @@ func Inspect(wasm []byte) (*Report, error) {
 	sum := sha256.Sum256(wasm)
 	r := &Report{Size: len(wasm), SHA256: hex.EncodeToString(sum[:])}
 	ctx := context.Background()
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(compilationCache("off")))
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(memoryCache()))
 	defer rt.Close(ctx)
 	code, err := rt.CompileModule(ctx, wasm)
 	if err != nil {

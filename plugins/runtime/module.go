@@ -11,8 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -134,10 +132,14 @@ func Load(spec Spec, log zerolog.Logger) (_ *Module, err error) {
 			log.Debug().Err(err).Msg("plugin not instrumented; deadlines use wazero's per-call watcher")
 		}
 	}
+	cache, err := compilationCache(spec.CacheDir, log)
+	if err != nil {
+		return nil, err
+	}
 	cfg := wazero.NewRuntimeConfig().
 		WithCloseOnContextDone(!instrumented).
 		WithMemoryLimitPages(uint32(spec.MemoryMB) * 16).
-		WithCompilationCache(compilationCache(spec.CacheDir))
+		WithCompilationCache(cache.wz)
 	m := &Module{
 		spec:         spec,
 		instrumented: instrumented,
@@ -153,7 +155,7 @@ func Load(spec Spec, log zerolog.Logger) (_ *Module, err error) {
 			_ = m.Close()
 		}
 	}()
-	if m.code, err = m.rt.CompileModule(ctx, wasm); err != nil {
+	if m.code, err = cache.compile(ctx, m.rt, wasm, log); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
 	if err := CheckModule(m.code); err != nil {
@@ -443,51 +445,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// --- compilation cache ----------------------------------------------------------------------
-
-var (
-	cacheMu sync.Mutex
-	caches  = map[string]wazero.CompilationCache{}
-)
-
-// compilationCache returns the process-wide cache for dir, so every plugin compiled with the
-// same dir shares compiled code in memory, and a restart with a warm directory does not
-// recompile. A directory that cannot be used falls back to memory only.
-func compilationCache(dir string) wazero.CompilationCache {
-	cacheMu.Lock()
-	defer cacheMu.Unlock()
-	if c, ok := caches[dir]; ok {
-		return c
-	}
-	var c wazero.CompilationCache
-	path := CacheDir(dir)
-	if path != "" {
-		if err := os.MkdirAll(path, 0o700); err == nil {
-			c, _ = wazero.NewCompilationCacheWithDir(path)
-		}
-	}
-	if c == nil {
-		c = wazero.NewCompilationCache()
-	}
-	caches[dir] = c
-	return c
-}
-
-// CacheDir resolves a configured cache directory: "" is <user cache dir>/weir/wasm, "off" is
-// none (""), anything else is used as is.
-func CacheDir(dir string) string {
-	switch dir {
-	case "off":
-		return ""
-	case "":
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return ""
-		}
-		return filepath.Join(base, "weir", "wasm")
-	}
-	return dir
-}
+// The compilation cache (compilationCache, CacheDir) is in cache.go.
 
 // --- counters -------------------------------------------------------------------------------
 

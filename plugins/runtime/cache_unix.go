@@ -1,0 +1,17 @@
+//go:build unix
+
+package runtime
+
+import (
+	"io/fs"
+	"syscall"
+)
+
+// fileOwner returns the uid that owns a file, from its Stat or Lstat result.
+func fileOwner(info fs.FileInfo) (int, bool) {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
+}
