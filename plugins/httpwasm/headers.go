@@ -184,31 +184,81 @@ func getHeaderValues(ctx context.Context, mod api.Module, stack []uint64) {
 	stack[0] = countLen(len(vals), n)
 }
 
-// field reads and checks a header name and value from guest memory. Invalid names and values
-// trap: a CR or LF in a value would let a plugin split the response.
-func field(fn string, mod api.Module, stack []uint64) (name, value []byte) {
+// field reads and checks a header name and value from guest memory and spends their size from
+// the request's header budget. A guest's header obeys the rules a client's header does at the
+// edge (RFC 9110): the name is a token, the value has no control byte but HTAB (a CR or LF would
+// split the message, a NUL or DEL is read differently by different servers), and the headers
+// that frame the message or manage the connection are the gateway's alone (see ownedHeader).
+// Anything else traps.
+func (s *State) field(fn string, mod api.Module, stack []uint64) (name, value []byte) {
 	nlen, vlen := u32(stack[2]), u32(stack[4])
 	if nlen == 0 || uint64(nlen)+uint64(vlen) > MaxFieldLen {
 		panic(trap(fn, "header of %d+%d bytes (name must be 1 byte or more, name+value at most %d)", nlen, vlen, MaxFieldLen))
 	}
+	cost := int(nlen) + int(vlen) + 4 // ": " and CRLF on the wire
+	if limit := s.headerLimit(); s.headerBytes+cost > limit {
+		panic(trap(fn, "header writes of this request would pass %d bytes (the plugin's header limit, server.max_header_bytes)", limit))
+	}
+	s.headerBytes += cost
 	name = read(fn, mod, u32(stack[1]), nlen)
 	if !isToken(name) {
 		panic(trap(fn, "%.64q is not a valid header name", name))
 	}
+	if ownedHeader(name) {
+		panic(trap(fn, "header %q frames the message or manages the connection; the gateway sets it", name))
+	}
 	value = read(fn, mod, u32(stack[3]), vlen)
 	for _, c := range value {
-		if c == '\r' || c == '\n' || c == 0 {
-			panic(trap(fn, "value of header %.64q has a CR, LF or NUL byte", name))
+		if !valueChars[c] {
+			panic(trap(fn, "value of header %.64q has control byte %#02x (only HTAB is allowed)", name, c))
 		}
 	}
 	return name, value
 }
 
+// ownedHeader reports whether name is one a guest may not set: Content-Length and
+// Transfer-Encoding (the gateway frames every message from its body; a guest's value would
+// desync the connection), and the hop-by-hop headers of RFC 9110 section 7.6.1 (Connection,
+// Keep-Alive, TE, Trailer, Upgrade, Proxy-*), which belong to one connection, not to the
+// message: a guest-set Connection could name end-to-end headers for the next hop to drop.
+// Trailers a guest declares with the trailers feature are written by the host.
+func ownedHeader(name []byte) bool {
+	if len(name) > 6 && equalFold(name[:6], proxyPrefix) {
+		return true
+	}
+	for _, h := range ownedHeaders {
+		if equalFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	proxyPrefix  = []byte("proxy-")
+	ownedHeaders = [][]byte{
+		[]byte("Content-Length"), []byte("Transfer-Encoding"), []byte("Connection"),
+		[]byte("Keep-Alive"), []byte("TE"), []byte("Trailer"), []byte("Upgrade"),
+	}
+)
+
+// valueChars are the bytes of an RFC 9110 field-value: VCHAR, SP, HTAB and obs-text.
+var valueChars = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = true
+	}
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = true
+	}
+	t['\t'] = true
+	return t
+}()
+
 func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	s := stateOf(ctx)
 	kind := u32(stack[0])
 	h := s.mutableHeaders("set_header_value", kind)
-	name, value := field("set_header_value", mod, stack)
+	name, value := s.field("set_header_value", mod, stack)
 	if kind >= HeaderRequestTrailers {
 		declareTrailer("set_header_value", h, name)
 	}
@@ -219,7 +269,7 @@ func addHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	s := stateOf(ctx)
 	kind := u32(stack[0])
 	h := s.mutableHeaders("add_header_value", kind)
-	name, value := field("add_header_value", mod, stack)
+	name, value := s.field("add_header_value", mod, stack)
 	if kind >= HeaderRequestTrailers {
 		declareTrailer("add_header_value", h, name)
 	}
@@ -243,7 +293,14 @@ func removeHeader(ctx context.Context, mod api.Module, stack []uint64) {
 	if n == 0 || n > MaxFieldLen {
 		panic(trap("remove_header", "header name length %d (want 1..%d)", n, MaxFieldLen))
 	}
-	h.DelBytes(read("remove_header", mod, u32(stack[1]), n))
+	name := read("remove_header", mod, u32(stack[1]), n)
+	if ownedHeader(name) {
+		// The gateway frames the message and manages the connection itself, so removing one of
+		// its headers has no effect. Not a trap: guests written for other hosts remove
+		// Content-Length after replacing a body, and that stays correct here.
+		return
+	}
+	h.DelBytes(name)
 }
 
 // isToken reports whether b is an RFC 9110 token, the syntax of methods and header names.

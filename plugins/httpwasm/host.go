@@ -20,6 +20,10 @@ import (
 type Trap struct {
 	Func string
 	Msg  string
+	// Status, when not zero, is the answer the request gets whatever the plugin's fail policy:
+	// the request or response itself is over a limit (413, 502), not the plugin at fault, and
+	// a body already partly read cannot be handed on as if the plugin were not there.
+	Status int
 }
 
 func (t *Trap) Error() string { return ModuleName + "." + t.Func + ": " + t.Msg }
@@ -275,6 +279,12 @@ func setURI(ctx context.Context, mod api.Module, stack []uint64) {
 	if uri[0] != '/' {
 		panic(trap("set_uri", "uri %.64q does not start with \"/\"", uri))
 	}
+	// set_uri changes the path and query only. "//host/path" is a network-path reference to
+	// many HTTP stacks (Go's net/url among them): it could carry an authority to whichever
+	// component next parses the target, so it is refused rather than guessed at.
+	if len(uri) > 1 && uri[1] == '/' {
+		panic(trap("set_uri", "uri %.64q starts with \"//\" (an authority); set_uri takes a path and query only", uri))
+	}
 	for _, c := range uri {
 		// The ABI requires an encoded URI; a space or control byte would split the request line.
 		if c <= ' ' || c == 0x7f {
@@ -319,8 +329,10 @@ func getStatusCode(ctx context.Context, _ api.Module, stack []uint64) {
 func setStatusCode(ctx context.Context, _ api.Module, stack []uint64) {
 	rc := stateOf(ctx).mutateResponse("set_status_code")
 	code := int32(u32(stack[0]))
-	if code < 100 || code > 599 {
-		panic(trap("set_status_code", "status %d is not in 100..599", code))
+	// Only final statuses, as the respond filter: a 1xx sent as the answer would leave the
+	// client waiting for the real one and desync the connection.
+	if code < 200 || code > 599 {
+		panic(trap("set_status_code", "status %d is not a final status (200..599)", code))
 	}
 	rc.Response.SetStatusCode(int(code))
 }
@@ -328,17 +340,67 @@ func setStatusCode(ctx context.Context, _ api.Module, stack []uint64) {
 // --- bodies -------------------------------------------------------------------------------
 
 // requestBody returns the whole request body, reading a streamed body into memory first so
-// that the next handler (and a later read) still sees all of it.
+// that the next handler (and a later read) still sees all of it. A body over the plugin's
+// max_body_bytes answers 413: the host reads at most one byte past the limit to know.
 func (s *State) requestBody(fn string) []byte {
 	req := &s.request(fn).Request
+	limit := s.bodyLimit()
 	if req.IsBodyStream() {
-		b, err := io.ReadAll(req.BodyStream())
-		if err != nil {
+		if cl := req.Header.ContentLength(); cl > limit {
+			panic(tooLarge(fn, fasthttp.StatusRequestEntityTooLarge, "request body", limit))
+		}
+		b, err := readLimited(req.BodyStream(), limit)
+		switch {
+		case errors.Is(err, fasthttp.ErrBodyTooLarge):
+			// Over the server's max_body_bytes, which is below the plugin's limit.
+			panic(&Trap{Func: fn, Msg: "read request body: " + err.Error(), Status: fasthttp.StatusRequestEntityTooLarge})
+		case err != nil:
 			panic(trap(fn, "read request body: %v", err))
+		case len(b) > limit:
+			panic(tooLarge(fn, fasthttp.StatusRequestEntityTooLarge, "request body", limit))
 		}
 		req.SetBody(b)
 	}
-	return req.Body()
+	body := req.Body()
+	if len(body) > limit {
+		panic(tooLarge(fn, fasthttp.StatusRequestEntityTooLarge, "request body", limit))
+	}
+	return body
+}
+
+// responseBody returns the whole response body for a read in handle_response with
+// buffer_response, reading a streamed upstream body into memory first. A body over the plugin's
+// max_body_bytes answers 502: the upstream's answer cannot be passed through the plugin.
+func (s *State) responseBody(fn string) []byte {
+	resp := &s.request(fn).Response
+	limit := s.bodyLimit()
+	if resp.IsBodyStream() {
+		if cl := resp.Header.ContentLength(); cl > limit {
+			panic(tooLarge(fn, fasthttp.StatusBadGateway, "response body", limit))
+		}
+		b, err := readLimited(resp.BodyStream(), limit)
+		switch {
+		case err != nil:
+			panic(&Trap{Func: fn, Msg: "read response body: " + err.Error(), Status: fasthttp.StatusBadGateway})
+		case len(b) > limit:
+			panic(tooLarge(fn, fasthttp.StatusBadGateway, "response body", limit))
+		}
+		resp.SetBody(b)
+	}
+	body := resp.Body()
+	if len(body) > limit {
+		panic(tooLarge(fn, fasthttp.StatusBadGateway, "response body", limit))
+	}
+	return body
+}
+
+// readLimited reads r to its end, or to one byte past limit.
+func readLimited(r io.Reader, limit int) ([]byte, error) {
+	return io.ReadAll(io.LimitReader(r, int64(limit)+1))
+}
+
+func tooLarge(fn string, status int, what string, limit int) *Trap {
+	return &Trap{Func: fn, Msg: fmt.Sprintf("%s over the plugin's max_body_bytes (%d)", what, limit), Status: status}
 }
 
 func readBody(ctx context.Context, mod api.Module, stack []uint64) {
@@ -359,7 +421,12 @@ func readBody(ctx context.Context, mod api.Module, stack []uint64) {
 			stack[0] = 1 << 32
 			return
 		}
-		body, off = rc.Response.Body(), &s.respBodyOff
+		if s.phase == PhaseResponse {
+			body = s.responseBody("read_body")
+		} else {
+			body = rc.Response.Body() // what the guest wrote itself, within its write limit
+		}
+		off = &s.respBodyOff
 	default:
 		panic(trap("read_body", "unknown body kind %d", kind))
 	}
@@ -381,8 +448,8 @@ func readBody(ctx context.Context, mod api.Module, stack []uint64) {
 func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 	s := stateOf(ctx)
 	kind, ptr, n := u32(stack[0]), u32(stack[1]), u32(stack[2])
-	if s.wrote+int(n) > MaxBodyWrite {
-		panic(trap("write_body", "more than %d bytes written to bodies in one request", MaxBodyWrite))
+	if limit := s.bodyLimit(); s.wrote+int(n) > limit {
+		panic(trap("write_body", "more than %d bytes written to bodies in one request (the plugin's max_body_bytes)", limit))
 	}
 	switch kind {
 	case BodyRequest:

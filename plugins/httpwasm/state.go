@@ -57,10 +57,32 @@ const (
 const (
 	// MaxFieldLen bounds a header name plus value, a URI and a method. Larger writes trap.
 	MaxFieldLen = 64 << 10
-	// MaxBodyWrite bounds the bytes one request may write to a body through write_body.
-	MaxBodyWrite = 64 << 20
 	// MaxLogLen truncates one log message.
 	MaxLogLen = 4 << 10
+)
+
+// Limits bound what one request's guest calls can make the host hold or send. They come from
+// the plugin's settings (plugins/runtime fills them in); a zero field means the default below.
+type Limits struct {
+	// HeaderBytes bounds the header bytes a guest may write in one request: every
+	// set_header_value and add_header_value, of any kind, spends len(name)+len(value)+4 (the
+	// ": " and CRLF it takes on the wire). The write that would pass it traps. Counting writes,
+	// not the resulting header block, keeps the check O(1) and also bounds the work of a guest
+	// that rewrites one header in a loop.
+	HeaderBytes int
+	// BodyBytes bounds a body the host reads or buffers for the guest (read_body of a request
+	// or of a buffered response) and the bytes one request may write through write_body.
+	BodyBytes int
+}
+
+// Default limits, used for a zero Limits field.
+const (
+	// DefaultHeaderBytes matches the server's default max_header_bytes.
+	DefaultHeaderBytes = 16 << 10
+	// DefaultBodyBytes is small enough that a full pool of instances reading bodies at once
+	// stays far below the gateway's memory, and large enough for the JSON and form bodies
+	// plugins usually inspect.
+	DefaultBodyBytes = 1 << 20
 )
 
 // Phase says which lifecycle call is running.
@@ -86,6 +108,8 @@ type State struct {
 	Config []byte
 	// Log receives the guest's log calls.
 	Log zerolog.Logger
+	// Limits bound each request; set them before the first request.
+	Limits Limits
 
 	base     Feature // enabled outside a request: for every request of this instance
 	features Feature // enabled for the current request
@@ -96,6 +120,7 @@ type State struct {
 	reqBodyOff, respBodyOff     int
 	reqBodyWrote, respBodyWrote bool
 	wrote                       int // bytes written through write_body this request
+	headerBytes                 int // header bytes written this request (see Limits)
 
 	scratch []byte // reused for header name lists and addresses
 }
@@ -113,6 +138,7 @@ func (s *State) Begin(rc *fasthttp.RequestCtx) {
 	s.reqBodyOff, s.respBodyOff = 0, 0
 	s.reqBodyWrote, s.respBodyWrote = false, false
 	s.wrote = 0
+	s.headerBytes = 0
 }
 
 // Respond moves to the response phase of the same request.
@@ -127,6 +153,20 @@ func (s *State) End() {
 	s.rc = nil
 	s.phase = PhaseNone
 	s.features = s.base
+}
+
+func (s *State) headerLimit() int {
+	if s.Limits.HeaderBytes > 0 {
+		return s.Limits.HeaderBytes
+	}
+	return DefaultHeaderBytes
+}
+
+func (s *State) bodyLimit() int {
+	if s.Limits.BodyBytes > 0 {
+		return s.Limits.BodyBytes
+	}
+	return DefaultBodyBytes
 }
 
 // Phase returns the running phase.

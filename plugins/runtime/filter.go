@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/plugins/httpwasm"
 )
 
 // Filter runs a plugin on a route. handle_request runs in OnRequest; when the guest continues,
@@ -95,21 +96,48 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 	if err := in.call(in.resp); err != nil {
 		m.discard(in)
 		if err != errStale {
-			f.fault(c, err)
+			f.faultResponse(c, err)
 		}
 		return
 	}
 	m.put(in)
 }
 
-// fault counts a failed guest call and answers per the fail policy.
+// fault counts a failed guest call and answers per the fail policy. A host refusal that carries
+// a status (a body over max_body_bytes) answers with it whatever the policy: the body has been
+// partly read, so the request cannot go on as if the plugin were not there.
 func (f *Filter) fault(c *filter.Ctx, err error) filter.Status {
+	var t *httpwasm.Trap
+	if errors.As(err, &t) && t.Status != 0 {
+		f.m.stats.Failures.Add(1)
+		if t.Status == fasthttp.StatusRequestEntityTooLarge {
+			// The rest of the request body was never read: the connection cannot carry another
+			// request.
+			c.Response.SetConnectionClose()
+		}
+		return c.Fail(t.Status, fmt.Errorf("plugin %q: %w", f.name, err))
+	}
 	if errors.Is(err, errTimeout) {
 		f.m.stats.Timeouts.Add(1)
 	} else {
 		f.m.stats.Traps.Add(1)
 	}
 	return f.fail(c, fasthttp.StatusInternalServerError, err)
+}
+
+// faultResponse is fault in handle_response. When the gateway answers itself, the upstream's
+// response is dropped first, headers included: its Content-Encoding, Content-Length or cookies
+// do not belong on the gateway's error body.
+func (f *Filter) faultResponse(c *filter.Ctx, err error) {
+	var t *httpwasm.Trap
+	if !f.m.spec.FailOpen || (errors.As(err, &t) && t.Status != 0) {
+		closeConn := c.Response.ConnectionClose()
+		c.Response.Reset()
+		if closeConn {
+			c.Response.SetConnectionClose()
+		}
+	}
+	f.fault(c, err)
 }
 
 // fail answers per the fail policy: open skips the plugin, closed replies with status.

@@ -33,6 +33,10 @@ const (
 	DefaultPoolMax  = 256
 	DefaultPoolMin  = 1
 	DefaultMaxWait  = 100 * time.Millisecond
+	// DefaultMaxBodyBytes bounds a body the host reads, buffers or is written for a guest in one
+	// request; DefaultMaxHeaderBytes the header bytes a guest writes (server.max_header_bytes).
+	DefaultMaxBodyBytes   = httpwasm.DefaultBodyBytes
+	DefaultMaxHeaderBytes = httpwasm.DefaultHeaderBytes
 	// initTimeout bounds instantiation, which runs the guest's start functions (a Go guest
 	// starts its runtime there); it is generous because it happens off the request path.
 	initTimeout = 5 * time.Second
@@ -56,6 +60,12 @@ type Spec struct {
 	MaxWait time.Duration
 	// FailOpen skips the plugin when it fails instead of answering with an error.
 	FailOpen bool
+	// MaxBodyBytes bounds a body the host reads or buffers for the guest (beyond it: 413 for a
+	// request, 502 for a response) and the bytes it may write through write_body per request.
+	MaxBodyBytes int
+	// MaxHeaderBytes bounds the header bytes the guest may write per request (the server's
+	// max_header_bytes); the write that would pass it traps.
+	MaxHeaderBytes int
 	// CacheDir is the compilation cache directory: "" for the default under the user cache
 	// directory, "off" to compile in memory only.
 	CacheDir string
@@ -78,6 +88,12 @@ func (s *Spec) defaults() {
 	if s.MaxWait <= 0 {
 		s.MaxWait = DefaultMaxWait
 	}
+	if s.MaxBodyBytes <= 0 {
+		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if s.MaxHeaderBytes <= 0 {
+		s.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 }
 
 // Key identifies the module a spec loads: the wasm bytes' hash plus every setting, so a reload
@@ -86,7 +102,7 @@ func (s Spec) Key() string {
 	s.defaults()
 	sum := sha256.Sum256(s.Wasm)
 	h := sha256.New()
-	fmt.Fprintf(h, "%x|%s|%d|%d|%d|%d|%d|%t|%s|", sum, s.Name, s.Timeout, s.MemoryMB, s.PoolMax, s.PoolMin, s.MaxWait, s.FailOpen, s.CacheDir)
+	fmt.Fprintf(h, "%x|%s|%d|%d|%d|%d|%d|%t|%s|%d|%d|", sum, s.Name, s.Timeout, s.MemoryMB, s.PoolMax, s.PoolMin, s.MaxWait, s.FailOpen, s.CacheDir, s.MaxBodyBytes, s.MaxHeaderBytes)
 	h.Write(s.Config)
 	return "plugin/" + s.Name + "/" + hex.EncodeToString(h.Sum(nil)[:12])
 }
@@ -281,6 +297,7 @@ func DetectABI(code wazero.CompiledModule) string {
 // newInstance instantiates the module. The caller holds a pool token for it.
 func (m *Module) newInstance() (*instance, error) {
 	state := httpwasm.NewState(m.spec.Config, m.log)
+	state.Limits = httpwasm.Limits{HeaderBytes: m.spec.MaxHeaderBytes, BodyBytes: m.spec.MaxBodyBytes}
 	in := &instance{owner: m, state: state}
 	in.ctx = callCtx{state: state, done: make(chan struct{})}
 
