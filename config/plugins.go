@@ -31,6 +31,11 @@ type Plugin struct {
 	Pool PluginPool `mapstructure:"pool" json:"pool"`
 	// Fail is what a failing plugin does to its request: "closed" answers 5xx, "open" skips it.
 	Fail string `mapstructure:"fail" json:"fail"`
+	// MaxBodyBytes bounds a body the gateway reads or buffers for the plugin in one request
+	// (read_body: over it a request answers 413, a response 502, whatever Fail says) and what
+	// the plugin may write through write_body. Zero means the plugin host's default, 1MiB,
+	// which is kept in plugins/runtime alone.
+	MaxBodyBytes Size `mapstructure:"max_body_bytes" json:"max_body_bytes,omitempty"`
 
 	// Path is File resolved against the config file's directory.
 	Path string `mapstructure:"-" json:"-"`
@@ -174,6 +179,9 @@ func validatePlugins(p *problems, c *Config) {
 		}
 		if pl.Pool.MaxWait < 0 {
 			p.add(path+".pool.max_wait", "", name, fmt.Errorf("is negative (%s)", pl.Pool.MaxWait))
+		}
+		if pl.MaxBodyBytes < 0 {
+			p.add(path+".max_body_bytes", "", name, fmt.Errorf("is negative (%d)", pl.MaxBodyBytes))
 		}
 		if pl.Fail != FailClosed && pl.Fail != FailOpen {
 			p.add(path+".fail", "", name, fmt.Errorf("unknown fail policy %q (want closed or open)", pl.Fail))

@@ -18,6 +18,7 @@ plugins:
     file: p.wasm
     timeout: 20ms
     pool: { max: 8 }
+    max_body_bytes: 2MiB
     config: { ApiKey: s3cret, Nested: { CamelCase: [1, 2] } }
 routes: [{ name: r, upstream: e, filters: [p: { Extra: true }] }]
 `
@@ -30,6 +31,7 @@ routes: [{ name: r, upstream: e, filters: [p: { Extra: true }] }]
 	p := c.Plugins["p"]
 	want := DefaultPlugin()
 	want.File, want.Path, want.Timeout, want.Pool.Max = "p.wasm", filepath.Join(dir, "p.wasm"), 20*time.Millisecond, 8
+	want.MaxBodyBytes = 2 << 20
 	want.Config = map[string]any{"ApiKey": "s3cret", "Nested": map[string]any{"CamelCase": []any{1, 2}}}
 	want.Digest = p.Digest
 	if !reflect.DeepEqual(p, want) {
@@ -71,6 +73,8 @@ func TestPluginsValidate(t *testing.T) {
 		{"{ sha256: abc }", "plugins.p.file (filter \"p\"): is missing"},
 		{"5", "plugins.p (filter \"p\"): expected a mapping with at least file, got 5"},
 		{"{ file: p.wasm, timeout: -1s }", "plugins.p.timeout (filter \"p\"): is -1s"},
+		{"{ file: p.wasm, max_body_bytes: -1 }", "plugins.p.max_body_bytes (filter \"p\"): is negative (-1)"},
+		{"{ file: p.wasm, max_body_bytes: lots }", "plugins.p.max_body_bytes"},
 	}
 	for _, tt := range tests {
 		path := filepath.Join(dir, "weir.yaml")

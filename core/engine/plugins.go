@@ -55,6 +55,9 @@ func pluginFactory(cfg *config.Config, name string) (filter.Factory, bool) {
 			MaxWait:  pl.Pool.MaxWait,
 			FailOpen: pl.Fail == config.FailOpen,
 			CacheDir: cfg.Server.PluginCacheDir,
+			// What a guest writes into headers obeys the limit a client's headers do.
+			MaxHeaderBytes: cfg.Server.MaxHeaderBytes,
+			MaxBodyBytes:   int(pl.MaxBodyBytes),
 		})
 	}, true
 }
