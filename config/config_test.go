@@ -71,6 +71,7 @@ func TestDefaults(t *testing.T) {
 		DrainTimeout: 30 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 		IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16384, MaxBodyBytes: 100 << 20,
 		MaxConns: 10000, MaxConnsPerIP: 0, TrustedProxies: []string{}, Via: "weir",
+		BodyTimeout: 60 * time.Second, BodyBufferBytes: 64 << 10,
 	}
 	if !reflect.DeepEqual(c.Server, wantServer) {
 		t.Errorf("server = %+v\nwant     %+v", c.Server, wantServer)

@@ -47,6 +47,12 @@ var settings = []setting{
 	// Bodies stream, so this caps the declared Content-Length and the bytes streamed rather
 	// than memory; 100 MiB allows uploads without letting one client stream forever. 0 disables.
 	{"server.max_body_bytes", "100MiB"},
+	// A body must arrive within this, however it trickles; raise it for large uploads over
+	// slow links.
+	{"server.body_timeout", "60s"},
+	// Bodies up to 64 KiB (most API requests) are read whole before a plugin instance or an
+	// upstream connection is taken; the worst case is this much memory per connection.
+	{"server.body_buffer_bytes", "64KiB"},
 	{"server.max_conns", 10000},
 	// 0 means no per-client-IP limit: behind a load balancer all clients share one IP.
 	{"server.max_conns_per_ip", 0},

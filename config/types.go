@@ -44,6 +44,14 @@ type Server struct {
 	MaxConns       int  `mapstructure:"max_conns" json:"max_conns"`
 	MaxConnsPerIP  int  `mapstructure:"max_conns_per_ip" json:"max_conns_per_ip"`
 
+	// BodyTimeout bounds how long a request body may take to arrive in full, counted from the
+	// end of its header; 0 leaves only ReadTimeout, counted from the request's first byte.
+	BodyTimeout time.Duration `mapstructure:"body_timeout" json:"body_timeout"`
+	// BodyBufferBytes is how much of a request body is read into memory before the route's
+	// filters and plugins run and an upstream connection is taken, so that a slow client holds
+	// neither while its body trickles in. Larger bodies stream from there; 0 streams at once.
+	BodyBufferBytes Size `mapstructure:"body_buffer_bytes" json:"body_buffer_bytes"`
+
 	// TrustedProxies lists CIDRs whose X-Forwarded-* headers are kept and extended; from any
 	// other peer they are replaced.
 	TrustedProxies []string `mapstructure:"trusted_proxies" json:"trusted_proxies"`

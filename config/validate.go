@@ -53,6 +53,8 @@ func validateServer(p *problems, s *Server) {
 	nonNegDur(p, "server.idle_timeout", s.IdleTimeout)
 	nonNeg(p, "server.max_header_bytes", int64(s.MaxHeaderBytes))
 	nonNeg(p, "server.max_body_bytes", int64(s.MaxBodyBytes))
+	nonNegDur(p, "server.body_timeout", s.BodyTimeout)
+	nonNeg(p, "server.body_buffer_bytes", int64(s.BodyBufferBytes))
 	nonNeg(p, "server.max_conns", int64(s.MaxConns))
 	nonNeg(p, "server.max_conns_per_ip", int64(s.MaxConnsPerIP))
 	if s.TLS != nil {

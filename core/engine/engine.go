@@ -54,6 +54,10 @@ type Engine struct {
 	srv    *fasthttp.Server
 	access *telemetry.AccessLog // nil when disabled; fixed at start like the listeners
 
+	// Request bodies (see readBody); fixed at start like the listeners.
+	bodyTimeout time.Duration
+	bodyBuffer  int
+
 	reloadMu sync.Mutex // serialises reloads; never taken on the request path
 	histMu   sync.Mutex
 	history  []ReloadEvent
@@ -77,7 +81,10 @@ func New(path string, log zerolog.Logger) (*Engine, error) {
 
 // NewFromConfig is New for a config already loaded with LoadConfig (Reload reads cfg.File).
 func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
-	e := &Engine{path: cfg.File, log: log, shared: filter.NewShared()}
+	e := &Engine{
+		path: cfg.File, log: log, shared: filter.NewShared(),
+		bodyTimeout: cfg.Server.BodyTimeout, bodyBuffer: int(cfg.Server.BodyBufferBytes),
+	}
 	e.ctxPool.New = func() any { return new(request) }
 	s, err := build(cfg, e.shared, log)
 	if err != nil {
@@ -295,10 +302,15 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	} else {
 		rt := &s.routes[id]
 		c.Route = rt.name
-		rt.pipeline.Run(c, rt.terminal)
+		if status, err := e.readBody(r); err != nil {
+			e.reject(rc, status, err)
+		} else {
+			rt.pipeline.Run(c, rt.terminal)
+		}
 	}
 	e.logAccess(r, start)
 	c.Reset(nil, "")
+	r.body.rest = nil
 	e.ctxPool.Put(r)
 }
 
@@ -385,6 +397,7 @@ func (e *Engine) parseError(rc *fasthttp.RequestCtx, err error) {
 type request struct {
 	filter.Ctx
 	path []byte // the path as received, for the access log; its buffer is reused
+	body prefixedBody
 }
 
 func (e *Engine) logAccess(r *request, start time.Time) {
@@ -416,4 +429,87 @@ type fasthttpLogger struct{ log zerolog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.log.Warn().Str("component", "http").Msgf(format, args...)
+}
+
+// readBody starts the body clock and reads up to server.body_buffer_bytes of a streamed
+// request body into memory, before the route's pipeline runs. Plugin instances and upstream
+// connections are shared and few; taking one while a client trickles its body in would let a
+// few hundred slow clients hold them all. A body that fits is handed on whole (and framed
+// with Content-Length upstream, as nginx does when it buffers); a larger one streams on from
+// where the buffer ends, still under the same deadline. On failure it returns the status to
+// answer with.
+func (e *Engine) readBody(r *request) (int, error) {
+	rc := r.RequestCtx
+	req := &rc.Request
+	if !req.IsBodyStream() || req.Header.ContentLength() == 0 {
+		return 0, nil
+	}
+	if e.bodyTimeout > 0 {
+		// fasthttp clears a deadline set through the RequestCtx after the handler, before it
+		// reads the next request on the connection.
+		if err := rc.SetReadDeadline(time.Now().Add(e.bodyTimeout)); err != nil {
+			return fasthttp.StatusBadRequest, fmt.Errorf("set body deadline: %w", err)
+		}
+	}
+	if e.bodyBuffer <= 0 {
+		return 0, nil
+	}
+	stream := req.BodyStream()
+	cl := req.Header.ContentLength()
+	want := e.bodyBuffer + 1 // one byte past the buffer tells a body that does not fit
+	if cl >= 0 && cl <= e.bodyBuffer {
+		want = cl
+	}
+	buf := r.body.buf[:0]
+	if cap(buf) < want {
+		// Grown to the largest body this pooled request has seen, at most the buffer size.
+		buf = make([]byte, 0, want)
+	}
+	buf = buf[:want]
+	n, err := io.ReadFull(stream, buf)
+	buf = buf[:n]
+	r.body.buf = buf
+	switch {
+	case err == nil && n == want && n > e.bodyBuffer:
+		// Too large to hold: the rest streams behind what was read.
+		r.body.rest, r.body.off = stream, 0
+		req.SetBodyStream(&r.body, cl)
+		return 0, nil
+	case err == nil, cl < 0 && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)):
+		// A whole body (a chunked one ends before the buffer does).
+		req.SetBody(buf)
+		req.Header.SetContentLength(n)
+		return 0, nil
+	}
+	return bodyErrorStatus(err), fmt.Errorf("read request body: %w", err)
+}
+
+// bodyErrorStatus maps a failed body read to the answer: 408 when the client stopped sending,
+// 413 over server.max_body_bytes, else 400 (bad chunked framing, or the client gave up).
+func bodyErrorStatus(err error) int {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return fasthttp.StatusRequestTimeout
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusBadRequest
+}
+
+// prefixedBody is a body stream that first returns what readBody buffered, then the rest of
+// the client's stream. It lives in the pooled request, so a large body costs no allocation.
+type prefixedBody struct {
+	buf  []byte
+	off  int
+	rest io.Reader
+}
+
+func (b *prefixedBody) Read(p []byte) (int, error) {
+	if b.off < len(b.buf) {
+		n := copy(p, b.buf[b.off:])
+		b.off += n
+		return n, nil
+	}
+	return b.rest.Read(p)
 }
