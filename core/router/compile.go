@@ -42,6 +42,17 @@ func Compile(routes []Route) (*Table, error) {
 	if t.anyHost != nil {
 		sortGroup(t.anyHost)
 	}
+	if r := t.raw; r != nil {
+		for _, g := range r.exactHosts {
+			sortGroup(g)
+		}
+		for _, g := range r.wildHosts {
+			sortGroup(g)
+		}
+		if r.anyHost != nil {
+			sortGroup(r.anyHost)
+		}
+	}
 	return t, nil
 }
 
@@ -55,6 +66,13 @@ func (t *Table) add(id int32, in *Route, errs []error) []error {
 	fail := func(err error) { errs = append(errs, fmt.Errorf("route %s: %w", label, err)) }
 
 	r := &t.routes[id]
+	dst := t // the table whose groups hold this route
+	if in.Raw {
+		if t.raw == nil {
+			t.raw = &Table{routes: t.routes}
+		}
+		dst = t.raw
+	}
 
 	wild, hostKey, err := parseHost(in.Host)
 	if err != nil {
@@ -72,8 +90,16 @@ func (t *Table) add(id int32, in *Route, errs []error) []error {
 	}
 
 	var exact bool
-	if in.Path != "" {
-		segs, params, err := parsePath(in.Path)
+	path, prefix := in.Path, in.PathPrefix
+	if path != "" {
+		segs, params, err := parsePath(path)
+		if err == nil && !in.Raw {
+			// Requests are matched in normal form, so the route's literals are put in it too.
+			path, err = normalPattern(segs)
+			if params {
+				segs, _, _ = parsePath(path)
+			}
+		}
 		switch {
 		case err != nil:
 			fail(fmt.Errorf("invalid path %q: %w", in.Path, err))
@@ -83,8 +109,14 @@ func (t *Table) add(id int32, in *Route, errs []error) []error {
 			exact = true
 		}
 	}
-	if in.PathPrefix != "" {
-		if err := checkPrefix(in.PathPrefix); err != nil {
+	if prefix != "" {
+		err := checkPrefix(prefix)
+		if err == nil && !in.Raw {
+			var b []byte
+			b, err = NormalizePath(nil, []byte(prefix))
+			prefix = string(b)
+		}
+		if err != nil {
 			fail(fmt.Errorf("invalid path_prefix %q: %w", in.PathPrefix, err))
 		}
 	}
@@ -136,29 +168,82 @@ func (t *Table) add(id int32, in *Route, errs []error) []error {
 		return errs
 	}
 
-	g := t.group(wild, hostKey)
+	switch {
+	case wild:
+		r.rank.host, r.rank.hostLen = 1, len(hostKey)
+	case hostKey == "":
+		r.rank.host = 2
+	}
+	g := dst.group(wild, hostKey)
 	switch {
 	case exact:
 		if g.exact == nil {
 			g.exact = map[string][]int32{}
 		}
-		g.exact[in.Path] = append(g.exact[in.Path], id)
+		g.exact[path] = append(g.exact[path], id)
 	case r.segs != nil:
 		if g.params == nil {
 			g.params = &pnode{}
 		}
 		g.params.insert(r.segs, id)
-	case in.PathPrefix != "":
+		r.rank.kind = 1
+		catchAll := 0
+		for _, s := range r.segs {
+			if s.kind == segLiteral {
+				r.rank.within += 2
+			} else if s.kind == segCatchAll {
+				catchAll = 1
+			}
+		}
+		r.rank.within += 1 - catchAll
+	case prefix != "":
 		if g.prefix == nil {
 			g.prefix = &rnode{}
 		}
-		g.prefix.insert(in.PathPrefix, id)
+		g.prefix.insert(prefix, id)
+		r.rank.kind, r.rank.within = 2, len(prefix)
 	case r.re != nil:
 		g.regex = append(g.regex, id)
+		r.rank.kind = 3
 	default:
 		g.bare = append(g.bare, id)
+		r.rank.kind = 4
 	}
 	return errs
+}
+
+// normalPattern writes a parsed path pattern with its literal segments in normal form (see
+// NormalizePath). A dot segment, or an empty one anywhere but at the end, is an error: no
+// request path in normal form has one, so the route could never match.
+func normalPattern(segs []segment) (string, error) {
+	var b []byte
+	for i, s := range segs {
+		b = append(b, '/')
+		switch s.kind {
+		case segParam:
+			b = append(b, '{')
+			b = append(b, s.text...)
+			b = append(b, '}')
+			continue
+		case segCatchAll:
+			b = append(b, '{')
+			b = append(b, s.text...)
+			b = append(b, "...}"...)
+			continue
+		}
+		if s.text == "" && i == len(segs)-1 {
+			continue
+		}
+		n, err := NormalizePath(nil, []byte("/"+s.text))
+		if err != nil {
+			return "", err
+		}
+		if len(n) < 2 {
+			return "", fmt.Errorf("segment %q: empty and dot segments never match a normalised path (set path: raw on the route to match raw paths)", s.text)
+		}
+		b = append(b, n[1:]...)
+	}
+	return string(b), nil
 }
 
 // group returns the group for a host key, creating it.

@@ -87,6 +87,10 @@ type Route struct {
 	// Methods lists the accepted methods; empty accepts any.
 	Methods []string
 	Headers []Header
+	// Raw routes match the path exactly as received instead of its normal form (see
+	// NormalizePath), for upstreams that need what normalising changes or refuses (an
+	// encoded "/", say). Their Path and PathPrefix are compared as written.
+	Raw bool
 }
 
 // Table is an immutable, compiled route table, safe for concurrent use.
@@ -99,6 +103,10 @@ type Table struct {
 
 	// Bounds on wildcard suffix lengths let Match skip map lookups that cannot hit.
 	minWild, maxWild int
+
+	// raw holds the groups of the Raw routes, sharing routes with this table; nil when no
+	// route is raw, which keeps the common table to one match per request.
+	raw *Table
 }
 
 // route is the compiled form of a Route, holding only what Match needs.
@@ -109,6 +117,33 @@ type route struct {
 	segs    []segment // parameterised paths only, for extracting the winner's parameters
 	re      *regexp.Regexp
 	reLit   string // literal every match of re starts with: a cheap filter before running re
+	rank    rank   // specificity, to choose between the best raw and the best normal route
+}
+
+// rank is a route's place under the specificity rules, as far as it is known at compile time.
+type rank struct {
+	host    int // rule 1: 0 exact, 1 wildcard, 2 any host
+	hostLen int // rule 1: a longer wildcard suffix wins
+	kind    int // rule 2: 0 exact, 1 parameters, 2 prefix, 3 regular expression, 4 no path
+	within  int // rule 3: larger wins (literal segments, then no catch-all; prefix length)
+}
+
+// better reports whether route a is more specific than route b (rules 1 to 5).
+func (t *Table) better(a, b int) bool {
+	ra, rb := &t.routes[a].rank, &t.routes[b].rank
+	switch {
+	case ra.host != rb.host:
+		return ra.host < rb.host
+	case ra.hostLen != rb.hostLen:
+		return ra.hostLen > rb.hostLen
+	case ra.kind != rb.kind:
+		return ra.kind < rb.kind
+	case ra.within != rb.within:
+		return ra.within > rb.within
+	case t.routes[a].weight != t.routes[b].weight:
+		return t.routes[a].weight > t.routes[b].weight
+	}
+	return a < b
 }
 
 type headerMatch struct {
@@ -189,6 +224,33 @@ func (t *Table) Match(method, host, path []byte, h *fasthttp.RequestHeader, para
 		return t.matchGroup(t.anyHost, &req, params, n)
 	}
 	return -1
+}
+
+// HasRaw reports whether some route matches raw paths (see Route.Raw and MatchPaths).
+func (t *Table) HasRaw() bool { return t.raw != nil }
+
+// MatchPaths is Match for a table that may hold Raw routes: the normal routes are matched on
+// norm, the normal form of the path (nil when it has none: such a request can only reach a raw
+// route), the raw ones on raw, the path as received; of the two winners the more specific one
+// wins, by the same rules as within each. It reports whether the winner is a raw route.
+func (t *Table) MatchPaths(method, host, norm, raw []byte, h *fasthttp.RequestHeader, params *[filter.MaxParams]filter.Param, n *int) (id int, isRaw bool) {
+	id = -1
+	if norm != nil {
+		id = t.Match(method, host, norm, h, params, n)
+	}
+	if t.raw == nil {
+		return id, false
+	}
+	var rp [filter.MaxParams]filter.Param
+	var rn int
+	rid := t.raw.Match(method, host, raw, h, &rp, &rn)
+	if rid < 0 || (id >= 0 && !t.better(rid, id)) {
+		return id, false
+	}
+	if params != nil && n != nil {
+		*params, *n = rp, rn
+	}
+	return rid, true
 }
 
 // request bundles what the constraint checks need, so the recursive walks pass one pointer.
