@@ -61,7 +61,9 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 	}
 	if e.Err != nil {
-		b.WriteString(e.Err.Error())
+		// Messages may quote config values; whatever looks like a credential is hidden here, the
+		// one place every config error is formatted (validate output, reload history, logs).
+		b.WriteString(RedactText(e.Err.Error()))
 	} else {
 		b.WriteString("invalid")
 	}

@@ -35,6 +35,10 @@ var settings = []setting{
 	{"server.admin", "127.0.0.1:9901"},
 	// No token by default: the admin API is protected by being on loopback.
 	{"server.admin_token", ""},
+	// Loopback names and addresses and the listener's own address are always accepted as Host.
+	{"server.admin_hosts", []string{}},
+	// A non-loopback admin listener needs a token unless the operator opts out explicitly.
+	{"server.admin_insecure", false},
 	// How long a shutdown or reload waits for in-flight requests before closing connections.
 	{"server.drain_timeout", "30s"},
 	// Time allowed to read a whole request header, so slow-loris clients are cut off.
@@ -144,7 +148,8 @@ func Parse(name string, data []byte, more ...func(*Config) error) (*Config, erro
 		for _, check := range more {
 			errs = append(errs, check(c))
 		}
-		return nil, errors.Join(errs...)
+		// Messages may quote values; the decoded config knows which of them are secret.
+		return nil, c.RedactError(errors.Join(errs...))
 	}
 	c.Hash = c.computeHash()
 	return c, nil

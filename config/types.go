@@ -33,6 +33,15 @@ type Server struct {
 	// AdminToken, when set, is required as "Authorization: Bearer <token>" on the admin API.
 	// Secret: set it with WEIR_SERVER_ADMIN_TOKEN rather than in the file.
 	AdminToken string `mapstructure:"admin_token" json:"admin_token"`
+	// AdminHosts are host names, besides loopback names and addresses and the admin listener's
+	// own address, that the admin API accepts in the Host header (a name it is reached by, such
+	// as "weir-admin.internal"). Any other Host is refused, so a web page on a name whose DNS
+	// an attacker controls cannot be rebound to the admin listener.
+	AdminHosts []string `mapstructure:"admin_hosts" json:"admin_hosts"`
+	// AdminInsecure allows an admin listener on a non-loopback address without AdminToken.
+	// Without it such a config is invalid: anyone who can reach the address could reload the
+	// gateway and read its config.
+	AdminInsecure bool `mapstructure:"admin_insecure" json:"admin_insecure"`
 
 	DrainTimeout time.Duration `mapstructure:"drain_timeout" json:"drain_timeout"`
 	ReadTimeout  time.Duration `mapstructure:"read_timeout" json:"read_timeout"`

@@ -45,6 +45,16 @@ func validateServer(p *problems, s *Server) {
 			p.add("server.admin", "", "", err)
 		} else if s.Listen != "" && checkListen(s.Listen) == nil && sameListener(s.Listen, s.Admin) {
 			p.add("server.admin", "", "", fmt.Errorf("%q overlaps server.listen %q; the admin API needs its own listener", s.Admin, s.Listen))
+		} else if host, _, _ := net.SplitHostPort(s.Admin); !LoopbackHost(host) && s.AdminToken == "" && !s.AdminInsecure {
+			// The admin API reloads the gateway and shows its config; off loopback, a token is
+			// what stands between it and anyone who can reach the address.
+			p.add("server.admin", "", "", fmt.Errorf("%q is not a loopback address and server.admin_token is empty, so anyone who can reach it could reload the gateway and read its config; set server.admin_token (better: $%s), or server.admin_insecure: true to allow it without one",
+				s.Admin, EnvVar("server.admin_token")))
+		}
+	}
+	for i, h := range s.AdminHosts {
+		if err := checkAdminHost(h); err != nil {
+			p.add(fmt.Sprintf("server.admin_hosts[%d]", i), "", "", err)
 		}
 	}
 	nonNegDur(p, "server.drain_timeout", s.DrainTimeout)
@@ -334,6 +344,10 @@ func checkTarget(s string) error {
 		}
 		return nil
 	}
+	if strings.Contains(s, "@") {
+		// Not quoted: what precedes "@" is likely a user and password.
+		return errors.New("has user info (user:password@); a target is host:port only")
+	}
 	if strings.Contains(s, "://") {
 		return fmt.Errorf("%q is not host:port (drop the scheme)", s)
 	}
@@ -360,6 +374,33 @@ func sameListener(a, b string) bool {
 	}
 	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	return ha == hb || wild(ha) || wild(hb)
+}
+
+// LoopbackHost reports whether host (without port or brackets) names this machine only:
+// "localhost" or a loopback address (127.0.0.0/8, ::1, also IPv4-mapped). A wildcard ("",
+// "0.0.0.0", "::") is not loopback.
+func LoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// checkAdminHost accepts a host name or address as it appears in a Host header, without port.
+func checkAdminHost(h string) error {
+	switch {
+	case h == "":
+		return errors.New("is empty")
+	case strings.Contains(h, "*"):
+		return fmt.Errorf("%q: wildcards are not accepted; list each name", h)
+	case strings.Contains(h, "://") || strings.ContainsAny(h, "/ @"):
+		return fmt.Errorf("%q is not a host name (no scheme, path or user)", h)
+	}
+	if _, _, err := net.SplitHostPort(h); err == nil {
+		return fmt.Errorf("%q has a port; any port is accepted, list the name only", h)
+	}
+	return nil
 }
 
 // checkHost accepts an exact host name or a leading wildcard label ("*.example.com").
