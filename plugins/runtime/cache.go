@@ -350,8 +350,9 @@ func parseSeal(b []byte) (seal, error) {
 		if err != nil {
 			return err
 		}
-		if len(v) != 2*sha256.Size {
-			return fmt.Errorf("%s: want %d hex digits", name, 2*sha256.Size)
+		// Lower case only, as encode writes it: one spelling per seal.
+		if !isEntryName(v) {
+			return fmt.Errorf("%s: want %d lower-case hex digits", name, 2*sha256.Size)
 		}
 		if _, err := hex.Decode(dst[:], []byte(v)); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -368,7 +369,7 @@ func parseSeal(b []byte) (seal, error) {
 	if err != nil {
 		return s, err
 	}
-	if s.size, err = strconv.ParseInt(v, 10, 64); err != nil || s.size < 0 {
+	if s.size, err = strconv.ParseInt(v, 10, 64); err != nil || s.size < 0 || strconv.FormatInt(s.size, 10) != v {
 		return s, fmt.Errorf("size: bad number %q", v)
 	}
 	if err := hash(lines[4], "mac", &s.mac); err != nil {
@@ -482,7 +483,7 @@ func listEntries(dir string) (map[string]fs.FileInfo, error) {
 	return out, nil
 }
 
-// isEntryName reports whether name is one wazero gives an entry: a SHA-256 in lowercase hex.
+// isEntryName reports whether name is one wazero gives an entry: a SHA-256 in lower-case hex.
 func isEntryName(name string) bool {
 	if len(name) != 2*sha256.Size {
 		return false
