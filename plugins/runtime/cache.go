@@ -556,6 +556,19 @@ func loadCacheKey(dir string) ([]byte, error) {
 	if err := checkPrivate(path, info, "plugin cache key"); err != nil {
 		return nil, err
 	}
+	key, err := readKeyFile(path, info)
+	if err != nil {
+		return nil, err
+	}
+	if len(key) != cacheKeySize {
+		return newCacheKey(path)
+	}
+	return key, nil
+}
+
+// readKeyFile reads the key file checked as info (closing it before a replacement may be
+// written over it).
+func readKeyFile(path string, info fs.FileInfo) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read plugin cache key: %w", err)
@@ -568,9 +581,6 @@ func loadCacheKey(dir string) ([]byte, error) {
 	key, err := io.ReadAll(io.LimitReader(f, cacheKeySize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read plugin cache key: %w", err)
-	}
-	if len(key) != cacheKeySize {
-		return newCacheKey(path)
 	}
 	return key, nil
 }
