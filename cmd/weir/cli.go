@@ -85,11 +85,13 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: invalid config:\n", path)
 		for _, line := range flatten(err) {
-			fmt.Fprintf(stderr, "  %s\n", line)
+			// Config errors arrive redacted; this covers any other error quoting a value.
+			fmt.Fprintf(stderr, "  %s\n", config.RedactText(line))
 		}
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d routes, %d upstreams, hash %.12s)\n", path, len(cfg.Routes), len(cfg.Upstreams), cfg.Hash)
+	// No hash: it is keyed per process (see config.Config.Hash), so this one would match nothing.
+	fmt.Fprintf(stdout, "%s: ok (%d routes, %d upstreams)\n", path, len(cfg.Routes), len(cfg.Upstreams))
 	return 0
 }
 
@@ -112,7 +114,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	log := zerolog.New(stderr).With().Timestamp().Logger()
 	if err := run(path, log); err != nil {
-		log.Error().Err(err).Msg("weir stopped")
+		log.Error().Str("error", config.RedactText(err.Error())).Msg("weir stopped")
 		return 1
 	}
 	return 0
@@ -149,7 +151,7 @@ func run(path string, log zerolog.Logger) error {
 			_ = eng.Shutdown(context.Background())
 			return fmt.Errorf("listen admin: %w", err)
 		}
-		adm = admin.New(eng, cfg.Server.AdminToken, log)
+		adm = admin.New(eng, admin.Options{Token: cfg.Server.AdminToken, Hosts: cfg.Server.AdminHosts}, log)
 		go func() {
 			if err := adm.Serve(aln); err != nil {
 				serveErr <- fmt.Errorf("admin: %w", err)

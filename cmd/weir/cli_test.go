@@ -62,6 +62,40 @@ routes:
 	t.Logf("validate output:\n%s", errOut.String())
 }
 
+// TestValidateQuotesNoSecret: `weir validate` output goes to terminals and CI logs. The
+// reproduction (a bearer token with a stray newline) and secrets quoted by other problems of
+// the same config stay out of it, whether the config fails its schema checks or its build.
+func TestValidateQuotesNoSecret(t *testing.T) {
+	const filters = `
+    filters:
+      - headers: { request: { set: { Authorization: "Bearer upstream-s3cret\n", X-Api-Key: "hunter2-key\u0001" } } }
+`
+	for name, cfg := range map[string]string{
+		// Valid schema: the problem is found when the filters are built.
+		"build": "upstreams: { be: { kind: echo } }\nroutes:\n  - name: a\n    upstream: be" + filters,
+		// Other problems too: the filters are checked beside the schema.
+		"schema": "server: { admin: \"0.0.0.0:9901\", admin_token: \"\" }\nupstreams: { be: { kind: echo } }\nroutes:\n  - name: a\n    upstream: nowhere" + filters,
+	} {
+		path := filepath.Join(t.TempDir(), "weir.yaml")
+		write(t, path, cfg)
+		var out, errOut bytes.Buffer
+		if code := cli([]string{"validate", "-c", path}, &out, &errOut); code != 1 {
+			t.Fatalf("%s: exit %d, want 1; stderr:\n%s", name, code, errOut.String())
+		}
+		for _, secret := range []string{"upstream-s3cret", "hunter2-key"} {
+			if strings.Contains(errOut.String(), secret) {
+				t.Errorf("%s: validate output shows %q:\n%s", name, secret, errOut.String())
+			}
+		}
+		if !strings.Contains(errOut.String(), "CR, LF or NUL") {
+			t.Errorf("%s: validate output lost the problem:\n%s", name, errOut.String())
+		}
+		if name == "schema" && !strings.Contains(errOut.String(), "server.admin_insecure") {
+			t.Errorf("schema: the non-loopback admin listener is not reported:\n%s", errOut.String())
+		}
+	}
+}
+
 func TestVersionAndUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := cli([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "weir ") {
@@ -255,7 +289,7 @@ routes:
 	_ = p.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, func() bool { return strings.Contains(adminGet(t, admin, "/reloads"), `"trigger": "signal"`) })
 	// Admin API reload answers with the outcome.
-	resp, err := http.Post("http://"+admin+"/reload", "", nil)
+	resp, err := http.Post("http://"+admin+"/reload", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,13 +7,19 @@ package admin
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"mime"
 	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/pprofhandler"
 
+	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/engine"
 	"github.com/weir-gateway/weir/core/filter"
 	pluginrt "github.com/weir-gateway/weir/plugins/runtime"
@@ -23,19 +29,48 @@ import (
 type Server struct {
 	eng       *engine.Engine
 	token     []byte
+	hosts     []string // lower case
 	srv       *fasthttp.Server
 	endpoints map[string]endpoint
 }
+
+// Options configure an admin server.
+type Options struct {
+	// Token, when not empty, must be sent as "Authorization: Bearer <token>" on every request
+	// (server.admin_token).
+	Token string
+	// Hosts are names accepted in the Host header besides loopback names and addresses and the
+	// address the request arrived on (server.admin_hosts).
+	Hosts []string
+	// ReadTimeout bounds reading a request from its first byte, so a client that sends part of
+	// one cannot hold a connection; WriteTimeout bounds writing the answer, and IdleTimeout how
+	// long a keep-alive connection waits for the next request. Zero takes the defaults below.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+}
+
+// Admin requests are a request line and a few headers, answered from memory (a CPU profile is
+// computed before the write deadline starts), so these are generous.
+const (
+	DefaultReadTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	DefaultIdleTimeout  = 60 * time.Second
+	// No endpoint reads a body; this only bounds what a client can make the server buffer.
+	maxBodyBytes = 64 << 10
+	// Connections are few (an operator, a monitoring scraper); more is a misbehaving client.
+	maxConns = 256
+)
 
 type endpoint struct {
 	method string
 	fn     func(*fasthttp.RequestCtx)
 }
 
-// New returns an admin server for eng. When token is not empty every request must carry
-// "Authorization: Bearer <token>".
-func New(eng *engine.Engine, token string, log zerolog.Logger) *Server {
-	a := &Server{eng: eng, token: []byte(token)}
+// New returns an admin server for eng.
+func New(eng *engine.Engine, opts Options, log zerolog.Logger) *Server {
+	a := &Server{eng: eng, token: []byte(opts.Token)}
+	for _, h := range opts.Hosts {
+		a.hosts = append(a.hosts, strings.ToLower(strings.Trim(h, "[]")))
+	}
 	a.endpoints = map[string]endpoint{
 		"/healthz": {"GET", a.healthz},
 		"/config":  {"GET", a.config},
@@ -53,8 +88,20 @@ func New(eng *engine.Engine, token string, log zerolog.Logger) *Server {
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
 		Logger:                fasthttpLogger{log},
+		ReadTimeout:           orDefault(opts.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:          orDefault(opts.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:           orDefault(opts.IdleTimeout, DefaultIdleTimeout),
+		MaxRequestBodySize:    maxBodyBytes,
+		Concurrency:           maxConns,
 	}
 	return a
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // Serve answers on ln until Shutdown.
@@ -64,10 +111,23 @@ func (a *Server) Serve(ln net.Listener) error { return a.srv.Serve(ln) }
 func (a *Server) Shutdown() error { return a.srv.Shutdown() }
 
 func (a *Server) handle(rc *fasthttp.RequestCtx) {
+	if !a.hostAllowed(rc) {
+		// A browser sends the name it resolved: a name other than the admin listener's is a web
+		// page that rebound its own DNS name to this address (DNS rebinding), or a mistake.
+		writeJSON(rc, fasthttp.StatusForbidden, map[string]string{
+			"error": "host not accepted by the admin api; use a loopback address or localhost, or list the name in server.admin_hosts"})
+		return
+	}
 	if len(a.token) > 0 && !a.authorized(rc) {
 		rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="weir-admin"`)
 		writeJSON(rc, fasthttp.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 		return
+	}
+	if !safeMethod(rc.Method()) {
+		if status, msg := crossSite(rc); status != 0 {
+			writeJSON(rc, status, map[string]string{"error": msg})
+			return
+		}
 	}
 	path, method := string(rc.Path()), string(rc.Method())
 	if strings.HasPrefix(path, "/debug/pprof/") {
@@ -97,6 +157,144 @@ func (a *Server) authorized(rc *fasthttp.RequestCtx) bool {
 	return subtle.ConstantTimeCompare(h[len(prefix):], a.token) == 1
 }
 
+// hostAllowed reports whether the request names the admin listener: in its Host header and,
+// for an absolute request target, in that too.
+func (a *Server) hostAllowed(rc *fasthttp.RequestCtx) bool {
+	if !allowedHost(rc.Request.Header.Host(), rc.LocalAddr(), a.hosts) {
+		return false
+	}
+	if u := rc.URI().Host(); len(u) > 0 && !allowedHost(u, rc.LocalAddr(), a.hosts) {
+		return false
+	}
+	return true
+}
+
+// allowedHost reports whether host ("name", "name:port", "[v6]:port") names this listener:
+// localhost, a loopback address, the address the connection arrived on (local), or one of
+// names. The port is not checked: rebinding is about names, and a port forward may change it.
+func allowedHost(host []byte, local net.Addr, names []string) bool {
+	name, ok := splitHost(string(host))
+	if !ok {
+		return false
+	}
+	if config.LoopbackHost(name) {
+		return true
+	}
+	// An address cannot be rebound: a page on http://10.0.0.5:9901/ has that address as its
+	// origin. Only the address this connection was accepted on is taken, not any address.
+	if ip, err := netip.ParseAddr(name); err == nil {
+		if ta, isTCP := local.(*net.TCPAddr); isTCP {
+			if la, ok := netip.AddrFromSlice(ta.IP); ok && la.Unmap() == ip.Unmap() {
+				return true
+			}
+		}
+	}
+	for _, n := range names {
+		if strings.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitHost returns the host of a Host header value without port or brackets; ok is false for
+// an empty or malformed value.
+func splitHost(h string) (string, bool) {
+	var name, port string
+	if rest, isV6 := strings.CutPrefix(h, "["); isV6 {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return "", false
+		}
+		name, port = rest[:end], rest[end+1:]
+		if _, err := netip.ParseAddr(name); err != nil || !strings.Contains(name, ":") {
+			return "", false
+		}
+		if port != "" {
+			var found bool
+			if port, found = strings.CutPrefix(port, ":"); !found {
+				return "", false
+			}
+		} else {
+			return name, true
+		}
+	} else if i := strings.IndexByte(h, ':'); i >= 0 {
+		name, port = h[:i], h[i+1:]
+	} else {
+		name = h
+	}
+	if name == "" {
+		return "", false
+	}
+	if port != "" || strings.HasSuffix(h, ":") {
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || port[0] == '+' {
+			return "", false
+		}
+	}
+	return name, true
+}
+
+// safeMethod reports whether the method only reads; every other one changes state and must
+// come from the operator, not from a web page the operator has open.
+func safeMethod(m []byte) bool {
+	switch string(m) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions:
+		return true
+	}
+	return false
+}
+
+// crossSite refuses a state-changing request a web page could have sent (cross-site request
+// forgery), answering the status and message to send, or 0. A page can POST a form or a
+// "simple" fetch to any address without the browser asking first, but only with a form or text
+// content type; a JSON content type makes the browser ask the admin API first (CORS preflight),
+// which it never allows. Origin and Sec-Fetch-Site, sent by browsers, refuse what is left (a
+// page on another port or a sibling site); curl and scripts send neither and pass.
+func crossSite(rc *fasthttp.RequestCtx) (int, string) {
+	if site := rc.Request.Header.Peek("Sec-Fetch-Site"); len(site) > 0 {
+		if s := string(site); !strings.EqualFold(s, "same-origin") && !strings.EqualFold(s, "none") {
+			return fasthttp.StatusForbidden, "cross-site request refused (Sec-Fetch-Site: " + s + ")"
+		}
+	}
+	if origin := rc.Request.Header.Peek("Origin"); len(origin) > 0 && !sameOrigin(string(origin), string(rc.Request.Header.Host())) {
+		return fasthttp.StatusForbidden, "cross-origin request refused; the admin api accepts state changes from its own origin only"
+	}
+	mt, _, err := mime.ParseMediaType(string(rc.Request.Header.ContentType()))
+	if err != nil || mt != "application/json" {
+		return fasthttp.StatusUnsupportedMediaType, "send Content-Type: application/json (curl -H 'Content-Type: application/json' -XPOST …)"
+	}
+	return 0, ""
+}
+
+// sameOrigin reports whether origin (an Origin header: "http://127.0.0.1:9901") is the origin
+// of a request with this Host header: same host, same port (the scheme's default when not
+// written). "null" (sandboxed pages, file: URLs) and anything that is not exactly
+// scheme://host[:port] are not.
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery || u.Host == "" {
+		return false
+	}
+	defPort := "80"
+	if u.Scheme == "https" {
+		defPort = "443"
+	}
+	oPort := u.Port()
+	if oPort == "" {
+		oPort = defPort
+	}
+	hName, ok := splitHost(host)
+	if !ok || !strings.EqualFold(strings.Trim(u.Hostname(), "[]"), hName) {
+		return false
+	}
+	hPort := defPort
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		hPort = host[i+1:]
+	}
+	return oPort == hPort
+}
+
 func (a *Server) healthz(rc *fasthttp.RequestCtx) {
 	writeJSON(rc, fasthttp.StatusOK, map[string]string{"status": "ok", "config": a.eng.Config().Hash})
 }
@@ -112,7 +310,8 @@ func (a *Server) routes(rc *fasthttp.RequestCtx) {
 		Upstream string   `json:"upstream"`
 		Filters  []string `json:"filters"`
 	}
-	cfg := a.eng.Config()
+	// Match headers may name secret values (a shared key a route requires).
+	cfg := a.eng.Config().Redacted()
 	out := make([]routeView, 0, len(cfg.Routes))
 	for _, r := range cfg.Routes {
 		v := routeView{Name: r.Name, Match: r.Match, Upstream: r.Upstream, Filters: []string{}}

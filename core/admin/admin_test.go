@@ -43,13 +43,13 @@ func setup(t *testing.T, token string) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := New(eng, token, zerolog.Nop())
+	a := New(eng, Options{Token: token}, zerolog.Nop())
 	go a.Serve(ln) //nolint:errcheck
 	t.Cleanup(func() { _ = a.Shutdown() })
 	return "http://" + ln.Addr().String(), path
 }
 
-func do(t *testing.T, method, url, token string) (int, string) {
+func do(t *testing.T, method, url, token string, header ...string) (int, string) {
 	t.Helper()
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -58,6 +58,18 @@ func do(t *testing.T, method, url, token string) (int, string) {
 	req.SetRequestURI(url)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if method == "POST" && len(header) == 0 {
+		// What curl -H 'Content-Type: application/json' -XPOST sends.
+		header = []string{"Content-Type", "application/json"}
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		if strings.EqualFold(header[i], "Host") {
+			req.UseHostHeader = true
+			req.Header.SetHost(header[i+1])
+			continue
+		}
+		req.Header.Set(header[i], header[i+1])
 	}
 	if err := fasthttp.Do(req, resp); err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)

@@ -55,7 +55,7 @@ routes: [ { name: r, upstream: api } ]
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := New(eng, "", zerolog.Nop())
+	a := New(eng, Options{}, zerolog.Nop())
 	go a.Serve(aln) //nolint:errcheck
 	t.Cleanup(func() { _ = a.Shutdown() })
 

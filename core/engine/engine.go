@@ -199,9 +199,12 @@ func (e *Engine) Apply(cfg *config.Config, trigger string) (ReloadEvent, error) 
 
 func (e *Engine) reloadFailed(trigger, hash string, err error) (ReloadEvent, error) {
 	e.reloadFails.Add(1)
-	ev := ReloadEvent{Time: time.Now(), Trigger: trigger, Hash: hash, Error: err.Error()}
+	// Config errors arrive redacted (config.RedactError); this catches credentials in any other
+	// error text before it reaches the history, the admin API and the log.
+	msg := config.RedactText(err.Error())
+	ev := ReloadEvent{Time: time.Now(), Trigger: trigger, Hash: hash, Error: msg}
 	e.record(ev)
-	e.log.Error().Err(err).Str("trigger", trigger).Msg("config reload rejected; keeping the running config")
+	e.log.Error().Str("error", msg).Str("trigger", trigger).Msg("config reload rejected; keeping the running config")
 	return ev, err
 }
 

@@ -123,7 +123,8 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 	if s.table, err = router.Compile(rr); err != nil {
 		errs = append(errs, &config.Error{File: cfg.File, Path: "routes", Err: err})
 	}
-	return s, errors.Join(errs...)
+	// Filters, plugins and the router may quote config values; cfg knows which are secret.
+	return s, cfg.RedactError(errors.Join(errs...))
 }
 
 func routerRoute(rc config.Route) router.Route {

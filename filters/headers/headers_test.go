@@ -155,6 +155,29 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestConfigErrorsQuoteNoValue: header values are often credentials, and errors reach the log
+// and the admin API, so no error quotes one.
+func TestConfigErrorsQuoteNoValue(t *testing.T) {
+	for _, cfg := range []string{
+		`{request: {set: {Authorization: "Bearer upstream-s3cret\n"}}}`,
+		`{request: {add: {X-Api-Key: ["ok-upstream-s3cret", "upstream-s3cret\u0001"]}}}`,
+		`{response: {set: {Set-Cookie: "upstream-s3cret\r"}}}`,
+		`{request: {add: {X-Api-Key: [upstream-s3cret, 12345678]}}}`,
+		`{request: {set: {X-Api-Key: 12345678}}}`,
+	} {
+		_, err := build(t, cfg)
+		if err == nil {
+			t.Errorf("%s: built", cfg)
+			continue
+		}
+		for _, secret := range []string{"upstream-s3cret", "12345678"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("%s: error quotes the value: %v", cfg, err)
+			}
+		}
+	}
+}
+
 // TestPipeline runs two headers filters: request edits apply in route order, response edits in
 // reverse, so the first filter has the last word on the response.
 func TestPipeline(t *testing.T) {

@@ -129,10 +129,10 @@ func valuesOf(v any, allowList bool) ([]string, error) {
 			return nil, fmt.Errorf("empty list of values")
 		}
 		out := make([]string, 0, len(v))
-		for _, e := range v {
+		for i, e := range v {
 			s, ok := e.(string)
 			if !ok {
-				return nil, fmt.Errorf("value %v must be a string (quote it)", e)
+				return nil, fmt.Errorf("value %d of the list must be a string (quote it)", i+1)
 			}
 			out = append(out, s)
 		}
@@ -149,8 +149,8 @@ func valuesOf(v any, allowList bool) ([]string, error) {
 		return nil, fmt.Errorf("missing value (write \"\" for an empty one)")
 	default:
 		// A YAML number or boolean would be re-spelled by the parser (1.10 becomes 1.1), so the
-		// value is only taken when written as a string.
-		return nil, fmt.Errorf("value %v must be a string (quote it)", v)
+		// value is only taken when written as a string. Not quoted: it may be a credential.
+		return nil, fmt.Errorf("value must be a string (quote it)")
 	}
 }
 

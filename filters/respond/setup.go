@@ -86,7 +86,8 @@ func New(_ filter.Env, decode filter.Decoder) (filter.Filter, error) {
 		v, ok := cfg.Headers[n].(string)
 		if !ok {
 			// A YAML number or boolean would be re-spelled by the parser (1.10 becomes 1.1).
-			return nil, fmt.Errorf("headers: header %q: value %v must be a string (quote it)", n, cfg.Headers[n])
+			// Not quoted: header values may be credentials.
+			return nil, fmt.Errorf("headers: header %q: value must be a string (quote it)", n)
 		}
 		if err := httpcheck.Value(v); err != nil {
 			return nil, fmt.Errorf("headers: header %q: %w", n, err)

@@ -45,14 +45,16 @@ func EditableName(n string) (string, error) {
 	return canon, err
 }
 
-// Value rejects bytes that would end the header line or the message early.
+// Value rejects bytes that would end the header line or the message early. The error never
+// quotes the value: header values are often credentials (Authorization, Cookie, X-Api-Key),
+// and the error reaches logs and the admin API. The byte's position says where to look.
 func Value(v string) error {
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; {
 		case c == '\r' || c == '\n' || c == 0:
-			return fmt.Errorf("value %q contains CR, LF or NUL", v)
+			return fmt.Errorf("value contains CR, LF or NUL (byte %d of %d)", i+1, len(v))
 		case c < 0x20 && c != '\t', c == 0x7f:
-			return fmt.Errorf("value %q contains control byte %#02x", v, c)
+			return fmt.Errorf("value contains control byte %#02x (byte %d of %d)", c, i+1, len(v))
 		}
 	}
 	return nil

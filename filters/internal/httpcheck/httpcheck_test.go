@@ -1,6 +1,9 @@
 package httpcheck
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestName(t *testing.T) {
 	tests := []struct {
@@ -45,5 +48,20 @@ func TestValue(t *testing.T) {
 		if err := Value(tt.in); (err != nil) != tt.wantErr {
 			t.Errorf("Value(%q) = %v, want error %v", tt.in, err, tt.wantErr)
 		}
+	}
+}
+
+// TestValueErrorQuotesNoValue: the reproduction, a bearer token with a stray newline, must not
+// reach the log through the error.
+func TestValueErrorQuotesNoValue(t *testing.T) {
+	err := Value("Bearer upstream-s3cret\n")
+	if err == nil {
+		t.Fatal("newline accepted")
+	}
+	if got, want := err.Error(), "value contains CR, LF or NUL (byte 23 of 23)"; got != want {
+		t.Errorf("error = %q, want %q", got, want)
+	}
+	if err := Value("s3cret\x01"); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("control byte error = %v, want one without the value", err)
 	}
 }
