@@ -200,38 +200,37 @@ func allowedHost(host []byte, local net.Addr, names []string) bool {
 // splitHost returns the host of a Host header value without port or brackets; ok is false for
 // an empty or malformed value.
 func splitHost(h string) (string, bool) {
-	var name, port string
+	name, port, hasPort := h, "", false
 	if rest, isV6 := strings.CutPrefix(h, "["); isV6 {
 		end := strings.IndexByte(rest, ']')
 		if end < 0 {
 			return "", false
 		}
-		name, port = rest[:end], rest[end+1:]
-		if _, err := netip.ParseAddr(name); err != nil || !strings.Contains(name, ":") {
+		name, rest = rest[:end], rest[end+1:]
+		if a, err := netip.ParseAddr(name); err != nil || !a.Is6() {
 			return "", false
 		}
-		if port != "" {
-			var found bool
-			if port, found = strings.CutPrefix(port, ":"); !found {
+		if rest != "" {
+			if port, hasPort = strings.CutPrefix(rest, ":"); !hasPort {
 				return "", false
 			}
-		} else {
-			return name, true
 		}
 	} else if i := strings.IndexByte(h, ':'); i >= 0 {
-		name, port = h[:i], h[i+1:]
-	} else {
-		name = h
+		name, port, hasPort = h[:i], h[i+1:], true
 	}
-	if name == "" {
+	if name == "" || (hasPort && !validPort(port)) {
 		return "", false
 	}
-	if port != "" || strings.HasSuffix(h, ":") {
-		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || port[0] == '+' {
-			return "", false
-		}
-	}
 	return name, true
+}
+
+// validPort accepts 1 to 5 decimal digits up to 65535, no sign.
+func validPort(p string) bool {
+	if p == "" || len(p) > 5 || strings.Trim(p, "0123456789") != "" {
+		return false
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n <= 65535
 }
 
 // safeMethod reports whether the method only reads; every other one changes state and must
@@ -268,8 +267,9 @@ func crossSite(rc *fasthttp.RequestCtx) (int, string) {
 
 // sameOrigin reports whether origin (an Origin header: "http://127.0.0.1:9901") is the origin
 // of a request with this Host header: same host, same port (the scheme's default when not
-// written). "null" (sandboxed pages, file: URLs) and anything that is not exactly
-// scheme://host[:port] are not.
+// written). The scheme may be http or https, since the admin API may sit behind a proxy that
+// terminates TLS; no other server can hold the same host and port. "null" (sandboxed pages,
+// file: URLs) and anything that is not exactly scheme://host[:port] are not.
 func sameOrigin(origin, host string) bool {
 	u, err := url.Parse(origin)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || u.User != nil ||

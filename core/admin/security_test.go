@@ -239,6 +239,19 @@ func TestAllowedHost(t *testing.T) {
 		{"attacker.example", local, false},
 		{"", local, false},
 		{"10.0.0.5", nil, false},
+		// Malformed values fasthttp may already refuse; refused here too.
+		{"[::1]", nil, true},
+		{"[::1]:9901", nil, true},
+		{"[::1", nil, false},
+		{"[::1]x", nil, false},
+		{"[::1]:", nil, false},
+		{"[127.0.0.1]", nil, false},
+		{"[localhost]:1", nil, false},
+		{"127.0.0.1:", nil, false},
+		{"127.0.0.1:+80", nil, false},
+		{"127.0.0.1:65536", nil, false},
+		{"127.0.0.1:1:2", nil, false},
+		{"localhost:080", nil, true},
 	}
 	for _, tt := range tests {
 		if got := allowedHost([]byte(tt.host), tt.local, nil); got != tt.want {
