@@ -183,7 +183,7 @@ func limitGuests() map[string][]byte {
 		"conn": stepGuest("Connection", "X-Forwarded-For", 1, []wasmtest.Step{
 			wasmtest.Call("set_header_value", kReq, gA, 10, gB, 15)}, nil),
 		"status101": stepGuest("", "", 0, []wasmtest.Step{wasmtest.Call("set_status_code", 101)}, nil),
-		"uri": stepGuest("//evil.example/pwn", "", 1, []wasmtest.Step{wasmtest.Call("set_uri", gA, 18)}, nil),
+		"uri":       stepGuest("//evil.example/pwn", "", 1, []wasmtest.Step{wasmtest.Call("set_uri", gA, 18)}, nil),
 		"readbody": stepGuest("", "", 1, []wasmtest.Step{
 			wasmtest.Call("read_body", httpwasm.BodyRequest, gV, 4096)}, nil),
 		"buffer": stepGuest("", "", 1,
