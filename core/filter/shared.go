@@ -15,8 +15,10 @@ type Shared struct {
 }
 
 type sharedEntry struct {
-	val  io.Closer
-	refs int
+	ready chan struct{} // closed once create has returned; val and err are set before
+	val   io.Closer
+	err   error
+	refs  int
 }
 
 // NewShared returns an empty store.
@@ -24,19 +26,34 @@ func NewShared() *Shared { return &Shared{entries: map[string]*sharedEntry{}} }
 
 // Acquire returns the value under key, creating it with create when absent, and adds a reference.
 // The caller must call the returned release exactly once.
+//
+// create runs outside the store's lock, so a slow one (a plugin compile) blocks neither
+// acquires of other keys nor Len; acquires of the same key wait for it and share its result.
+// A failed create leaves nothing behind: the next acquire tries again.
 func (s *Shared) Acquire(key string, create func() (io.Closer, error)) (io.Closer, func() error, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e, ok := s.entries[key]
 	if !ok {
-		v, err := create()
-		if err != nil {
-			return nil, nil, fmt.Errorf("create shared %q: %w", key, err)
-		}
-		e = &sharedEntry{val: v}
+		e = &sharedEntry{ready: make(chan struct{})}
 		s.entries[key] = e
 	}
 	e.refs++
+	s.mu.Unlock()
+
+	if ok {
+		<-e.ready
+	} else {
+		e.val, e.err = create()
+		if e.err != nil {
+			s.mu.Lock()
+			delete(s.entries, key)
+			s.mu.Unlock()
+		}
+		close(e.ready)
+	}
+	if e.err != nil {
+		return nil, nil, fmt.Errorf("create shared %q: %w", key, e.err)
+	}
 	var once sync.Once
 	release := func() error {
 		var err error
