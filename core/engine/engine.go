@@ -51,6 +51,9 @@ type Engine struct {
 	log    zerolog.Logger
 	shared *filter.Shared
 	cur    atomic.Pointer[snapshot]
+	// cfg is the config of cur, kept after Shutdown empties cur: the admin API, which stops
+	// after the engine, may still ask for it.
+	cfg    atomic.Pointer[config.Config]
 	srv    *fasthttp.Server
 	access *telemetry.AccessLog // nil when disabled; fixed at start like the listeners
 
@@ -99,6 +102,7 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 		}
 	}
 	e.cur.Store(s)
+	e.cfg.Store(cfg)
 	e.record(ReloadEvent{Time: time.Now(), Trigger: "start", OK: true, Hash: cfg.Hash})
 	e.srv = e.newServer(cfg.Server)
 	return e, nil
@@ -127,8 +131,8 @@ func (e *Engine) newServer(sc config.Server) *fasthttp.Server {
 	}
 }
 
-// Config returns the running config.
-func (e *Engine) Config() *config.Config { return e.cur.Load().cfg }
+// Config returns the running config; after Shutdown, the last one that ran.
+func (e *Engine) Config() *config.Config { return e.cfg.Load() }
 
 // Shared exposes the cross-snapshot store (for tests and the admin API).
 func (e *Engine) Shared() *filter.Shared { return e.shared }
@@ -189,6 +193,7 @@ func (e *Engine) Apply(cfg *config.Config, trigger string) (ReloadEvent, error) 
 		e.log.Warn().Str("setting", changed).Msg("reload: listener settings change only on restart; keeping the running ones")
 	}
 	e.cur.Store(s)
+	e.cfg.Store(cfg)
 	old.release(e.log)
 	e.reloads.Add(1)
 	ev := ReloadEvent{Time: time.Now(), Trigger: trigger, OK: true, Hash: cfg.Hash}

@@ -376,3 +376,21 @@ routes:
 		t.Errorf("forwarded %q, logged %s; want /users/7 forwarded and /api/users/7 logged", forwarded, b)
 	}
 }
+
+// TestConfigAfterShutdown checks that the config stays readable after Shutdown: the admin API
+// stops after the engine and may still serve /healthz, /config or /routes meanwhile.
+func TestConfigAfterShutdown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weir.yaml")
+	writeConfig(t, path, "127.0.0.1:1", "1s", "a")
+	e, err := New(path, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := e.Config()
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Config(); got != want {
+		t.Fatalf("Config() after Shutdown = %p, want the last running config %p", got, want)
+	}
+}
