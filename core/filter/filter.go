@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"sync"
 
@@ -50,6 +51,8 @@ type Env struct {
 	Log zerolog.Logger
 	// Shared holds state that outlives one snapshot (token buckets, caches, compiled plugins).
 	Shared *Shared
+	// Consumers are the snapshot's callers declared under `consumers:` (nil when none are).
+	Consumers *Consumers
 }
 
 // Factory builds a filter from its config. It runs at config build, never per request, so it is
@@ -116,11 +119,14 @@ type Ctx struct {
 	// Upstream is the target the request was sent to ("" for local replies); set by the proxy.
 	Upstream string
 
-	params  [MaxParams]Param
-	nparams int
-	slots   [MaxSlots]any
-	err     error
-	reason  string
+	params   [MaxParams]Param
+	nparams  int
+	slots    [MaxSlots]any
+	err      error
+	reason   string
+	consumer *Consumer
+	claims   Claims
+	clientIP netip.Addr
 }
 
 // Reset clears the context for reuse with a new request.
