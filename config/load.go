@@ -62,6 +62,10 @@ var settings = []setting{
 	{"server.max_conns_per_ip", 0},
 	// No peer is trusted to set X-Forwarded-* until the operator says so.
 	{"server.trusted_proxies", []string{}},
+	// Client-identity and URL-rewrite fields that frameworks believe; only trusted proxies may
+	// set them. Keep in step with proxy.DefaultStripHeaders (config imports nothing from core).
+	{"server.strip_client_headers", []string{"X-Real-IP", "True-Client-IP", "CF-Connecting-IP",
+		"X-Client-IP", "X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Prefix"}},
 	{"server.via", "weir"},
 	// Compiled plugins are cached on disk so a restart does not recompile them.
 	{"server.plugin_cache_dir", ""},

@@ -64,6 +64,9 @@ type Server struct {
 	// TrustedProxies lists CIDRs whose X-Forwarded-* headers are kept and extended; from any
 	// other peer they are replaced.
 	TrustedProxies []string `mapstructure:"trusted_proxies" json:"trusted_proxies"`
+	// StripClientHeaders are removed from the requests of peers not in TrustedProxies: fields
+	// that name the client or rewrite the URL, which upstream frameworks believe. [] strips none.
+	StripClientHeaders []string `mapstructure:"strip_client_headers" json:"strip_client_headers"`
 	// Via is the pseudonym added to the Via header; empty disables Via.
 	Via string `mapstructure:"via" json:"via"`
 	// PluginCacheDir holds compiled WebAssembly plugins across restarts: "" is
@@ -197,6 +200,10 @@ type Route struct {
 	Timeout        *time.Duration `mapstructure:"timeout" json:"timeout,omitempty"`
 	RequestTimeout *time.Duration `mapstructure:"request_timeout" json:"request_timeout,omitempty"`
 	Retries        *Retries       `mapstructure:"retries" json:"retries,omitempty"`
+	// NormalizePath false routes this route on the path exactly as received and forwards it
+	// unchanged, for upstreams that need what normalising changes or refuses (an encoded "/").
+	// By default (true) every path is normalised at the edge: see config/README.md.
+	NormalizePath *bool `mapstructure:"normalize_path" json:"normalize_path,omitempty"`
 }
 
 // Match selects requests. Empty fields match everything; at most one of Path, PathPrefix and

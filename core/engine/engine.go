@@ -286,8 +286,20 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 		e.reject(rc, fasthttp.StatusRequestEntityTooLarge, err)
 		return
 	}
+	r := e.ctxPool.Get().(*request)
+	// The edge checks the method, target and Host and puts the path in normal form, once: the
+	// router, filters, plugins, upstream and access log all see what it leaves (proxy.Edge).
+	tg, buf, err := proxy.Edge(rc, r.norm)
+	r.norm = buf
+	if err != nil {
+		e.ctxPool.Put(r)
+		e.framing.Add(1)
+		e.reject(rc, fasthttp.StatusBadRequest, err)
+		return
+	}
 	s := e.acquire()
 	if s == nil {
+		e.ctxPool.Put(r)
 		reply(rc, fasthttp.StatusServiceUnavailable)
 		rc.SetConnectionClose() // after reply: resetting the response clears the flag
 		return
@@ -295,15 +307,35 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	defer s.release(e.log)
 
 	proxy.Sanitize(rc, s.trusted)
-	r := e.ctxPool.Get().(*request)
 	c := &r.Ctx
 	c.Reset(rc, "")
-	if e.access != nil {
-		// Filters may rewrite the path; the log reports the one the client asked for.
-		r.path = append(r.path[:0], rc.Path()...)
-	}
 	params, n := c.ParamStore()
-	id := s.table.Match(rc.Method(), rc.Host(), rc.Path(), &rc.Request.Header, params, n)
+	// Routes match the normal form of the path, and raw routes (if any) the path as received;
+	// the request-target is then set to the path the winner matched, so that is the path
+	// everything after sees and the upstream receives. The Host field is the one host: the
+	// edge made an absolute-form authority into it.
+	host := rc.Request.Header.Host()
+	id, path := -1, tg.Path
+	if s.table.HasRaw() {
+		var raw bool
+		if id, raw = s.table.MatchPaths(rc.Method(), host, tg.Path, tg.Raw, &rc.Request.Header, params, n); raw {
+			path = tg.Raw
+		}
+	} else if tg.PathErr == nil {
+		id = s.table.Match(rc.Method(), host, tg.Path, &rc.Request.Header, params, n)
+	}
+	if id < 0 && tg.PathErr != nil {
+		c.Reset(nil, "")
+		e.ctxPool.Put(r)
+		e.framing.Add(1)
+		e.reject(rc, fasthttp.StatusBadRequest, tg.PathErr)
+		return
+	}
+	r.target = proxy.SetTarget(rc, &tg, path, r.target)
+	if e.access != nil {
+		// Filters may rewrite the path; the log reports the one that was routed.
+		r.path = append(r.path[:0], path...)
+	}
 	if id < 0 {
 		e.notFound.Add(1)
 		reply(rc, fasthttp.StatusNotFound)
@@ -404,7 +436,9 @@ func (e *Engine) parseError(rc *fasthttp.RequestCtx, err error) {
 // request is the pooled per-request state: the filters' Ctx and what the engine keeps beside it.
 type request struct {
 	filter.Ctx
-	path []byte // the path as received, for the access log; its buffer is reused
+	path []byte // the path as routed, for the access log; its buffer is reused
+	// Scratch for the edge: the path's normal form, and the request-target set from it.
+	norm, target []byte
 	body prefixedBody
 }
 

@@ -364,6 +364,7 @@ routes:
 	var rc fasthttp.RequestCtx
 	rc.Request.Header.SetMethod("GET")
 	rc.Request.SetRequestURI("/api/users/7")
+	rc.Request.Header.SetHost("app.test")
 	e.Handle(&rc)
 	if err := e.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)

@@ -263,6 +263,17 @@ routes:
     upstream: be
     filters:
       - respond: { status: 202 }
+  # A method deny: no spelling of DELETE may pass it.
+  - name: no-delete
+    match: { path_prefix: /items, methods: [DELETE] }
+    upstream: be
+    filters:
+      - respond: { status: 405 }
+  # Opted out of normalisation: routed on the raw path and forwarded as received.
+  - name: raw
+    match: { path_prefix: /raw/ }
+    upstream: be
+    normalize_path: false
   - name: all
     match: { path_prefix: / }
     upstream: be
@@ -447,7 +458,8 @@ func hostileCases() []hostileCase {
 		{name: "dot segment admin", req: "GET /./admin HTTP/1.1\r\n" + host + "\r\n", wantStatus: 403},
 		{name: "dot-dot into admin", req: "GET /x/../admin HTTP/1.1\r\n" + host + "\r\n", wantStatus: 403},
 		{name: "encoded dot-dot into admin", req: "GET /x/%2e%2e/admin HTTP/1.1\r\n" + host + "\r\n", wantStatus: 403},
-		{name: "encoded slash into admin", req: "GET /x/..%2fadmin HTTP/1.1\r\n" + host + "\r\n", wantStatus: 403},
+		// An encoded slash means "/" to some upstreams and not to others: refused.
+		{name: "encoded slash into admin", req: "GET /x/..%2fadmin HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
 		{name: "admin semicolon dot-dot", req: "GET /admin/..;/ HTTP/1.1\r\n" + host + "\r\n", wantStatus: 403},
 		// Not a dot segment to the gateway (nor to RFC 3986), so this is /x/..;/admin on the
 		// catch-all route, sent as written. Servlet containers that strip ";" parameters before
@@ -458,6 +470,65 @@ func hostileCases() []hostileCase {
 		// catch-all route, sent exactly as written. A backend that folds case must not rely on
 		// a case-sensitive prefix; filters/respond's README says how to match every case.
 		{name: "uppercase admin", req: "GET /ADMIN HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "uppercase_admin"},
+
+		// Path normalisation: the path routed on is the path forwarded. Dot segments are
+		// resolved, unreserved escapes decoded and slashes merged before routing, so every way
+		// out of /admin reaches the backend as the path it was routed as, never with the dots.
+		{name: "dot-dot out of admin", req: "GET /admin/../public HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "norm_public"},
+		{name: "encoded dot-dot out of admin", req: "GET /admin/%2e%2e/public HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "norm_public"},
+		{name: "mixed dot-dot out of admin", req: "GET /admin/.%2E/./public HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "norm_public"},
+		{name: "merged slashes and escapes", req: "GET //x//%79/../z%3fq?a=../b&c=%2F HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "norm_query"},
+		{name: "raw UTF-8 path escaped", req: "GET /caf\xc3\xa9 HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "norm_utf8"},
+		{name: "admin trailing slash", req: "GET /admin/ HTTP/1.1\r\n" + host + "\r\n", wantStatus: 403},
+		{name: "admin dot-dot back in", req: "GET /admin/x/../ HTTP/1.1\r\n" + host + "\r\n", wantStatus: 403},
+		{name: "absolute-form dot-dot out of admin", req: "GET http://app.test/admin/../public HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "norm_public"},
+		{name: "absolute-form into admin", req: "GET http://app.test/x/%2e%2e/admin HTTP/1.1\r\nHost: other.test\r\n\r\n", wantStatus: 403},
+		// What cannot be normalised without changing its meaning for some upstream: 400.
+		{name: "encoded slash after admin", req: "GET /admin%2f.. HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "dot-dot encoded slash", req: "GET /admin/..%2f HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "encoded backslash", req: "GET /%5cadmin HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "backslash", req: "GET /x\\..\\admin HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "backslash target", req: "GET \\admin HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "encoded NUL", req: "GET /admin%00/x HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "encoded CRLF", req: "GET /x%0d%0aX-A:%201 HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "malformed escape", req: "GET /x%zz HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "fragment", req: "GET /x#frag HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "asterisk-form", req: "OPTIONS * HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "other scheme", req: "GET ftp://app.test/x HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		// A route that opted out sees the raw path, and the backend receives it unchanged.
+		{name: "raw route keeps encoded slash", req: "GET /raw/a%2fb/../c HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "raw_route"},
+		// A raw route is matched on the raw path only: normalising into it does not reach it.
+		{name: "raw route not reached by dot-dot", req: "GET /x/../raw/a HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "raw_not_reached"},
+
+		// Methods are case-sensitive tokens; one the deny route does not match exactly would
+		// pass it and be upper-cased by an upstream, so every other spelling is refused.
+		{name: "DELETE denied", req: "DELETE /items HTTP/1.1\r\n" + host + "\r\n", wantStatus: 405},
+		{name: "lower-case delete", req: "delete /items HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "mixed-case delete", req: "DeLeTe /items HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "method trailing space", req: "DELETE  /items HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "method with tab", req: "DELETE\t/items HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+
+		// Host: userinfo would become an Authorization header on the way upstream; refused.
+		{name: "host with userinfo", req: "GET /x HTTP/1.1\r\nHost: admin:admin@app.test\r\n\r\n", wantStatus: 400, wantClose: true},
+		{name: "absolute-form with userinfo", req: "GET http://admin:admin@app.test/x HTTP/1.1\r\n" + host + "\r\n", wantStatus: 400, wantClose: true},
+		{name: "host with two ports", req: "GET /x HTTP/1.1\r\nHost: app.test:80:81\r\n\r\n", wantStatus: 400, wantClose: true},
+		{name: "host with empty port", req: "GET /x HTTP/1.1\r\nHost: app.test:\r\n\r\n", wantStatus: 400, wantClose: true},
+		{name: "host with port out of range", req: "GET /x HTTP/1.1\r\nHost: app.test:65536\r\n\r\n", wantStatus: 400, wantClose: true},
+		{name: "host with empty label", req: "GET /x HTTP/1.1\r\nHost: app..test\r\n\r\n", wantStatus: 400, wantClose: true},
+		{name: "host with two trailing dots", req: "GET /x HTTP/1.1\r\nHost: app.test..\r\n\r\n", wantStatus: 400, wantClose: true},
+		{name: "host with slash", req: "GET /x HTTP/1.1\r\nHost: app.test/x\r\n\r\n", wantStatus: 400, wantClose: true},
+		{name: "host with percent", req: "GET /x HTTP/1.1\r\nHost: app%2etest\r\n\r\n", wantStatus: 400, wantClose: true},
+		{name: "two host fields", req: "GET /x HTTP/1.1\r\n" + host + "Host: other.test\r\n\r\n", wantStatus: 400, wantClose: true},
+		{name: "empty host", req: "GET /x HTTP/1.1\r\nHost: \r\n\r\n", wantStatus: 400, wantClose: true},
+		{name: "HTTP/1.0 without host", req: "GET /x HTTP/1.0\r\n\r\n", wantStatus: 400, wantClose: true},
+		// One trailing dot names the same host, for routing too.
+		{name: "host trailing dot routes", req: "GET /hostcheck HTTP/1.1\r\nHost: other.test.\r\n\r\n", wantStatus: 202},
+		{name: "host trailing dot", req: "GET /x HTTP/1.1\r\nHost: app.test.\r\n\r\n", wantStatus: 200, golden: "host_trailing_dot"},
+		{name: "host IPv6 literal with port", req: "GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", wantStatus: 200, golden: "host_ipv6"},
+
+		// Client-identity fields from an untrusted peer are removed.
+		{name: "identity headers stripped", req: "GET /x HTTP/1.1\r\n" + host + "X-Real-IP: 10.0.0.1\r\nTrue-Client-IP: 10.0.0.1\r\nCF-Connecting-IP: 10.0.0.1\r\n" +
+			"X-Client-IP: 10.0.0.1\r\nX-Original-URL: /admin\r\nx-rewrite-url: /admin\r\nX-Forwarded-Prefix: /admin\r\n\r\n", wantStatus: 200, golden: "plain_get"},
 
 		// Hop-by-hop abuse: Connection may name fields, but it is applied before any filter,
 		// so it cannot strip a header a filter sets, and the client's own copy is replaced.

@@ -92,6 +92,10 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 	s.trusted, err = proxy.ParseTrusted(cfg.Server.TrustedProxies)
 	if err != nil {
 		errs = append(errs, &config.Error{File: cfg.File, Path: "server.trusted_proxies", Err: err})
+	} else if sh := cfg.Server.StripClientHeaders; sh != nil { // nil: a config not from Load
+		if err := s.trusted.SetStripHeaders(sh); err != nil {
+			errs = append(errs, &config.Error{File: cfg.File, Path: "server.strip_client_headers", Err: err})
+		}
 	}
 
 	terminals := make(map[string]func(*filter.Ctx), len(cfg.Upstreams))
@@ -135,6 +139,7 @@ func routerRoute(rc config.Route) router.Route {
 		PathPrefix: rc.Match.PathPrefix,
 		PathRegex:  rc.Match.PathRegex,
 		Methods:    rc.Match.Methods,
+		Raw:        rc.NormalizePath != nil && !*rc.NormalizePath,
 	}
 	for _, k := range slices.Sorted(maps.Keys(rc.Match.Headers)) { // stable error messages
 		r.Headers = append(r.Headers, router.Header{Name: k, Value: rc.Match.Headers[k]})

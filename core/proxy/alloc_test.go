@@ -84,6 +84,7 @@ func forwardSetup(tb testing.TB) (*Upstream, *filter.Ctx) {
 	u := newUpstream(tb, Options{Targets: []string{be}})
 	var req fasthttp.Request
 	req.SetRequestURI("http://api.example.com/v1/items?limit=10")
+	req.Header.SetHost("api.example.com") // the edge always leaves a Host field
 	req.Header.Set("Accept", "application/json")
 	rc := &fasthttp.RequestCtx{}
 	rc.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)

@@ -20,6 +20,7 @@ var (
 	ErrLengthAndEncoding  = errors.New("content-length together with transfer-encoding")
 	ErrEncodingOnHTTP10   = errors.New("transfer-encoding on http/1.0")
 	ErrTruncatedHeaderSec = errors.New("truncated header section")
+	ErrDuplicateHost      = errors.New("more than one host field")
 )
 
 // tchar is RFC 9110's token alphabet: the only bytes a field name may contain.
@@ -54,13 +55,26 @@ var valueStop = func() (t [256]bool) {
 // The framing fields are held to the form every mainstream client writes, "Name: value" with
 // at most one space after the colon and nothing after the value: RFC 9110 allows more optional
 // whitespace, but the extra forms are exactly the ones used to make two parsers disagree.
+//
+// A request with more than one Host field is refused as well (RFC 9112 section 3.2): fasthttp
+// keeps one of them, and an upstream may read the other.
 func CheckFraming(ctx *fasthttp.RequestCtx) error {
-	return checkRaw(ctx.Request.Header.RawHeaders(), ctx.Request.Header.IsHTTP11())
+	nHost, err := scanRaw(ctx.Request.Header.RawHeaders(), ctx.Request.Header.IsHTTP11())
+	if err == nil && nHost > 1 {
+		err = ErrDuplicateHost
+	}
+	return err
 }
 
 // checkRaw validates a raw header section (field lines up to and including the empty line).
 // It is shared with the upstream response check.
 func checkRaw(raw []byte, http11 bool) error {
+	_, err := scanRaw(raw, http11)
+	return err
+}
+
+// scanRaw is checkRaw that also counts the Host fields.
+func scanRaw(raw []byte, http11 bool) (nHost int, err error) {
 	var nCL, nTE int
 	i := 0
 	for i < len(raw) {
@@ -69,27 +83,27 @@ func checkRaw(raw []byte, http11 bool) error {
 			if i+1 < len(raw) && raw[i+1] == '\n' {
 				break // the empty line ends the section
 			}
-			return ErrBadLineEnding
+			return nHost, ErrBadLineEnding
 		}
 		if c == ' ' || c == '\t' {
-			return ErrObsFold
+			return nHost, ErrObsFold
 		}
 		if c == '\n' {
-			return ErrBadLineEnding
+			return nHost, ErrBadLineEnding
 		}
 		// Field name: tokens only, up to the colon; no whitespace before the colon.
 		j := i
 		for j < len(raw) && raw[j] != ':' {
 			if !tchar[raw[j]] {
-				return fmt.Errorf("field name %q: %w", clip(raw[i:j+1]), ErrBadFieldName)
+				return nHost, fmt.Errorf("field name %q: %w", clip(raw[i:j+1]), ErrBadFieldName)
 			}
 			j++
 		}
 		if j == len(raw) {
-			return ErrTruncatedHeaderSec
+			return nHost, ErrTruncatedHeaderSec
 		}
 		if j == i {
-			return fmt.Errorf("empty field name: %w", ErrBadFieldName)
+			return nHost, fmt.Errorf("empty field name: %w", ErrBadFieldName)
 		}
 		name := raw[i:j]
 		// Field value: up to CRLF; NUL, bare CR and bare LF are never allowed. The table lookup
@@ -100,50 +114,52 @@ func checkRaw(raw []byte, http11 bool) error {
 				k++
 			}
 			if k >= len(raw) {
-				return ErrTruncatedHeaderSec
+				return nHost, ErrTruncatedHeaderSec
 			}
 			v := raw[k]
 			if v == '\r' {
 				if k+1 < len(raw) && raw[k+1] == '\n' {
 					break
 				}
-				return fmt.Errorf("field %q: bare CR: %w", clip(name), ErrBadFieldValue)
+				return nHost, fmt.Errorf("field %q: bare CR: %w", clip(name), ErrBadFieldValue)
 			}
 			if v == '\n' {
-				return fmt.Errorf("field %q: bare LF: %w", clip(name), ErrBadLineEnding)
+				return nHost, fmt.Errorf("field %q: bare LF: %w", clip(name), ErrBadLineEnding)
 			}
-			return fmt.Errorf("field %q: control byte %#x: %w", clip(name), v, ErrBadFieldValue)
+			return nHost, fmt.Errorf("field %q: control byte %#x: %w", clip(name), v, ErrBadFieldValue)
 		}
 		value := raw[j+1 : k]
 		switch {
 		case equalFold(name, "content-length"):
 			nCL++
 			if nCL > 1 {
-				return ErrDuplicateLength
+				return nHost, ErrDuplicateLength
 			}
 			if !strictDigits(value) {
-				return fmt.Errorf("value %q: %w", clip(value), ErrBadContentLength)
+				return nHost, fmt.Errorf("value %q: %w", clip(value), ErrBadContentLength)
 			}
+		case equalFold(name, "host"):
+			nHost++
 		case equalFold(name, "transfer-encoding"):
 			nTE++
 			if nTE > 1 {
-				return ErrDuplicateEncoding
+				return nHost, ErrDuplicateEncoding
 			}
 			if !strictChunked(value) {
-				return fmt.Errorf("value %q: %w", clip(value), ErrBadTransferCoding)
+				return nHost, fmt.Errorf("value %q: %w", clip(value), ErrBadTransferCoding)
 			}
 		}
 		i = k + 2
 	}
 	if nTE > 0 {
 		if nCL > 0 {
-			return ErrLengthAndEncoding
+			return nHost, ErrLengthAndEncoding
 		}
 		if !http11 {
-			return ErrEncodingOnHTTP10
+			return nHost, ErrEncodingOnHTTP10
 		}
 	}
-	return nil
+	return nHost, nil
 }
 
 // strictDigits accepts an optional single space, then 1 to 18 decimal digits, then nothing:

@@ -36,6 +36,7 @@ func TestForwardAllocsConfigured(t *testing.T) {
 			}
 			var req fasthttp.Request
 			req.SetRequestURI("http://api.example.com/v1/items")
+			req.Header.SetHost("api.example.com") // the edge always leaves a Host field
 			req.Header.Set("X-User", "alice")
 			rc := &fasthttp.RequestCtx{}
 			rc.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)

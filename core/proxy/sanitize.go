@@ -10,15 +10,74 @@ import (
 )
 
 // Trusted is the set of peer networks whose X-Forwarded-* headers are believed (other proxies
-// and load balancers in front of the gateway). It is immutable and safe for concurrent use.
+// and load balancers in front of the gateway), with the client-identity fields removed from
+// the requests of every other peer. It is immutable once built and safe for concurrent use.
 type Trusted struct {
 	prefixes []netip.Prefix
+	strip    stripSet
+}
+
+// DefaultStripHeaders are the fields that name a client or rewrite a URL, which common
+// frameworks believe (X-Real-IP, True-Client-IP, X-Original-URL, …) and which an untrusted
+// client must therefore not set.
+var DefaultStripHeaders = []string{
+	"X-Real-IP", "True-Client-IP", "CF-Connecting-IP", "X-Client-IP",
+	"X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Prefix",
+}
+
+// stripSet holds the fields removed from untrusted requests. The survey tests every incoming
+// field against it, so a cheap filter on length and first letter comes before the names.
+type stripSet struct {
+	names []string // lower case
+	lens  uint64   // bit n: some name has length n (names are at most 63 bytes)
+	first [256]bool
+}
+
+// SetStripHeaders replaces the fields removed from the requests of untrusted peers (see
+// DefaultStripHeaders); an empty list removes none. Call it before the first request.
+func (t *Trusted) SetStripHeaders(names []string) error {
+	var s stripSet
+	for _, n := range names {
+		if len(n) == 0 || len(n) > 63 || !isTokenString(n) {
+			return fmt.Errorf("strip header %q: not a header name of at most 63 bytes", n)
+		}
+		n = strings.ToLower(n)
+		s.names = append(s.names, n)
+		s.lens |= 1 << len(n)
+		s.first[n[0]] = true
+	}
+	t.strip = s
+	return nil
+}
+
+func (s *stripSet) has(key []byte) bool {
+	if len(key) > 63 || s.lens&(1<<len(key)) == 0 || !s.first[key[0]|0x20] {
+		return false
+	}
+	for _, n := range s.names {
+		if equalFold(key, n) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !tchar[s[i]] {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseTrusted parses CIDR blocks ("10.0.0.0/8") or single addresses ("192.0.2.7", "::1").
 // A nil or empty list trusts nobody.
 func ParseTrusted(cidrs []string) (*Trusted, error) {
 	t := &Trusted{prefixes: make([]netip.Prefix, 0, len(cidrs))}
+	if err := t.SetStripHeaders(DefaultStripHeaders); err != nil {
+		return nil, err
+	}
 	for _, s := range cidrs {
 		s = strings.TrimSpace(s)
 		if strings.Contains(s, "/") {
@@ -93,6 +152,7 @@ const (
 	bXFHost
 	bXFPort
 	bForwarded
+	bStrip // a field of the strip list
 )
 
 var hopNames = [...]struct {
@@ -158,9 +218,13 @@ func surveyBit(key []byte) int {
 	return 0
 }
 
-func survey(h *fasthttp.RequestHeader) (seen int) {
+func survey(h *fasthttp.RequestHeader, strip *stripSet) (seen int) {
 	for k := range h.All() {
-		seen |= surveyBit(k)
+		if b := surveyBit(k); b != 0 {
+			seen |= b
+		} else if len(k) > 0 && strip.has(k) {
+			seen |= bStrip
+		}
 	}
 	// fasthttp keeps a lone "Connection: close" as a flag, not as a field.
 	if h.ConnectionClose() {
@@ -177,12 +241,19 @@ func survey(h *fasthttp.RequestHeader) (seen int) {
 // gateway has already framed the body and routed on the host from them, and letting a client
 // delete them would make what the upstream sees disagree with what the gateway checked.
 //
-// For an untrusted peer, incoming X-Forwarded-For, -Proto, -Host, -Port and Forwarded are
-// dropped and X-Forwarded-For, -Proto and -Host are set from the connection. For a trusted peer
+// For an untrusted peer, the fields of the strip list (DefaultStripHeaders unless
+// SetStripHeaders changed it; also for a nil *Trusted) are removed, incoming X-Forwarded-For,
+// -Proto, -Host, -Port and Forwarded are dropped and X-Forwarded-For, -Proto and -Host are set from the connection. For a trusted peer
 // the peer address is appended to X-Forwarded-For, and Proto and Host are kept when present.
 func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
 	h := &ctx.Request.Header
-	seen := survey(h)
+	var strip *stripSet
+	if t != nil {
+		strip = &t.strip
+	} else {
+		strip = &defaultStrip
+	}
+	seen := survey(h, strip)
 
 	if seen&bConnection != 0 {
 		// The value stays valid while other fields are deleted: deletion moves field records
@@ -220,6 +291,11 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
 		}
 		return
 	}
+	if seen&bStrip != 0 {
+		for _, n := range strip.names {
+			h.Del(n)
+		}
+	}
 	if seen&bXFPort != 0 {
 		h.Del(hXFPort)
 	}
@@ -234,6 +310,14 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
 	}
 	setXFHost(ctx)
 }
+
+var defaultStrip = func() stripSet {
+	var t Trusted
+	if err := t.SetStripHeaders(DefaultStripHeaders); err != nil {
+		panic(err)
+	}
+	return t.strip
+}()
 
 // Pre-built keys and values: SetCanonical with an already canonical key skips fasthttp's
 // per-call copy and case normalization of the name.
@@ -253,12 +337,11 @@ func setProto(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// setXFHost records the host the request is routed on and sent upstream with: the authority of
-// an absolute-form target when there is one (RFC 9112 section 3.2.2: it wins over Host), else
-// Host. Taking the Host field instead would tell the upstream one host in Host and another in
-// X-Forwarded-Host.
+// setXFHost records the host the request is routed on and sent upstream with: the Host field,
+// into which Edge has already made the authority of an absolute-form target (RFC 9112 section
+// 3.2.2: it wins over Host).
 func setXFHost(ctx *fasthttp.RequestCtx) {
-	if host := ctx.Host(); len(host) > 0 {
+	if host := ctx.Request.Header.Host(); len(host) > 0 {
 		ctx.Request.Header.SetCanonical(kXFHost, host)
 	}
 }

@@ -429,7 +429,10 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 		return
 	}
 	v := u.cur.Load()
-	u.prepareRequest(&c.Request)
+	if err := u.prepareRequest(&c.Request); err != nil {
+		c.Fail(fasthttp.StatusBadGateway, fmt.Errorf("upstream %q: %w", u.name, err))
+		return
+	}
 
 	var rb *clientBody
 	if c.Request.IsBodyStream() {
@@ -567,7 +570,7 @@ func classify(err error) outcome {
 	return outcomeOther
 }
 
-func (u *Upstream) prepareRequest(req *fasthttp.Request) {
+func (u *Upstream) prepareRequest(req *fasthttp.Request) error {
 	h := &req.Header
 	// The upstream connection's lifetime is the gateway's business, and the request is always
 	// sent as HTTP/1.1 whatever the client spoke.
@@ -580,13 +583,30 @@ func (u *Upstream) prepareRequest(req *fasthttp.Request) {
 	if len(h.Peek(hExpect)) > 0 {
 		h.Del(hExpect)
 	}
-	// Send exactly the path the client or the filters set: normalizing here would let the
-	// upstream see a different resource than the one the route and filters matched on.
-	req.URI().DisablePathNormalizing = true
+	// Send exactly the path and query the pipeline last saw, and Host only from the Host
+	// field. Normalizing here would let the upstream see another resource than the one the
+	// route and filters matched on (the edge normalized it once already). And given a parsed
+	// URI, fasthttp's Request.Write replaces Host with the URI's host and adds Authorization
+	// from its userinfo: a target a filter or plugin set ("//evil.example/x",
+	// "http://u:p@evil.example/x") would then change headers after every filter ran. Setting
+	// the target anew leaves the URI unparsed, so Write sends the header as it stands;
+	// UseHostHeader keeps Host even if something parses the URI again.
+	uri := req.URI()
+	uri.DisablePathNormalizing = true
+	req.SetRequestURIBytes(uri.RequestURI())
+	req.UseHostHeader = true
+	if len(h.Host()) == 0 {
+		// Write would take a host from the target ("//evil.example/x" names one).
+		return errNoHost
+	}
 	if u.via != "" {
 		h.Add(hVia, u.via)
 	}
+	return nil
 }
+
+// errNoHost: a filter removed Host, and the gateway never makes one up.
+var errNoHost = errors.New("request has no host to send upstream")
 
 func (u *Upstream) fail(c *filter.Ctx, err error, rb *clientBody) {
 	status := fasthttp.StatusBadGateway

@@ -230,6 +230,7 @@ func TestErrorMapping(t *testing.T) {
 		var c filter.Ctx
 		var rc fasthttp.RequestCtx
 		rc.Request.SetRequestURI("http://x/")
+		rc.Request.Header.SetHost("x")
 		c.Reset(&rc, "hold")
 		busyUp.Forward(&c)
 	}()

@@ -239,7 +239,7 @@ func normalPattern(segs []segment) (string, error) {
 			return "", err
 		}
 		if len(n) < 2 {
-			return "", fmt.Errorf("segment %q: empty and dot segments never match a normalised path (set path: raw on the route to match raw paths)", s.text)
+			return "", fmt.Errorf("segment %q: empty and dot segments never match a normalised path (a raw route can match it)", s.text)
 		}
 		b = append(b, n[1:]...)
 	}
