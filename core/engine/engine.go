@@ -437,9 +437,10 @@ func (e *Engine) parseError(rc *fasthttp.RequestCtx, err error) {
 type request struct {
 	filter.Ctx
 	path []byte // the path as routed, for the access log; its buffer is reused
+	body prefixedBody
+
 	// Scratch for the edge: the path's normal form, and the request-target set from it.
 	norm, target []byte
-	body prefixedBody
 }
 
 func (e *Engine) logAccess(r *request, start time.Time) {
