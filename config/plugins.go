@@ -34,7 +34,7 @@ type Plugin struct {
 	// MaxBodyBytes bounds a body the gateway reads or buffers for the plugin in one request
 	// (read_body: over it a request answers 413, a response 502, whatever Fail says) and what
 	// the plugin may write through write_body. Zero means the plugin host's default, 1MiB,
-	// which is kept in plugins/runtime alone.
+	// which is kept in plugins/wasmhost alone.
 	MaxBodyBytes Size `mapstructure:"max_body_bytes" json:"max_body_bytes,omitempty"`
 
 	// Path is File resolved against the config file's directory.
@@ -62,7 +62,7 @@ const (
 	FailOpen   = "open"
 )
 
-// Plugin defaults. They match plugins/runtime's, which config cannot import.
+// Plugin defaults. They match plugins/wasmhost's, which config cannot import.
 const (
 	defaultPluginTimeout  = 100 * time.Millisecond
 	defaultPluginMemoryMB = 64

@@ -16,7 +16,7 @@ import (
 
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/engine"
-	pluginrt "github.com/weir-gateway/weir/plugins/runtime"
+	"github.com/weir-gateway/weir/plugins/wasmhost"
 )
 
 // watchPlugins reloads eng when one of cfg's plugin files changes: the config watch sees only
@@ -90,7 +90,7 @@ func cmdPluginInspect(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "weir plugin inspect: %v\n", err)
 		return 1
 	}
-	r, err := pluginrt.Inspect(wasm)
+	r, err := wasmhost.Inspect(wasm)
 	if err != nil {
 		fmt.Fprintf(stderr, "weir plugin inspect: %s: %v\n", path, err)
 		return 1
@@ -108,13 +108,13 @@ func cmdPluginInspect(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func printReport(w io.Writer, path string, r *pluginrt.Report) {
+func printReport(w io.Writer, path string, r *wasmhost.Report) {
 	fmt.Fprintf(w, "%s\n  size     %d bytes\n  sha256   %s\n", path, r.Size, r.SHA256)
 	abi := r.ABI
 	switch r.ABI {
-	case pluginrt.ABIProxyWasm:
+	case wasmhost.ABIProxyWasm:
 		abi += " (detected; not supported yet)"
-	case pluginrt.ABIUnknown:
+	case wasmhost.ABIUnknown:
 		abi += " (exports neither handle_request/handle_response nor proxy_on_*)"
 	}
 	fmt.Fprintf(w, "  abi      %s\n", abi)
@@ -203,7 +203,7 @@ func cmdPluginBuild(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "weir plugin build: %v\n", err)
 		return 1
 	}
-	r, err := pluginrt.Inspect(wasm)
+	r, err := wasmhost.Inspect(wasm)
 	if err != nil {
 		fmt.Fprintf(stderr, "weir plugin build: built %s, but it does not compile: %v\n", *out, err)
 		return 1

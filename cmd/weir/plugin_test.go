@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 func TestPluginInspect(t *testing.T) {

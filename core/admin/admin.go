@@ -22,7 +22,7 @@ import (
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/engine"
 	"github.com/weir-gateway/weir/core/filter"
-	pluginrt "github.com/weir-gateway/weir/plugins/runtime"
+	"github.com/weir-gateway/weir/plugins/wasmhost"
 )
 
 // Server is the admin API of one engine.
@@ -345,7 +345,7 @@ func (a *Server) stats(rc *fasthttp.RequestCtx) {
 	writeJSON(rc, fasthttp.StatusOK, map[string]any{
 		"engine": a.eng.Stats(), "shared_objects": a.eng.Shared().Len(), "filters": filter.Names(),
 		// Per plugin name: calls, traps, timeouts, pool waits, live instances.
-		"plugins": pluginrt.Stats(), "plugin_instances": pluginrt.LiveInstances(),
+		"plugins": wasmhost.Stats(), "plugin_instances": wasmhost.LiveInstances(),
 	})
 }
 

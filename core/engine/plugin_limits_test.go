@@ -19,7 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/plugins/httpwasm"
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 // rawUpstream is an HTTP/1.1 upstream that records the bytes of every request exactly as they

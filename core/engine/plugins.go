@@ -9,7 +9,7 @@ import (
 
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/filter"
-	pluginrt "github.com/weir-gateway/weir/plugins/runtime"
+	"github.com/weir-gateway/weir/plugins/wasmhost"
 )
 
 // pluginFactory returns a factory for the plugin named name when cfg declares one. Plugins are
@@ -44,7 +44,7 @@ func pluginFactory(cfg *config.Config, name string) (filter.Factory, bool) {
 			// (the file watch or SIGHUP) picks the new one up consistently.
 			return nil, fmt.Errorf("plugin %q: %s changed while the config was loading; reload again", name, pl.Path)
 		}
-		return pluginrt.NewFilter(env, pluginrt.Spec{
+		return wasmhost.NewFilter(env, wasmhost.Spec{
 			Name:     name,
 			Wasm:     wasm,
 			Config:   js,

@@ -13,8 +13,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	pluginrt "github.com/weir-gateway/weir/plugins/runtime"
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 const pluginConfig = `
@@ -148,10 +148,10 @@ func TestPluginFaultKeepsOtherRoutesServing(t *testing.T) {
 // (so every reload builds a new module) and checks that retired modules close their instances.
 func TestPluginReloadsDoNotLeakInstances(t *testing.T) {
 	dir := t.TempDir()
-	before := pluginrt.LiveInstances()
+	before := wasmhost.LiveInstances()
 	e, addr := start(t, writePluginConfig(t, dir, "closed", 0))
 	c := &fasthttp.Client{}
-	live := pluginrt.LiveInstances() - before
+	live := wasmhost.LiveInstances() - before
 	for i := 1; i <= 100; i++ {
 		writePluginConfig(t, dir, "closed", i)
 		if _, err := e.Reload("test"); err != nil {
@@ -163,13 +163,13 @@ func TestPluginReloadsDoNotLeakInstances(t *testing.T) {
 			}
 		}
 	}
-	got := pluginrt.LiveInstances() - before
+	got := wasmhost.LiveInstances() - before
 	t.Logf("live instances: %d after start, %d after 100 reloads", live, got)
 	if got > live+1 { // +1: the last /hello request may have grown the pool by one
 		t.Errorf("live instances grew from %d to %d over 100 reloads", live, got)
 	}
 	// A reload that leaves the plugins alone keeps their modules and creates no instance.
-	created := pluginrt.Stats()["hello"].Created
+	created := wasmhost.Stats()["hello"].Created
 	cfg := strings.Replace(fmt.Sprintf(pluginConfig, "closed", 100), "/plain", "/plain2", 1)
 	if err := os.WriteFile(filepath.Join(dir, "weir.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func TestPluginReloadsDoNotLeakInstances(t *testing.T) {
 	if _, err := e.Reload("test"); err != nil {
 		t.Fatal(err)
 	}
-	if after := pluginrt.Stats()["hello"].Created; after != created {
+	if after := wasmhost.Stats()["hello"].Created; after != created {
 		t.Errorf("an unrelated change recreated the plugin: instances created %d -> %d", created, after)
 	}
 }

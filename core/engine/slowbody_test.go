@@ -16,7 +16,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 // slowBodyConfig has a plugin route and a plain route on one upstream, with a plugin pool and

@@ -2,7 +2,7 @@
 // "http_handler") on top of fasthttp: the 19 host functions a guest may import, the features
 // buffer_request, buffer_response and trailers, and the misuse rules under which the host traps.
 //
-// The package knows nothing about pools or deadlines (plugins/runtime owns those). A host
+// The package knows nothing about pools or deadlines (plugins/wasmhost owns those). A host
 // function finds the request it works on through a *State reachable from the call's context
 // (see StateKey), so a call carries no per-request allocation.
 package httpwasm
@@ -62,7 +62,7 @@ const (
 )
 
 // Limits bound what one request's guest calls can make the host hold or send. They come from
-// the plugin's settings (plugins/runtime fills them in); a zero field means the default below.
+// the plugin's settings (plugins/wasmhost fills them in); a zero field means the default below.
 type Limits struct {
 	// HeaderBytes bounds the header bytes a guest may write in one request: every
 	// set_header_value and add_header_value, of any kind, spends len(name)+len(value)+4 (the

@@ -1,4 +1,4 @@
-package runtime
+package wasmhost
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tetratelabs/wazero"
 
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 // constModule returns a module whose export f returns v. Modules for different v have the

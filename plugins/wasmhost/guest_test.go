@@ -1,10 +1,10 @@
-package runtime
+package wasmhost
 
 import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 // step is one host call made by a test guest (see wasmtest.Step).

@@ -1,4 +1,4 @@
-package runtime
+package wasmhost
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/filter"
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 // testSpec returns a spec for wasm with an in-memory compilation cache.

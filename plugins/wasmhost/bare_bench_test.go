@@ -1,4 +1,4 @@
-package runtime
+package wasmhost
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 func benchBare(b *testing.B, ensure bool) {

@@ -1,4 +1,4 @@
-package runtime
+package wasmhost
 
 // The compilation cache on disk holds native machine code that the gateway maps executable and
 // runs. wazero checks its entries with a CRC32 only, which catches a torn write but not a

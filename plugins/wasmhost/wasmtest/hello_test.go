@@ -21,9 +21,9 @@ func TestHelloIsCommitted(t *testing.T) {
 	}
 	got, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./plugins/runtime/wasmtest -update)", err)
+		t.Fatalf("%v (run go test ./plugins/wasmhost/wasmtest -update)", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s is stale: %d bytes, Hello() gives %d (run go test ./plugins/runtime/wasmtest -update)", path, len(got), len(want))
+		t.Errorf("%s is stale: %d bytes, Hello() gives %d (run go test ./plugins/wasmhost/wasmtest -update)", path, len(got), len(want))
 	}
 }

@@ -1,4 +1,4 @@
-package runtime
+package wasmhost
 
 import (
 	"strings"
@@ -9,7 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/weir-gateway/weir/core/filter"
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 // Fault guests, each written out in WebAssembly text in its comment.

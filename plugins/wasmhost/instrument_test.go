@@ -1,4 +1,4 @@
-package runtime
+package wasmhost
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/tetratelabs/wazero"
 
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 // TestInstrumentedModulesRun: every test guest shape, and every SDK example built in this tree,

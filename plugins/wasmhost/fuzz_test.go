@@ -1,11 +1,11 @@
-package runtime
+package wasmhost
 
 import (
 	"sort"
 	"testing"
 
 	"github.com/weir-gateway/weir/core/filter"
-	"github.com/weir-gateway/weir/plugins/runtime/wasmtest"
+	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
 // hostNames lists the http_handler functions in a fixed order for the fuzzer.

@@ -1,8 +1,8 @@
-// Package runtime runs WebAssembly plugins: it compiles a module once with wazero (through a
+// Package wasmhost runs WebAssembly plugins: it compiles a module once with wazero (through a
 // file-backed compilation cache), keeps a bounded pool of instances, puts a deadline on every
 // guest call and a cap on guest memory, discards any instance that traps or times out, and
 // adapts a plugin into a filter.Filter that answers per its fail policy.
-package runtime
+package wasmhost
 
 import (
 	"context"
