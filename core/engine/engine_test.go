@@ -291,13 +291,17 @@ routes:
 			s.routes[i].terminal = func(c *filter.Ctx) { c.SetStatusCode(200) }
 		}
 		var rc fasthttp.RequestCtx
-		for _, path := range []string{"/a/b", "/users/7", "/missing"} {
+		// The last two need normalising: the edge rewrites their target on every request.
+		for _, path := range []string{"/a/b", "/users/7", "/missing", "/a//./b/../c?q=1", "/users/%37"} {
 			rc.Request.Reset()
 			rc.Request.Header.SetMethod("GET")
 			rc.Request.Header.SetHost("example.com")
-			rc.Request.SetRequestURI(path)
-			e.Handle(&rc) // warm pools
-			if n := testing.AllocsPerRun(200, func() { e.Handle(&rc) }); n != 0 {
+			handle := func() {
+				rc.Request.SetRequestURI(path)
+				e.Handle(&rc)
+			}
+			handle() // warm pools
+			if n := testing.AllocsPerRun(200, handle); n != 0 {
 				t.Errorf("access_log %s, %s: %v allocations per request, want 0", accessLog, path, n)
 			}
 		}

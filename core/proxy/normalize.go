@@ -89,8 +89,10 @@ func Edge(rc *fasthttp.RequestCtx, buf []byte) (Target, []byte, error) {
 			break
 		}
 	}
+	// The query is forwarded as received, but never with a byte that ends or splits the
+	// request line, nor a fragment.
 	for _, c := range uri {
-		if c == '#' {
+		if c <= ' ' || c == 0x7f || c == '#' {
 			return t, buf, router.ErrPathBadByte
 		}
 	}
