@@ -306,9 +306,10 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	}
 	defer s.release(e.log)
 
-	proxy.Sanitize(rc, s.trusted)
+	client := proxy.Sanitize(rc, s.trusted)
 	c := &r.Ctx
 	c.Reset(rc, "")
+	c.SetClientIP(client)
 	params, n := c.ParamStore()
 	// Routes match the normal form of the path, and raw routes (if any) the path as received;
 	// the request-target is then set to the path the winner matched, so that is the path

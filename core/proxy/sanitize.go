@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 )
@@ -245,7 +247,10 @@ func survey(h *fasthttp.RequestHeader, strip *stripSet) (seen int) {
 // SetStripHeaders changed it; also for a nil *Trusted) are removed, incoming X-Forwarded-For,
 // -Proto, -Host, -Port and Forwarded are dropped and X-Forwarded-For, -Proto and -Host are set from the connection. For a trusted peer
 // the peer address is appended to X-Forwarded-For, and Proto and Host are kept when present.
-func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
+//
+// It returns the client's address: the peer's, or for a trusted peer the nearest address in
+// X-Forwarded-For that is not itself trusted (see clientAddr).
+func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) netip.Addr {
 	h := &ctx.Request.Header
 	var strip *stripSet
 	if t != nil {
@@ -277,6 +282,7 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
 	var ipBuf [64]byte
 	ip := appendPeerIP(ipBuf[:0], ctx)
 	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	peer = peer.Unmap()
 	if t.Contains(peer) {
 		if seen&bXFF != 0 {
 			appendXFF(h, ip)
@@ -289,7 +295,7 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
 		if seen&bXFHost == 0 {
 			setXFHost(ctx)
 		}
-		return
+		return clientAddr(h.Peek(hXFF), peer, t)
 	}
 	if seen&bStrip != 0 {
 		for _, n := range strip.names {
@@ -309,6 +315,38 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) {
 		h.Del(hXFHost)
 	}
 	setXFHost(ctx)
+	return peer
+}
+
+// clientAddr walks X-Forwarded-For (which ends with peer, a trusted proxy) from the right and
+// returns the first address that is not a trusted proxy: every address to its right was added
+// by a proxy the gateway trusts, and everything to its left was written by the client, who can
+// write anything. An entry that is not an address ends the walk at the proxy that passed it
+// on, so a client cannot make itself unknown or pick its own address that way.
+func clientAddr(xff []byte, peer netip.Addr, t *Trusted) netip.Addr {
+	client := peer
+	for len(xff) > 0 {
+		var tok []byte
+		if i := bytes.LastIndexByte(xff, ','); i >= 0 {
+			tok, xff = xff[i+1:], xff[:i]
+		} else {
+			tok, xff = xff, nil
+		}
+		tok = trimOWS(tok)
+		if len(tok) == 0 {
+			continue
+		}
+		// ParseAddr keeps nothing of its argument, so the bytes need no copy.
+		a, err := netip.ParseAddr(unsafe.String(&tok[0], len(tok)))
+		if err != nil {
+			return client
+		}
+		client = a.Unmap()
+		if !t.Contains(client) {
+			return client
+		}
+	}
+	return client
 }
 
 var defaultStrip = func() stripSet {
