@@ -72,6 +72,8 @@ func TestDefaults(t *testing.T) {
 		IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16384, MaxBodyBytes: 100 << 20,
 		MaxConns: 10000, MaxConnsPerIP: 0, TrustedProxies: []string{}, Via: "weir", AdminHosts: []string{},
 		BodyTimeout: 60 * time.Second, BodyBufferBytes: 64 << 10,
+		StripClientHeaders: []string{"X-Real-IP", "True-Client-IP", "CF-Connecting-IP",
+			"X-Client-IP", "X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Prefix"},
 	}
 	if !reflect.DeepEqual(c.Server, wantServer) {
 		t.Errorf("server = %+v\nwant     %+v", c.Server, wantServer)
