@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"testing"
@@ -40,8 +41,13 @@ func MustNewFilter(tb testing.TB, factory filter.Factory, name, yamlCfg string) 
 	return f
 }
 
+// DefaultClient is the client address of a Ctx from NewCtx: the peer's address, as the engine
+// resolves it for a peer that is not a trusted proxy.
+var DefaultClient = netip.MustParseAddr("192.0.2.1")
+
 // NewCtx returns a Ctx for the raw HTTP request head in raw ("GET /a HTTP/1.1\nHost: x\n\n";
-// bare newlines are accepted). It fails the test if raw does not parse.
+// bare newlines are accepted). It fails the test if raw does not parse. Its client address
+// (Ctx.ClientIP) is DefaultClient.
 func NewCtx(tb testing.TB, raw string) *filter.Ctx {
 	tb.Helper()
 	var req fasthttp.Request
@@ -52,6 +58,7 @@ func NewCtx(tb testing.TB, raw string) *filter.Ctx {
 	rc.Init(&req, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 40000}, nil)
 	c := &filter.Ctx{}
 	c.Reset(rc, "test")
+	c.SetClientIP(DefaultClient)
 	return c
 }
 
@@ -120,6 +127,7 @@ type Example struct {
 // (an empty UpstreamResponse means the upstream answers 200 with no headers).
 type Exchange struct {
 	Line             int
+	Client           string // the client address (Ctx.ClientIP): "```http request from 10.0.0.1"
 	Request          string // ```http request: what the client sends
 	UpstreamRequest  string // ```http upstream-request: what the upstream receives
 	UpstreamResponse string // ```http upstream-response: what the upstream answers
@@ -128,7 +136,8 @@ type Exchange struct {
 
 // Examples extracts the examples of the README at path: every fenced block under the
 // "## Examples" heading (up to the next level-2 heading). A ```yaml block starts an example;
-// ```http request starts an exchange of the latest example; ```http upstream-request,
+// ```http request starts an exchange of the latest example (```http request from 2001:db8::1
+// sets the client address the edge resolved); ```http upstream-request,
 // ```http upstream-response and ```http response complete that exchange.
 func Examples(path string, src string) ([]Example, error) {
 	lines := strings.Split(src, "\n")
@@ -165,6 +174,13 @@ func Examples(path string, src string) ([]Example, error) {
 		ex := &out[len(out)-1]
 		if kind == "http request" {
 			ex.Exchanges = append(ex.Exchanges, Exchange{Line: start, Request: body})
+			continue
+		}
+		if len(info) == 4 && info[1] == "request" && info[2] == "from" {
+			if _, err := netip.ParseAddr(info[3]); err != nil {
+				return nil, fmt.Errorf("%s:%d: %s: %v", path, start, kind, err)
+			}
+			ex.Exchanges = append(ex.Exchanges, Exchange{Line: start, Request: body, Client: info[3]})
 			continue
 		}
 		if len(ex.Exchanges) == 0 {
@@ -243,6 +259,9 @@ func mentions(tree any, name string) bool {
 func runExchange(t *testing.T, where string, p *filter.Pipeline, x Exchange, opts Options) {
 	t.Helper()
 	c := NewCtx(t, x.Request)
+	if x.Client != "" {
+		c.SetClientIP(netip.MustParseAddr(x.Client))
+	}
 	reachedUpstream := false
 	p.Run(c, func(c *filter.Ctx) {
 		reachedUpstream = true
