@@ -318,6 +318,12 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	host := rc.Request.Header.Host()
 	id, path := -1, tg.Path
 	if s.table.HasRaw() {
+		// The raw path lives in the request's header buffer, which writing the request
+		// upstream overwrites; parameters captured from it must stay valid for the whole
+		// request (filter.Param), so it is matched from a copy the request owns, as the
+		// normal form already is.
+		r.raw = append(r.raw[:0], tg.Raw...)
+		tg.Raw = r.raw
 		var raw bool
 		if id, raw = s.table.MatchPaths(rc.Method(), host, tg.Path, tg.Raw, &rc.Request.Header, params, n); raw {
 			path = tg.Raw
@@ -442,6 +448,7 @@ type request struct {
 
 	// Scratch for the edge: the path's normal form, and the request-target set from it.
 	norm, target []byte
+	raw          []byte // the raw path, when some route matches on it
 }
 
 func (e *Engine) logAccess(r *request, start time.Time) {
