@@ -73,6 +73,37 @@ func stallBody(t testing.TB, addr, path string, total, sent int) net.Conn {
 	return conn
 }
 
+// TestReadBodyAllocatesNothing checks that buffering a small body and streaming a large one
+// cost no allocation once the pooled request has grown its buffer.
+func TestReadBodyAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	// No body_timeout: a RequestCtx without a connection has no deadline to set.
+	e := &Engine{bodyBuffer: 4 << 10}
+	var rc fasthttp.RequestCtx
+	r := &request{}
+	r.Reset(&rc, "")
+	for _, size := range []int{1 << 10, 64 << 10} {
+		body := []byte(strings.Repeat("p", size))
+		var src bytes.Reader
+		run := func() {
+			src.Reset(body)
+			rc.Request.SetBodyStream(&src, size)
+			if status, err := e.readBody(r); err != nil {
+				t.Fatalf("%d bytes: %d %v", size, status, err)
+			}
+		}
+		run()
+		if n := testing.AllocsPerRun(100, run); n != 0 {
+			t.Errorf("%d-byte body: %v allocations, want 0", size, n)
+		}
+		if got := len(rc.Request.Body()); got != size {
+			t.Errorf("%d-byte body: read back %d bytes", size, got)
+		}
+	}
+}
+
 // TestSlowBodiesHoldNoSharedResources stalls many request bodies half-way on a plugin route
 // and on a plain route, more than the plugin pool (4) and the upstream's connection limit (4)
 // allow at once, and checks that other requests on both routes are still served: a request
@@ -250,36 +281,5 @@ func TestSlowBodyLoad(t *testing.T) {
 		*slowBodies, len(latencies)-failed, len(latencies), 100*ok, latencies[len(latencies)/2], p99)
 	if ok < 0.99 {
 		t.Fatalf("%.2f%% of normal requests succeeded beside %d slow bodies, want >= 99%% (first failure: %s)", 100*ok, *slowBodies, firstErr)
-	}
-}
-
-// TestReadBodyAllocatesNothing checks that buffering a small body and streaming a large one
-// cost no allocation once the pooled request has grown its buffer.
-func TestReadBodyAllocatesNothing(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are meaningless under the race detector")
-	}
-	// No body_timeout: a RequestCtx without a connection has no deadline to set.
-	e := &Engine{bodyBuffer: 4 << 10}
-	var rc fasthttp.RequestCtx
-	r := &request{}
-	r.Reset(&rc, "")
-	for _, size := range []int{1 << 10, 64 << 10} {
-		body := []byte(strings.Repeat("p", size))
-		var src bytes.Reader
-		run := func() {
-			src.Reset(body)
-			rc.Request.SetBodyStream(&src, size)
-			if status, err := e.readBody(r); err != nil {
-				t.Fatalf("%d bytes: %d %v", size, status, err)
-			}
-		}
-		run()
-		if n := testing.AllocsPerRun(100, run); n != 0 {
-			t.Errorf("%d-byte body: %v allocations, want 0", size, n)
-		}
-		if got := len(rc.Request.Body()); got != size {
-			t.Errorf("%d-byte body: read back %d bytes", size, got)
-		}
 	}
 }
