@@ -160,7 +160,7 @@ func Parse(name string, data []byte, more ...func(*Config) error) (*Config, erro
 }
 
 // topKeys are the sections of a config file.
-var topKeys = []string{"server", "access_log", "upstreams", "routes", "plugins"}
+var topKeys = []string{"server", "access_log", "upstreams", "routes", "plugins", "consumers"}
 
 // decode turns bytes into a Config. It returns a nil Config only when the bytes are not a YAML
 // mapping at all; otherwise it decodes as much as it can, so that Validate can report the rest.
@@ -200,6 +200,7 @@ func decode(name string, data []byte) (*Config, error) {
 	decodeUpstreams(p, sections["upstreams"], c)
 	decodeRoutes(p, sections["routes"], c)
 	decodePlugins(p, sections["plugins"], c)
+	decodeConsumers(p, sections["consumers"], c)
 	return c, p.err()
 }
 

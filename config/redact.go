@@ -222,6 +222,7 @@ func (c *Config) Redacted() *Config {
 			cp.Plugins[k] = p
 		}
 	}
+	cp.Consumers = redactConsumers(c.Consumers)
 	return &cp
 }
 
@@ -313,6 +314,11 @@ func (c *Config) secretValues() []string {
 	}
 	for _, p := range c.Plugins {
 		walk(p.Config, false)
+	}
+	for _, k := range c.Consumers {
+		for name, v := range k.Headers {
+			walk(v, IsSecretKey(name))
+		}
 	}
 	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
 	return slices.Compact(out)

@@ -19,6 +19,8 @@ type Config struct {
 	Routes    []Route             `mapstructure:"routes" json:"routes"`
 	// Plugins are the WebAssembly plugins by name; each name is a filter name for routes.
 	Plugins map[string]Plugin `mapstructure:"-" json:"plugins,omitempty"`
+	// Consumers are the callers auth filters identify (see consumers.go).
+	Consumers []Consumer `mapstructure:"-" json:"consumers,omitempty"`
 
 	// lines maps key paths ("routes[2].match") to their line in File, for error messages.
 	lines map[string]int

@@ -31,6 +31,7 @@ func Validate(c *Config, knownFilter func(name string) bool) error {
 	}
 	validateRoutes(p, c, knownFilter)
 	validatePlugins(p, c)
+	validateConsumers(p, c)
 	return p.err()
 }
 

@@ -26,6 +26,10 @@ type snapshot struct {
 	trusted *proxy.Trusted
 	// upstreams are the http upstreams by name, for routes' overrides and the admin API.
 	upstreams map[string]*proxy.Upstream
+	// consumers are the callers auth filters identify; strip removes the headers that name
+	// them from client requests (see consumers.go).
+	consumers *filter.Consumers
+	strip     *consumerStrip
 
 	// refs counts the requests running on this snapshot plus one while it is current.
 	refs atomic.Int64
@@ -98,6 +102,11 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 		}
 	}
 
+	if s.consumers, err = buildConsumers(cfg); err != nil {
+		errs = append(errs, &config.Error{File: cfg.File, Path: "consumers", Err: err})
+	}
+	s.strip = newConsumerStrip(cfg.ConsumerHeaderNames())
+
 	terminals := make(map[string]func(*filter.Ctx), len(cfg.Upstreams))
 	for name, u := range cfg.Upstreams {
 		t, err := s.upstream(cfg, name, u, shared, log)
@@ -122,7 +131,7 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 			errs = append(errs, err)
 			continue
 		}
-		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: term}
+		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: withConsumer(term)}
 	}
 	if s.table, err = router.Compile(rr); err != nil {
 		errs = append(errs, &config.Error{File: cfg.File, Path: "routes", Err: err})
@@ -172,11 +181,12 @@ func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, lo
 			continue
 		}
 		env := filter.Env{
-			Route:  rc.Name,
-			Filter: fc.Name,
-			Slot:   j,
-			Log:    log.With().Str("route", rc.Name).Str("filter", fc.Name).Logger(),
-			Shared: shared,
+			Route:     rc.Name,
+			Filter:    fc.Name,
+			Slot:      j,
+			Log:       log.With().Str("route", rc.Name).Str("filter", fc.Name).Logger(),
+			Shared:    shared,
+			Consumers: s.consumers,
 		}
 		var sub any = fc.Config
 		if fc.Config == nil {
@@ -189,6 +199,11 @@ func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, lo
 		}
 		fs = append(fs, f)
 		names = append(names, fc.Name)
+	}
+	if s.strip != nil {
+		// First, so that no filter or plugin sees a client's own consumer headers.
+		fs = append([]filter.Filter{s.strip}, fs...)
+		names = append([]string{"consumer-headers"}, names...)
 	}
 	p := filter.NewPipeline(fs, names)
 	s.releases = append(s.releases, p.Close)
@@ -213,6 +228,9 @@ func checkFilters(cfg *config.Config) error {
 	var errs []error
 	for i := range cfg.Routes {
 		s := &snapshot{closed: make(chan struct{})}
+		// Filters that name a consumer (an anonymous one) need the index; a broken consumers
+		// section is reported by Validate.
+		s.consumers, _ = buildConsumers(cfg)
 		if _, err := s.pipeline(cfg, i, filter.NewShared(), zerolog.Nop()); err != nil {
 			errs = append(errs, err)
 		}

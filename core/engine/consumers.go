@@ -1,0 +1,138 @@
+package engine
+
+import (
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"net/textproto"
+	"slices"
+	"strings"
+
+	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/filter"
+)
+
+// buildConsumers indexes the config's consumers for the auth filters of one snapshot. Every
+// consumer's Headers start with X-Consumer-Name and, when it has groups, X-Consumer-Groups,
+// then its own metadata headers sorted by name: the terminal step sends exactly that list. A
+// config without consumers gives nil.
+func buildConsumers(cfg *config.Config) (*filter.Consumers, error) {
+	if len(cfg.Consumers) == 0 {
+		return nil, nil
+	}
+	list := make([]*filter.Consumer, 0, len(cfg.Consumers))
+	for i, kc := range cfg.Consumers {
+		k := &filter.Consumer{Name: kc.Name, Groups: slices.Clone(kc.Groups)}
+		k.Headers = append(k.Headers, [2]string{config.ConsumerNameHeader, kc.Name})
+		if len(kc.Groups) > 0 {
+			k.Headers = append(k.Headers, [2]string{config.ConsumerGroupsHeader, strings.Join(kc.Groups, ",")})
+		}
+		for _, n := range slices.Sorted(maps.Keys(kc.Headers)) {
+			k.Headers = append(k.Headers, [2]string{textproto.CanonicalMIMEHeaderKey(n), kc.Headers[n]})
+		}
+		for j, a := range kc.Credentials.APIKeys {
+			var sum [32]byte
+			if n, err := hex.Decode(sum[:], []byte(a.Digest)); err != nil || n != len(sum) {
+				// Validate refuses such a config; reaching here means it was built in code.
+				return nil, fmt.Errorf("consumers[%d].credentials.apikeys[%d]: no valid key digest", i, j)
+			}
+			k.APIKeys = append(k.APIKeys, sum)
+		}
+		for _, b := range kc.Credentials.Basic {
+			k.Basic = append(k.Basic, filter.BasicUser{User: b.User, Hash: []byte(b.Bcrypt)})
+		}
+		for _, t := range kc.Credentials.JWT {
+			k.JWT = append(k.JWT, filter.JWTSubject{Issuer: t.Issuer, Subject: t.Subject})
+		}
+		list = append(list, k)
+	}
+	return filter.NewConsumers(list)
+}
+
+// consumerStrip runs first in every route's pipeline and removes the headers through which the
+// gateway names the caller (X-Consumer-Name, X-Consumer-Groups, every consumer's metadata
+// headers) from the client's request, whoever the peer is: only an auth filter's verdict may
+// set them, and filters, plugins and the upstream must never see a client's own.
+//
+// A name is matched ignoring case and treating '_' as '-', because CGI-style servers (WSGI,
+// PHP, nginx with underscores_in_headers) fold X_Consumer_Name into the same variable as
+// X-Consumer-Name.
+type consumerStrip struct {
+	names [][]byte // lower case, '_' written as '-'
+}
+
+func newConsumerStrip(names []string) *consumerStrip {
+	s := &consumerStrip{}
+	for _, n := range names {
+		s.names = append(s.names, []byte(strings.ReplaceAll(strings.ToLower(n), "_", "-")))
+	}
+	return s
+}
+
+// maxStripName bounds the names consumerStrip copies on the stack before deleting them.
+const maxStripName = 256
+
+func (s *consumerStrip) OnRequest(c *filter.Ctx) filter.Status {
+	h := &c.Request.Header
+	// Deleting while iterating is unsafe, so find one offending spelling, delete every field
+	// with that spelling, and look again. A request without them costs one walk.
+	for {
+		var buf [maxStripName]byte
+		var key []byte
+		for k := range h.All() {
+			if len(k) <= maxStripName && s.has(k) {
+				key = append(buf[:0], k...)
+				break
+			}
+		}
+		if key == nil {
+			return filter.Continue
+		}
+		h.DelBytes(key)
+	}
+}
+
+func (s *consumerStrip) OnResponse(*filter.Ctx) {}
+
+func (s *consumerStrip) has(k []byte) bool {
+	for _, n := range s.names {
+		if len(n) == len(k) && foldDash(k, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// foldDash compares a header name with a lower-case name, ignoring ASCII case and taking '_'
+// as '-'.
+func foldDash(k, lower []byte) bool {
+	for i, b := range k {
+		if b >= 'A' && b <= 'Z' {
+			b += 'a' - 'A'
+		} else if b == '_' {
+			b = '-'
+		}
+		if b != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// withConsumer wraps a route's terminal step: when an auth filter identified the caller, the
+// upstream request carries the consumer's headers (see buildConsumers), set just before
+// forwarding so that no filter in between can change what they say.
+func withConsumer(next func(*filter.Ctx)) func(*filter.Ctx) {
+	if next == nil {
+		return nil
+	}
+	return func(c *filter.Ctx) {
+		if k := c.Consumer(); k != nil {
+			h := &c.Request.Header
+			for _, kv := range k.Headers {
+				h.Set(kv[0], kv[1])
+			}
+		}
+		next(c)
+	}
+}
