@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 CONFIG   ?= config/weir.yaml
 FUZZTIME ?= 30s
 
-.PHONY: all build run test check vet fmt race bench soak fuzz clean plugins
+.PHONY: all build run test check vet fmt deps race bench soak fuzz clean plugins
 
 all: build
 
@@ -26,7 +26,13 @@ test:
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race -run 'Hammer|Reload|Shared' ./core/... ./plugins/...
 
-check: fmt vet test
+check: fmt vet deps test
+
+# The dependency rule (DESIGN.md): core imports nothing from filters/ or plugins/, config nothing
+# from core, filters neither each other nor the engine or the plugin host. Run first by check so
+# a broken arrow is named before the long test run.
+deps:
+	$(GO) test -count=1 -run 'TestForbidden|TestDependencyRule' ./core/filter
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go') ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -47,7 +47,7 @@ var settings = []setting{
 	// Keep-alive connections idle longer than this are closed.
 	{"server.idle_timeout", "60s"},
 	// 16 KiB fits every real browser and API client; larger headers are an attack or a bug.
-	{"server.max_header_bytes", 16384},
+	{"server.max_header_bytes", DefaultMaxHeaderBytes},
 	// Bodies stream, so this caps the declared Content-Length and the bytes streamed rather
 	// than memory; 100 MiB allows uploads without letting one client stream forever. 0 disables.
 	{"server.max_body_bytes", "100MiB"},
@@ -88,6 +88,10 @@ const (
 	// Names are re-resolved this often, since Go's resolver does not expose record TTLs.
 	defaultDNSRefresh = "30s"
 )
+
+// DefaultMaxHeaderBytes is server.max_header_bytes's default; the plugin host's header budget
+// for a guest defaults to it too.
+const DefaultMaxHeaderBytes = 16 << 10
 
 // DefaultUpstream returns an upstream with every default applied and no targets.
 func DefaultUpstream() Upstream {

@@ -33,8 +33,8 @@ type Plugin struct {
 	Fail string `mapstructure:"fail" json:"fail"`
 	// MaxBodyBytes bounds a body the gateway reads or buffers for the plugin in one request
 	// (read_body: over it a request answers 413, a response 502, whatever Fail says) and what
-	// the plugin may write through write_body. Zero means the plugin host's default, 1MiB,
-	// which is kept in plugins/wasmhost alone.
+	// the plugin may write through write_body. Zero means the default,
+	// DefaultPluginMaxBodyBytes.
 	MaxBodyBytes Size `mapstructure:"max_body_bytes" json:"max_body_bytes,omitempty"`
 
 	// Path is File resolved against the config file's directory.
@@ -62,13 +62,19 @@ const (
 	FailOpen   = "open"
 )
 
-// Plugin defaults. They match plugins/wasmhost's, which config cannot import.
+// Plugin defaults. This is their one home: the engine hands the plugin host what config
+// decided, and the host fills a zero field of a spec made elsewhere (tests, `weir plugin
+// inspect`) from these as well.
 const (
-	defaultPluginTimeout  = 100 * time.Millisecond
-	defaultPluginMemoryMB = 64
-	defaultPluginPoolMax  = 256
-	defaultPluginPoolMin  = 1
-	defaultPluginMaxWait  = 100 * time.Millisecond
+	DefaultPluginTimeout  = 100 * time.Millisecond
+	DefaultPluginMemoryMB = 64
+	DefaultPluginPoolMax  = 256
+	DefaultPluginPoolMin  = 1
+	DefaultPluginMaxWait  = 100 * time.Millisecond
+	// DefaultPluginMaxBodyBytes is small enough that a full pool of instances reading bodies at
+	// once stays far below the gateway's memory, and large enough for the JSON and form bodies
+	// plugins usually inspect.
+	DefaultPluginMaxBodyBytes = 1 << 20
 	// maxPluginMemoryMB is wasm32's whole address space.
 	maxPluginMemoryMB = 4096
 )
@@ -76,10 +82,11 @@ const (
 // DefaultPlugin returns a plugin with every default applied and no file.
 func DefaultPlugin() Plugin {
 	return Plugin{
-		Timeout:  defaultPluginTimeout,
-		MemoryMB: defaultPluginMemoryMB,
-		Pool:     PluginPool{Max: defaultPluginPoolMax, Min: defaultPluginPoolMin, MaxWait: defaultPluginMaxWait},
-		Fail:     FailClosed,
+		Timeout:      DefaultPluginTimeout,
+		MemoryMB:     DefaultPluginMemoryMB,
+		Pool:         PluginPool{Max: DefaultPluginPoolMax, Min: DefaultPluginPoolMin, MaxWait: DefaultPluginMaxWait},
+		Fail:         FailClosed,
+		MaxBodyBytes: DefaultPluginMaxBodyBytes,
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/weir-gateway/weir/core/admin"
 	"github.com/weir-gateway/weir/core/engine"
 	_ "github.com/weir-gateway/weir/filters/all"
+	_ "github.com/weir-gateway/weir/plugins/wasmhost" // the http-wasm plugin ABI
 )
 
 // version is set at build time with -ldflags "-X main.version=…".

@@ -22,7 +22,7 @@ import (
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/engine"
 	"github.com/weir-gateway/weir/core/filter"
-	"github.com/weir-gateway/weir/plugins/wasmhost"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // Server is the admin API of one engine.
@@ -344,8 +344,9 @@ func (a *Server) upstreams(rc *fasthttp.RequestCtx) {
 func (a *Server) stats(rc *fasthttp.RequestCtx) {
 	writeJSON(rc, fasthttp.StatusOK, map[string]any{
 		"engine": a.eng.Stats(), "shared_objects": a.eng.Shared().Len(), "filters": filter.Names(),
-		// Per plugin name: calls, traps, timeouts, pool waits, live instances.
-		"plugins": wasmhost.Stats(), "plugin_instances": wasmhost.LiveInstances(),
+		// Per plugin name: calls, traps, timeouts, pool waits, live instances (plugins/README.md).
+		"plugins":          telemetry.Metrics.Group("plugins"),
+		"plugin_instances": telemetry.Metrics.Sum("plugins", "instances"),
 	})
 }
 

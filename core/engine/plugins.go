@@ -9,10 +9,11 @@ import (
 
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/filter"
-	"github.com/weir-gateway/weir/plugins/wasmhost"
 )
 
-// pluginFactory returns a factory for the plugin named name when cfg declares one. Plugins are
+// pluginFactory returns a factory for the plugin named name when cfg declares one. It knows no
+// plugin ABI: the module goes to the loaders the ABI packages registered (filter.LoadPlugin),
+// which cmd/weir links in. Plugins are
 // looked up before the built-in registry, so a plugin may shadow a built-in filter of the same
 // name (a built-in added in a later release never breaks a config that already uses the name).
 func pluginFactory(cfg *config.Config, name string) (filter.Factory, bool) {
@@ -44,7 +45,7 @@ func pluginFactory(cfg *config.Config, name string) (filter.Factory, bool) {
 			// (the file watch or SIGHUP) picks the new one up consistently.
 			return nil, fmt.Errorf("plugin %q: %s changed while the config was loading; reload again", name, pl.Path)
 		}
-		return wasmhost.NewFilter(env, wasmhost.Spec{
+		return filter.LoadPlugin(env, filter.PluginSpec{
 			Name:     name,
 			Wasm:     wasm,
 			Config:   js,

@@ -476,11 +476,6 @@ func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 	s.wrote += int(n)
 }
 
-// errors.Is support for tests and the runtime's fault accounting.
+// Trap is an error, so the wasm host's fault accounting finds it with errors.As.
 var _ error = (*Trap)(nil)
 
-// IsTrap reports whether err came from a host function refusing a call.
-func IsTrap(err error) bool {
-	var t *Trap
-	return errors.As(err, &t)
-}

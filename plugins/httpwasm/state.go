@@ -12,6 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/config"
 )
 
 // ModuleName is the import module of every host function.
@@ -75,14 +77,12 @@ type Limits struct {
 	BodyBytes int
 }
 
-// Default limits, used for a zero Limits field.
+// Default limits, used for a zero Limits field; config is their one home.
 const (
-	// DefaultHeaderBytes matches the server's default max_header_bytes.
-	DefaultHeaderBytes = 16 << 10
-	// DefaultBodyBytes is small enough that a full pool of instances reading bodies at once
-	// stays far below the gateway's memory, and large enough for the JSON and form bodies
-	// plugins usually inspect.
-	DefaultBodyBytes = 1 << 20
+	// DefaultHeaderBytes is the server's default max_header_bytes.
+	DefaultHeaderBytes = config.DefaultMaxHeaderBytes
+	// DefaultBodyBytes is a plugin's default max_body_bytes.
+	DefaultBodyBytes = config.DefaultPluginMaxBodyBytes
 )
 
 // Phase says which lifecycle call is running.

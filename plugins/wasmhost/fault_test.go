@@ -209,7 +209,7 @@ func TestLoadRejectsBrokenModules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			spec := testSpec("broken", tt.wasm)
 			spec.MemoryMB = 2
-			before := LiveInstances()
+			before := liveInstances()
 			m, err := Load(spec, zerolog.Nop())
 			if err == nil {
 				m.Close()
@@ -218,8 +218,8 @@ func TestLoadRejectsBrokenModules(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error = %q, want it to contain %q", err, tt.want)
 			}
-			if LiveInstances() != before {
-				t.Errorf("live instances %d -> %d: a failed load leaked", before, LiveInstances())
+			if liveInstances() != before {
+				t.Errorf("live instances %d -> %d: a failed load leaked", before, liveInstances())
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
@@ -77,4 +78,23 @@ func headerGuest() []byte {
 		I32(0).I32(0).I32(8).I32(16).I32(2).Call(g.Fn("set_header_value")).
 		I64(1)
 	return g.Module().Encode()
+}
+
+// liveInstances returns how many guest instances of every plugin exist in this process.
+func liveInstances() int64 { return telemetry.Metrics.Sum(metricsGroup, "instances") }
+
+// CounterValues is a point-in-time copy of Counters.
+type CounterValues struct {
+	Calls, Traps, Timeouts, PoolWaits, PoolTimeouts, Failures int64
+	Instances, Created, Discarded, InstantiateErrors          int64
+}
+
+// Values copies the counters.
+func (c *Counters) Values() CounterValues {
+	return CounterValues{
+		Calls: c.Calls.Load(), Traps: c.Traps.Load(), Timeouts: c.Timeouts.Load(),
+		PoolWaits: c.PoolWaits.Load(), PoolTimeouts: c.PoolTimeouts.Load(), Failures: c.Failures.Load(),
+		Instances: c.Instances.Load(), Created: c.Created.Load(), Discarded: c.Discarded.Load(),
+		InstantiateErrors: c.InstantiateErrors.Load(),
+	}
 }

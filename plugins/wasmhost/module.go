@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,76 +22,45 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
+	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 	"github.com/weir-gateway/weir/plugins/httpwasm"
 )
 
-// Defaults for a Spec's zero fields.
-const (
-	DefaultTimeout  = 100 * time.Millisecond
-	DefaultMemoryMB = 64
-	DefaultPoolMax  = 256
-	DefaultPoolMin  = 1
-	DefaultMaxWait  = 100 * time.Millisecond
-	// DefaultMaxBodyBytes bounds a body the host reads, buffers or is written for a guest in one
-	// request; DefaultMaxHeaderBytes the header bytes a guest writes (server.max_header_bytes).
-	DefaultMaxBodyBytes   = httpwasm.DefaultBodyBytes
-	DefaultMaxHeaderBytes = httpwasm.DefaultHeaderBytes
-	// initTimeout bounds instantiation, which runs the guest's start functions (a Go guest
-	// starts its runtime there); it is generous because it happens off the request path.
-	initTimeout = 5 * time.Second
-)
+// initTimeout bounds instantiation, which runs the guest's start functions (a Go guest starts
+// its runtime there); it is generous because it happens off the request path.
+const initTimeout = 5 * time.Second
 
-// Spec is everything that defines a loaded plugin. Two equal specs share one Module.
-type Spec struct {
-	// Name is the plugin's name (its filter name in routes).
-	Name string
-	// Wasm is the module's bytes.
-	Wasm []byte
-	// Config is handed to the guest through get_config.
-	Config []byte
-	// Timeout bounds each guest call.
-	Timeout time.Duration
-	// MemoryMB caps each instance's linear memory.
-	MemoryMB int
-	// PoolMax bounds live instances; PoolMin are created when the module loads.
-	PoolMax, PoolMin int
-	// MaxWait bounds how long a request waits for a free instance when PoolMax are busy.
-	MaxWait time.Duration
-	// FailOpen skips the plugin when it fails instead of answering with an error.
-	FailOpen bool
-	// MaxBodyBytes bounds a body the host reads or buffers for the guest (beyond it: 413 for a
-	// request, 502 for a response) and the bytes it may write through write_body per request.
-	MaxBodyBytes int
-	// MaxHeaderBytes bounds the header bytes the guest may write per request (the server's
-	// max_header_bytes); the write that would pass it traps.
-	MaxHeaderBytes int
-	// CacheDir is the compilation cache directory: "" for the default under the user cache
-	// directory, "off" to compile in memory only.
-	CacheDir string
-}
+// Spec is everything that defines a loaded plugin (filter.PluginSpec, which the engine fills
+// from config). Two equal specs share one Module.
+type Spec filter.PluginSpec
 
+// defaults fills zero fields with config's defaults, for specs made outside the engine (tests,
+// Inspect); the engine's specs come with every field set.
 func (s *Spec) defaults() {
+	d := config.DefaultPlugin()
 	if s.Timeout <= 0 {
-		s.Timeout = DefaultTimeout
+		s.Timeout = d.Timeout
 	}
 	if s.MemoryMB <= 0 {
-		s.MemoryMB = DefaultMemoryMB
+		s.MemoryMB = d.MemoryMB
 	}
 	if s.PoolMax <= 0 {
-		s.PoolMax = DefaultPoolMax
+		s.PoolMax = d.Pool.Max
 	}
 	if s.PoolMin <= 0 {
-		s.PoolMin = DefaultPoolMin
+		s.PoolMin = d.Pool.Min
 	}
 	s.PoolMin = min(s.PoolMin, s.PoolMax)
 	if s.MaxWait <= 0 {
-		s.MaxWait = DefaultMaxWait
+		s.MaxWait = d.Pool.MaxWait
 	}
 	if s.MaxBodyBytes <= 0 {
-		s.MaxBodyBytes = DefaultMaxBodyBytes
+		s.MaxBodyBytes = int(d.MaxBodyBytes)
 	}
 	if s.MaxHeaderBytes <= 0 {
-		s.MaxHeaderBytes = DefaultMaxHeaderBytes
+		s.MaxHeaderBytes = config.DefaultMaxHeaderBytes
 	}
 }
 
@@ -125,12 +93,6 @@ type Module struct {
 	instances map[*instance]struct{}
 	closed    atomic.Bool
 }
-
-// liveInstances counts instances of every module, for leak tests and the admin API.
-var liveInstances atomic.Int64
-
-// LiveInstances returns how many guest instances exist in this process.
-func LiveInstances() int64 { return liveInstances.Load() }
 
 // Load compiles spec.Wasm, checks that it is an http-wasm guest whose imports this host
 // provides, and creates spec.PoolMin instances, so a broken module fails here, at config load,
@@ -207,7 +169,7 @@ func (m *Module) Stats() *Counters { return m.stats }
 func CheckModule(code wazero.CompiledModule) error {
 	exports := code.ExportedFunctions()
 	if DetectABI(code) == ABIProxyWasm {
-		return errors.New("proxy-wasm module (exports proxy_on_*): the proxy-wasm ABI is detected but not supported yet; only http-wasm (handle_request/handle_response) runs")
+		return otherABIError("proxy-wasm module (exports proxy_on_*): the proxy-wasm ABI is detected but not supported yet; only http-wasm (handle_request/handle_response) runs")
 	}
 	var errs []error
 	want := map[string][2][]api.ValueType{
@@ -339,7 +301,6 @@ func (m *Module) newInstance() (*instance, error) {
 	m.mu.Unlock()
 	m.stats.Instances.Add(1)
 	m.stats.Created.Add(1)
-	liveInstances.Add(1)
 	return in, nil
 }
 
@@ -351,7 +312,6 @@ func (m *Module) forget(in *instance) {
 	m.mu.Unlock()
 	if ok {
 		m.stats.Instances.Add(-1)
-		liveInstances.Add(-1)
 		<-m.tokens
 	}
 }
@@ -466,74 +426,39 @@ func (w logWriter) Write(p []byte) (int, error) {
 
 // --- counters -------------------------------------------------------------------------------
 
-// Counters are one plugin's counters. They are kept per plugin name for the life of the
-// process, across reloads, so they only ever grow (Instances excepted).
+// Counters are one plugin's counters, registered in telemetry.Metrics under the group "plugins"
+// and the plugin's name. They are kept for the life of the process, across reloads, so they
+// only ever grow (Instances excepted). Each is registered once, when a module loads, so a
+// request only adds to a pointer it already holds.
 type Counters struct {
 	// Calls counts guest calls (handle_request and handle_response).
-	Calls atomic.Int64
+	Calls *telemetry.Metric
 	// Traps counts calls that trapped (guest fault or host-side misuse).
-	Traps atomic.Int64
+	Traps *telemetry.Metric
 	// Timeouts counts calls stopped at their deadline.
-	Timeouts atomic.Int64
+	Timeouts *telemetry.Metric
 	// PoolWaits counts requests that had to wait for a free instance; PoolTimeouts those
 	// that gave up after pool.max_wait.
-	PoolWaits, PoolTimeouts atomic.Int64
+	PoolWaits, PoolTimeouts *telemetry.Metric
 	// Failures counts requests answered per the fail policy.
-	Failures atomic.Int64
+	Failures *telemetry.Metric
 	// Instances is the number of live instances; Created and Discarded count them over time.
-	Instances, Created, Discarded atomic.Int64
+	Instances, Created, Discarded *telemetry.Metric
 	// InstantiateErrors counts failed instance creations after load.
-	InstantiateErrors atomic.Int64
+	InstantiateErrors *telemetry.Metric
 }
 
-// CounterValues is a point-in-time copy of Counters, for JSON.
-type CounterValues struct {
-	Calls             int64 `json:"calls"`
-	Traps             int64 `json:"traps"`
-	Timeouts          int64 `json:"timeouts"`
-	PoolWaits         int64 `json:"pool_waits"`
-	PoolTimeouts      int64 `json:"pool_timeouts"`
-	Failures          int64 `json:"failures"`
-	Instances         int64 `json:"instances"`
-	Created           int64 `json:"instances_created"`
-	Discarded         int64 `json:"instances_discarded"`
-	InstantiateErrors int64 `json:"instantiate_errors"`
-}
+// metricsGroup is the telemetry group of plugin counters (the admin API's /stats "plugins").
+const metricsGroup = "plugins"
 
-// Values copies the counters.
-func (c *Counters) Values() CounterValues {
-	return CounterValues{
-		Calls: c.Calls.Load(), Traps: c.Traps.Load(), Timeouts: c.Timeouts.Load(),
-		PoolWaits: c.PoolWaits.Load(), PoolTimeouts: c.PoolTimeouts.Load(), Failures: c.Failures.Load(),
-		Instances: c.Instances.Load(), Created: c.Created.Load(), Discarded: c.Discarded.Load(),
-		InstantiateErrors: c.InstantiateErrors.Load(),
-	}
-}
-
-var allCounters sync.Map // plugin name -> *Counters
-
+// counters registers (or finds again, after a reload) the counters of the plugin name.
 func counters(name string) *Counters {
-	if c, ok := allCounters.Load(name); ok {
-		return c.(*Counters)
+	c := func(n string) *telemetry.Metric { return telemetry.Metrics.Counter(metricsGroup, name, n) }
+	return &Counters{
+		Calls: c("calls"), Traps: c("traps"), Timeouts: c("timeouts"),
+		PoolWaits: c("pool_waits"), PoolTimeouts: c("pool_timeouts"), Failures: c("failures"),
+		Instances: telemetry.Metrics.Gauge(metricsGroup, name, "instances"),
+		Created:   c("instances_created"), Discarded: c("instances_discarded"),
+		InstantiateErrors: c("instantiate_errors"),
 	}
-	c, _ := allCounters.LoadOrStore(name, new(Counters))
-	return c.(*Counters)
-}
-
-// Stats returns every plugin's counters by name, for the admin API.
-func Stats() map[string]CounterValues {
-	out := map[string]CounterValues{}
-	allCounters.Range(func(k, v any) bool {
-		out[k.(string)] = v.(*Counters).Values()
-		return true
-	})
-	return out
-}
-
-// StatsNames lists the plugins with counters, sorted.
-func StatsNames() []string {
-	var out []string
-	allCounters.Range(func(k, _ any) bool { out = append(out, k.(string)); return true })
-	sort.Strings(out)
-	return out
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/weir-gateway/weir/core/engine"
 	_ "github.com/weir-gateway/weir/filters/all"
+	_ "github.com/weir-gateway/weir/plugins/wasmhost" // the http-wasm plugin ABI
 )
 
 // Languages are the SDKs, in sdk/<lang>.
