@@ -80,7 +80,10 @@ func wire(raw string) string {
 
 // Build builds the filters listed in a route's filters list as written in YAML: a list of
 // one-key maps (name: config) or bare names. Every name must be registered.
-func Build(entries any) (*filter.Pipeline, error) {
+func Build(entries any) (*filter.Pipeline, error) { return BuildWith(entries, nil) }
+
+// BuildWith is Build with the consumers the filters' Env hands them (auth filters).
+func BuildWith(entries any, consumers *filter.Consumers) (*filter.Pipeline, error) {
 	list, ok := entries.([]any)
 	if !ok {
 		return nil, fmt.Errorf("want a list of filters (- name: config), got %T", entries)
@@ -103,7 +106,7 @@ func Build(entries any) (*filter.Pipeline, error) {
 			if sub == nil {
 				sub = map[string]any{}
 			}
-			env := filter.Env{Route: "readme", Filter: name, Slot: i}
+			env := filter.Env{Route: "readme", Filter: name, Slot: i, Consumers: consumers}
 			f, err := factory(env, func(v any) error { return config.DecodeStrict(sub, v) })
 			if err != nil {
 				return nil, fmt.Errorf("filter %d (%s): %w", i, name, err)
@@ -211,6 +214,8 @@ type Options struct {
 	// Match compares the values of the named header (canonical spelling) instead of requiring
 	// them to be equal; for values that differ on every run, such as generated ids.
 	Match map[string]func(got, want string) bool
+	// Consumers are handed to the filters (filter.Env.Consumers), for auth filters' examples.
+	Consumers *filter.Consumers
 }
 
 // RunREADME decodes every example of the README at path with config.DecodeStrict through the
@@ -230,7 +235,7 @@ func RunREADME(t *testing.T, path, src string, opts Options) {
 			if !mentions(tree, opts.Filter) {
 				t.Fatalf("%s:%d: example does not use %q", path, ex.Line, opts.Filter)
 			}
-			p, err := Build(tree)
+			p, err := BuildWith(tree, opts.Consumers)
 			if err != nil {
 				t.Fatalf("%s:%d: %v", path, ex.Line, err)
 			}
