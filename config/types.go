@@ -183,7 +183,18 @@ type UpstreamTLS struct {
 // Certificates (the first one when no name matches); files are reloaded when they change.
 type ServerTLS struct {
 	Certificates []Certificate `mapstructure:"certificates" json:"certificates"`
+	// StrictSNIHost refuses with 421 a request whose Host the certificate of its connection
+	// does not cover: "auto" (the default) for hosts that have a certificate of their own,
+	// "always" for every host, "never" to allow any.
+	StrictSNIHost string `mapstructure:"strict_sni_host" json:"strict_sni_host,omitempty"`
 }
+
+// Strict SNI host modes for ServerTLS.StrictSNIHost.
+const (
+	StrictSNIAuto   = "auto"
+	StrictSNIAlways = "always"
+	StrictSNINever  = "never"
+)
 
 // Certificate is one PEM certificate chain and its key.
 type Certificate struct {

@@ -77,6 +77,11 @@ func validateServer(p *problems, s *Server) {
 				p.add(fmt.Sprintf("server.tls.certificates[%d]", i), "", "", errors.New("needs both cert_file and key_file"))
 			}
 		}
+		switch s.TLS.StrictSNIHost {
+		case "", StrictSNIAuto, StrictSNIAlways, StrictSNINever:
+		default:
+			p.add("server.tls.strict_sni_host", "", "", fmt.Errorf("%q is not one of auto, always, never", s.TLS.StrictSNIHost))
+		}
 	}
 	for i, tp := range s.TrustedProxies {
 		if _, err := parseProxy(tp); err != nil {

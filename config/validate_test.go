@@ -57,6 +57,9 @@ func TestValidate(t *testing.T) {
 		{"bad method", func(c *Config) { c.Routes[0].Match.Methods = []string{"GE T", ""} }, nil,
 			[]string{`"GE T" is not a valid HTTP method`, `"" is not a valid HTTP method`}},
 		{"custom method", func(c *Config) { c.Routes[0].Match.Methods = []string{"PURGE"} }, nil, nil},
+		{"strict sni host", func(c *Config) {
+			c.Server.TLS = &ServerTLS{Certificates: []Certificate{{CertFile: "c", KeyFile: "k"}}, StrictSNIHost: "on"}
+		}, nil, []string{`server.tls.strict_sni_host: "on" is not one of auto, always, never`}},
 		{"host with port", func(c *Config) { c.Routes[0].Match.Host = "a.com:80" }, nil, []string{`has a port`}},
 		{"host wildcard", func(c *Config) { c.Routes[0].Match.Host = "*.a.com" }, nil, nil},
 		{"host inner wildcard", func(c *Config) { c.Routes[0].Match.Host = "a.*.com" }, nil, []string{`only a leading "*." wildcard`}},

@@ -133,13 +133,7 @@ func run(path string, log zerolog.Logger) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	scheme := "http://"
-	if cfg.Server.TLS != nil {
-		tcfg, err := engine.TLSConfig(cfg.Server.TLS, log)
-		if err != nil {
-			_ = ln.Close()
-			_ = eng.Shutdown(context.Background())
-			return fmt.Errorf("tls: %w", err)
-		}
+	if tcfg := eng.TLSConfig(); tcfg != nil {
 		ln, scheme = tls.NewListener(ln, tcfg), "https://"
 	}
 	serveErr := make(chan error, 2)

@@ -60,6 +60,12 @@ type Engine struct {
 	// Request bodies (see readBody); fixed at start like the listeners.
 	bodyTimeout time.Duration
 	bodyBuffer  int
+	// The listener's certificates when it serves TLS (nil otherwise). sniCheck refuses a Host
+	// the connection's certificate does not cover (server.tls.strict_sni_host: auto or
+	// always), sniAlways for every host rather than those with a certificate of their own.
+	certs     *proxy.CertStore
+	sniCheck  bool
+	sniAlways bool
 
 	reloadMu sync.Mutex // serialises reloads; never taken on the request path
 	histMu   sync.Mutex
@@ -89,6 +95,14 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 		bodyTimeout: cfg.Server.BodyTimeout, bodyBuffer: int(cfg.Server.BodyBufferBytes),
 	}
 	e.ctxPool.New = func() any { return new(request) }
+	if t := cfg.Server.TLS; t != nil {
+		var err error
+		if e.certs, err = newCertStore(t, log); err != nil {
+			return nil, err
+		}
+		e.sniCheck = t.StrictSNIHost != config.StrictSNINever
+		e.sniAlways = t.StrictSNIHost == config.StrictSNIAlways
+	}
 	s, err := build(cfg, e.shared, log)
 	if err != nil {
 		return nil, err
@@ -297,6 +311,11 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 		e.reject(rc, fasthttp.StatusBadRequest, err)
 		return
 	}
+	if e.sniCheck && e.misdirected(rc) {
+		e.ctxPool.Put(r)
+		e.reject(rc, fasthttp.StatusMisdirectedRequest, errMisdirected)
+		return
+	}
 	s := e.acquire()
 	if s == nil {
 		e.ctxPool.Put(r)
@@ -359,6 +378,16 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	c.Reset(nil, "")
 	r.body.rest = nil
 	e.ctxPool.Put(r)
+}
+
+var errMisdirected = errors.New("host not covered by the certificate of the connection's sni name (server.tls.strict_sni_host)")
+
+// misdirected reports a TLS request whose Host its connection's certificate does not cover
+// (proxy.CertStore.Misdirected). Reading the connection state costs one small allocation per
+// TLS request; the handshake and encryption cost far more.
+func (e *Engine) misdirected(rc *fasthttp.RequestCtx) bool {
+	st := rc.TLSConnectionState()
+	return st != nil && e.certs.Misdirected(st.ServerName, rc.Request.Header.Host(), e.sniAlways)
 }
 
 // reject answers a request that must not be processed further and closes the connection, so

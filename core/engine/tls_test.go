@@ -77,10 +77,7 @@ routes: [ { name: r, upstream: demo } ]
 	if err != nil {
 		t.Fatal(err)
 	}
-	tcfg, err := TLSConfig(cfg.Server.TLS, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tcfg := e.TLSConfig()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +121,88 @@ routes: [ { name: r, upstream: demo } ]
 		}
 		_ = conn.Close()
 	}
-	if _, err := TLSConfig(&config.ServerTLS{Certificates: []config.Certificate{{CertFile: aCert, KeyFile: bKey}}}, zerolog.Nop()); err == nil {
+	cfg.Server.TLS = &config.ServerTLS{Certificates: []config.Certificate{{CertFile: aCert, KeyFile: bKey}}}
+	if _, err := NewFromConfig(cfg, zerolog.Nop()); err == nil {
 		t.Error("mismatched certificate and key accepted")
+	}
+}
+
+// TestStrictSNIHost sends requests whose Host differs from the SNI name they were sent on and
+// checks which are refused with 421 in each server.tls.strict_sni_host mode: auto refuses a
+// host that has a certificate of its own the connection's certificate does not cover, always
+// refuses every uncovered host, never refuses none.
+func TestStrictSNIHost(t *testing.T) {
+	dir := t.TempDir()
+	aCert, aKey, pool := selfSigned(t, dir, "a", "a.example.com")
+	bCert, bKey, _ := selfSigned(t, dir, "b", "*.b.example.com")
+	bPEM, err := os.ReadFile(bCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(bPEM)
+	for _, mode := range []string{"", "auto", "always", "never"} {
+		path := filepath.Join(dir, "weir.yaml")
+		cfgText := fmt.Sprintf(`
+server:
+  listen: "127.0.0.1:0"
+  admin: ""
+  tls:
+    certificates: [ { cert_file: %q, key_file: %q }, { cert_file: %q, key_file: %q } ]
+    strict_sni_host: %q
+access_log: { enabled: false }
+upstreams: { demo: { kind: echo } }
+routes: [ { name: r, upstream: demo } ]
+`, aCert, aKey, bCert, bKey, mode)
+		if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e, err := New(path, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- e.Serve(tls.NewListener(ln, e.TLSConfig())) }()
+
+		always, never := mode == "always", mode == "never"
+		tests := []struct {
+			sni, host string
+			refused   bool
+		}{
+			{"a.example.com", "a.example.com", false},
+			{"a.example.com", "A.Example.COM.:443", false}, // case, trailing dot and port
+			{"x.b.example.com", "y.b.example.com", false},   // one wildcard certificate covers both
+			{"a.example.com", "x.b.example.com", !never},    // b has a certificate of its own
+			{"x.b.example.com", "a.example.com", !never},
+			{"a.example.com", "other.test", always}, // no certificate of its own
+			{"", "x.b.example.com", !never},         // no SNI: the first certificate (a's)
+			{"", "a.example.com", false},
+		}
+		for _, tt := range tests {
+			c := &tls.Config{ServerName: tt.sni, RootCAs: pool, InsecureSkipVerify: tt.sni == ""}
+			conn, err := tls.Dial("tcp", ln.Addr().String(), c)
+			if err != nil {
+				t.Fatalf("mode %q, SNI %q: %v", mode, tt.sni, err)
+			}
+			fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", tt.host)
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var resp fasthttp.Response
+			if err := resp.Read(bufio.NewReader(conn)); err != nil {
+				t.Fatalf("mode %q, SNI %q, Host %q: %v", mode, tt.sni, tt.host, err)
+			}
+			want := 200
+			if tt.refused {
+				want = fasthttp.StatusMisdirectedRequest
+			}
+			if resp.StatusCode() != want {
+				t.Errorf("mode %q, SNI %q, Host %q: status %d, want %d", mode, tt.sni, tt.host, resp.StatusCode(), want)
+			}
+			_ = conn.Close()
+		}
+		_ = e.Shutdown(t.Context())
+		<-done
 	}
 }

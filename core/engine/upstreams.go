@@ -168,9 +168,9 @@ func (e *Engine) Upstreams() []UpstreamStatus {
 	return out
 }
 
-// TLSConfig builds the proxy listener's TLS settings from server.tls: certificates chosen by
-// SNI and reloaded when their files change, TLS 1.2 at least.
-func TLSConfig(c *config.ServerTLS, log zerolog.Logger) (*tls.Config, error) {
+// newCertStore loads the proxy listener's certificates from server.tls: chosen by SNI and
+// reloaded when their files change.
+func newCertStore(c *config.ServerTLS, log zerolog.Logger) (*proxy.CertStore, error) {
 	pairs := make([]proxy.CertPair, len(c.Certificates))
 	for i, cc := range c.Certificates {
 		pairs[i] = proxy.CertPair{CertFile: cc.CertFile, KeyFile: cc.KeyFile}
@@ -181,7 +181,16 @@ func TLSConfig(c *config.ServerTLS, log zerolog.Logger) (*tls.Config, error) {
 	if err != nil {
 		return nil, &config.Error{Path: "server.tls", Err: err}
 	}
-	return store.TLSConfig(), nil
+	return store, nil
+}
+
+// TLSConfig is the proxy listener's TLS settings (TLS 1.2 at least, certificates chosen by SNI),
+// or nil when server.tls is not set. Serve a tls.NewListener with it.
+func (e *Engine) TLSConfig() *tls.Config {
+	if e.certs == nil {
+		return nil
+	}
+	return e.certs.TLSConfig()
 }
 
 // sameTLS compares listener TLS settings, which apply at start only.

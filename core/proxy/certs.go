@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -135,17 +136,63 @@ func (s *CertStore) maybeReload() {
 // wildcard one level up, then the first certificate.
 func (s *CertStore) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	s.maybeReload()
-	set := s.cur.Load()
-	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
-	if c := set.exact[name]; c != nil {
-		return c, nil
+	return s.cur.Load().pick(strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))), nil
+}
+
+// Misdirected reports whether a request for host (a Host field, port allowed) that arrived on
+// a TLS connection whose client asked for sni must be refused with 421 Misdirected Request:
+// the certificate that connection was given does not cover host, and either always is set or
+// host has a certificate of its own. The second case is a client that opened the connection
+// for one site and sends requests for another, which that site's own certificate (and any
+// policy tied to it) would have refused; with always, every host must be covered.
+//
+// The common request, whose host is its SNI name, costs one comparison.
+func (s *CertStore) Misdirected(sni string, host []byte, always bool) bool {
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && !bytes.HasSuffix(host, []byte("]")) {
+		host = host[:i]
 	}
-	if i := strings.IndexByte(name, '.'); i > 0 {
-		if c := set.wild[name[i+1:]]; c != nil {
-			return c, nil
+	host = bytes.TrimSuffix(bytes.TrimSuffix(bytes.TrimPrefix(host, []byte("[")), []byte("]")), []byte("."))
+	sni = strings.TrimSuffix(sni, ".")
+	if strings.EqualFold(sni, string(host)) { // no allocation: the conversion is only compared
+		return false
+	}
+	var buf [256]byte
+	if len(host) > len(buf) {
+		return true // longer than any DNS name
+	}
+	name := buf[:len(host)]
+	for i, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
 		}
+		name[i] = c
 	}
-	return set.certs[0], nil
+	set := s.cur.Load()
+	given := set.pick(strings.ToLower(sni))
+	if given.Leaf.VerifyHostname(string(name)) == nil {
+		return false
+	}
+	return always || set.lookup(name) != nil
+}
+
+// pick is GetCertificate's choice for a lower-case name: an exact name, then a wildcard one
+// level up, then the first certificate.
+func (set *certSet) pick(name string) *tls.Certificate {
+	if c := set.lookup([]byte(name)); c != nil {
+		return c
+	}
+	return set.certs[0]
+}
+
+// lookup returns the certificate for a lower-case name, or nil when none claims it.
+func (set *certSet) lookup(name []byte) *tls.Certificate {
+	if c := set.exact[string(name)]; c != nil {
+		return c
+	}
+	if i := bytes.IndexByte(name, '.'); i > 0 {
+		return set.wild[string(name[i+1:])]
+	}
+	return nil
 }
 
 // TLSConfig is a server config with modern defaults: TLS 1.2 at least (1.3 preferred by Go),
