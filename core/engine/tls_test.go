@@ -174,8 +174,8 @@ routes: [ { name: r, upstream: demo } ]
 		}{
 			{"a.example.com", "a.example.com", false},
 			{"a.example.com", "A.Example.COM.:443", false}, // case, trailing dot and port
-			{"x.b.example.com", "y.b.example.com", false},   // one wildcard certificate covers both
-			{"a.example.com", "x.b.example.com", !never},    // b has a certificate of its own
+			{"x.b.example.com", "y.b.example.com", false},  // one wildcard certificate covers both
+			{"a.example.com", "x.b.example.com", !never},   // b has a certificate of its own
 			{"x.b.example.com", "a.example.com", !never},
 			{"a.example.com", "other.test", always}, // no certificate of its own
 			{"", "x.b.example.com", !never},         // no SNI: the first certificate (a's)
