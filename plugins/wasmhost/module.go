@@ -1,7 +1,8 @@
 // Package wasmhost runs WebAssembly plugins: it compiles a module once with wazero (through a
 // file-backed compilation cache), keeps a bounded pool of instances, puts a deadline on every
 // guest call and a cap on guest memory, discards any instance that traps or times out, and
-// adapts a plugin into a filter.Filter that answers per its fail policy.
+// adapts a plugin into a filter.Filter that answers per its fail policy. It registers itself with
+// core/filter as the http-wasm loader, so the engine builds plugins without importing it.
 package wasmhost
 
 import (
