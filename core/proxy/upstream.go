@@ -595,6 +595,9 @@ func (u *Upstream) prepareRequest(req *fasthttp.Request) error {
 	uri.DisablePathNormalizing = true
 	req.SetRequestURIBytes(uri.RequestURI())
 	req.UseHostHeader = true
+	// fasthttp labels a body without Content-Type "application/octet-stream" while writing;
+	// the upstream gets the type the client and the filters left, or none.
+	h.SetNoDefaultContentType(true)
 	if len(h.Host()) == 0 {
 		// Write would take a host from the target ("//evil.example/x" names one).
 		return errNoHost
