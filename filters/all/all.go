@@ -6,6 +6,8 @@ package all
 import (
 	_ "github.com/weir-gateway/weir/filters/headers"   // "headers"
 	_ "github.com/weir-gateway/weir/filters/ipfilter"  // "ipfilter"
+	_ "github.com/weir-gateway/weir/filters/jwt"       // "jwt"
+	_ "github.com/weir-gateway/weir/filters/ratelimit" // "ratelimit"
 	_ "github.com/weir-gateway/weir/filters/requestid" // "request-id"
 	_ "github.com/weir-gateway/weir/filters/respond"   // "respond"
 	_ "github.com/weir-gateway/weir/filters/rewrite"   // "rewrite"
