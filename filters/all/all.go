@@ -5,6 +5,7 @@ package all
 
 import (
 	_ "github.com/weir-gateway/weir/filters/apikey"    // "apikey"
+	_ "github.com/weir-gateway/weir/filters/cors"      // "cors"
 	_ "github.com/weir-gateway/weir/filters/headers"   // "headers"
 	_ "github.com/weir-gateway/weir/filters/ipfilter"  // "ipfilter"
 	_ "github.com/weir-gateway/weir/filters/jwt"       // "jwt"
