@@ -445,23 +445,13 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 	if p.request > 0 {
 		reqDeadline = now.Add(p.request)
 	}
-	sec := now.Unix()
-	u.pool.budget.request(sec)
+	u.pool.budget.request(now.Unix())
 	// Resending is safe only when nothing of the request can have had an effect twice: an
 	// idempotent method and no body at all.
 	// (A declared empty body may arrive as an empty stream; it carries nothing either.)
 	resendable := (rb == nil || c.Request.Header.ContentLength() == 0) && len(c.Request.Body()) == 0 &&
 		idempotent(&c.Request.Header)
-
-	var key []byte
-	switch u.hashOn {
-	case hashClientIP:
-		key = c.RemoteIP()
-	case hashHeader:
-		key = c.Request.Header.PeekBytes(u.hashName)
-	case hashCookie:
-		key = c.Request.Header.CookieBytes(u.hashName)
-	}
+	key := u.hashKey(c)
 
 	exclude := -1
 	var err error
@@ -478,64 +468,20 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 			}
 			break
 		}
-		m := v.members[i]
-		c.Upstream = m.addr
-		deadline := time.Now().Add(p.timeout)
-		if !reqDeadline.IsZero() && reqDeadline.Before(deadline) {
-			deadline = reqDeadline
-		}
-		start := m.target.Begin()
-		err = u.exchange(c, m.hc, deadline, reqDeadline, p.timeout, rb)
-		oc := outcomeOK
-		if err != nil {
-			oc = classify(err)
-		} else if sc := c.Response.StatusCode(); sc >= 500 {
-			oc = outcome5xx
-		}
-		m.target.End(start, oc != outcomeOK)
-		u.pool.observe(m, oc, &u.outlier)
-
-		if attempt >= p.retry.Attempts || (rb != nil && rb.err != nil) {
+		err = u.attempt(c, v.members[i], p, reqDeadline, rb)
+		if attempt >= p.retry.Attempts || rb.failed() {
 			break
 		}
-		var wait time.Duration
-		if err == nil {
-			// A response: retry only a gateway error on a request that may be resent.
-			sc := c.Response.StatusCode()
-			if !p.retry.RetryOn5xx || !resendable || (sc != 502 && sc != 503 && sc != 504) {
-				return
-			}
-			ra, has := retryAfter(c.Response.Header.Peek(hRetryAfter), time.Now())
-			if has && ra > p.retry.BackoffMax {
-				// The upstream asked for more patience than a retry may take: pass its answer on.
-				return
-			}
-			if !u.pool.budget.withdraw(time.Now().Unix(), p.retry.BudgetRatio, p.retry.MinRetriesPerSecond) {
-				return
-			}
-			if has {
-				wait = ra
-			}
-			if c.Response.IsBodyStream() {
-				_ = c.Response.CloseBodyStream()
-			}
-			c.Response.Reset()
-		} else {
-			// A timed-out attempt is not retried: the backend is slow, not broken, and a retry
-			// would both add load to it and make the client wait past the timeout it was
-			// promised.
-			var de *dialError
-			safe := errors.As(err, &de) || errors.Is(err, fasthttp.ErrNoFreeConns) || (resendable && !isTimeout(err))
-			if !safe || !u.pool.budget.withdraw(time.Now().Unix(), p.retry.BudgetRatio, p.retry.MinRetriesPerSecond) {
-				break
-			}
+		wait, again := u.retryWait(c, err, p, resendable)
+		if !again {
+			break
 		}
 		if wait == 0 {
 			wait = backoff(attempt+1, p.retry.BackoffBase, p.retry.BackoffMax)
 		}
 		if !reqDeadline.IsZero() && time.Now().Add(wait).After(reqDeadline) {
 			if err == nil {
-				err = fasthttp.ErrTimeout
+				err = fasthttp.ErrTimeout // the answer to retry was dropped
 			}
 			break
 		}
@@ -546,10 +492,83 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 			exclude = i
 		}
 	}
-	if err == nil {
-		return
+	if err != nil {
+		u.fail(c, err, rb)
 	}
-	u.fail(c, err, rb)
+}
+
+// hashKey is what consistent_hash balances on for this request (nil for other balancers).
+func (u *Upstream) hashKey(c *filter.Ctx) []byte {
+	switch u.hashOn {
+	case hashClientIP:
+		return c.RemoteIP()
+	case hashHeader:
+		return c.Request.Header.PeekBytes(u.hashName)
+	case hashCookie:
+		return c.Request.Header.CookieBytes(u.hashName)
+	}
+	return nil
+}
+
+// attempt sends the request to m once and records the outcome for balancing and outlier
+// detection. nil means c.Response holds m's answer, whatever its status.
+func (u *Upstream) attempt(c *filter.Ctx, m *member, p *policy, reqDeadline time.Time, rb *clientBody) error {
+	c.Upstream = m.addr
+	deadline := time.Now().Add(p.timeout)
+	if !reqDeadline.IsZero() && reqDeadline.Before(deadline) {
+		deadline = reqDeadline
+	}
+	start := m.target.Begin()
+	err := u.exchange(c, m.hc, deadline, reqDeadline, p.timeout, rb)
+	oc := outcomeOK
+	if err != nil {
+		oc = classify(err)
+	} else if c.Response.StatusCode() >= 500 {
+		oc = outcome5xx
+	}
+	m.target.End(start, oc != outcomeOK)
+	u.pool.observe(m, oc, &u.outlier)
+	return err
+}
+
+// retryWait decides whether the attempt that ended with err (nil: an answer in c.Response) is
+// retried, withdrawing the retry from the budget when it is, and how long to wait first (0:
+// the backoff). A failure to connect is always safe to retry, and so is any other failure of a
+// resendable request except a timeout: the backend is slow, not broken, and a retry would
+// both add load to it and make the client wait past the timeout it was promised. An answer is
+// retried only when it is a gateway error (502, 503, 504), the route retries those and the
+// request is resendable; then it is dropped, and the upstream's Retry-After is the wait.
+func (u *Upstream) retryWait(c *filter.Ctx, err error, p *policy, resendable bool) (time.Duration, bool) {
+	var wait time.Duration
+	if err != nil {
+		var de *dialError
+		if !errors.As(err, &de) && !errors.Is(err, fasthttp.ErrNoFreeConns) && (!resendable || isTimeout(err)) {
+			return 0, false
+		}
+	} else {
+		sc := c.Response.StatusCode()
+		if !p.retry.RetryOn5xx || !resendable || (sc != 502 && sc != 503 && sc != 504) {
+			return 0, false
+		}
+		ra, has := retryAfter(c.Response.Header.Peek(hRetryAfter), time.Now())
+		if has && ra > p.retry.BackoffMax {
+			// The upstream asked for more patience than a retry may take: pass its answer on.
+			return 0, false
+		}
+		if has {
+			wait = ra
+		}
+	}
+	if !u.pool.budget.withdraw(time.Now().Unix(), p.retry.BudgetRatio, p.retry.MinRetriesPerSecond) {
+		return 0, false
+	}
+	if err == nil {
+		if c.Response.IsBodyStream() {
+			_ = c.Response.CloseBodyStream()
+		}
+		c.Response.Reset()
+	}
+	return wait, true
 }
 
 func isTimeout(err error) bool {
@@ -664,39 +683,23 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 		// long enough for such bytes to arrive; a connection reused at once under load has no
 		// such window (bytes that arrive once the next request is on its way cannot be told from
 		// its response by any proxy), and bytes that came with the previous response are caught
-		// for free when it is read (see reusable below).
+		// for free when it is read (see readBody).
 		if reused && time.Since(lastUse) > idlePeekAfter && dirtyIdle(conn) {
 			// Bytes no request asked for, or closed by the upstream: never send on it.
 			hc.CloseConn(cc)
 			continue
 		}
-		if err = conn.SetDeadline(deadline); err != nil {
-			hc.CloseConn(cc)
-			return err
-		}
-		bw := hc.AcquireWriter(conn)
-		err = req.Write(bw)
-		if err == nil {
-			err = bw.Flush()
-		}
-		hc.ReleaseWriter(bw)
-		if err != nil {
-			hc.CloseConn(cc)
-			if retryStale && reused && isStale(err) {
-				retryStale = false
-				continue
-			}
-			return fmt.Errorf("send request: %w", err)
-		}
 
 		// The upstream response is read straight into the client's response, so a small body
-		// costs no second header copy or body copy. Only a streamed body needs a response of
-		// its own, which owns the stream until the server has sent it.
-		br := hc.AcquireReader(conn)
+		// costs no second header copy or body copy.
 		out := &c.Response
-		out.Header.DisableNormalizing()
-		out.SkipBody = req.Header.IsHead()
-		err = u.readHeader(br, out)
+		br := hc.AcquireReader(conn)
+		err = u.send(hc, conn, req, deadline)
+		if err == nil {
+			out.Header.DisableNormalizing()
+			out.SkipBody = req.Header.IsHead()
+			err = u.readHeader(br, out)
+		}
 		if err != nil {
 			hc.ReleaseReader(br)
 			hc.CloseConn(cc)
@@ -707,63 +710,94 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 			}
 			return err
 		}
-		reusable := !out.ConnectionClose()
-		cl := out.Header.ContentLength()
-		skip := out.SkipBody || noBodyStatus(out.StatusCode())
-		if skip || (cl >= 0 && cl <= smallBody) {
-			if !skip {
-				if err = out.ReadBody(br, 0); err != nil {
-					hc.ReleaseReader(br)
+
+		reusable := !out.ConnectionClose() && !u.closed.Load()
+		s, reuse, err := u.readBody(out, hc, conn, br, reqDeadline, idle)
+		switch {
+		case err != nil:
+			hc.ReleaseReader(br)
+			hc.CloseConn(cc)
+			out.Reset()
+			return err
+		case s != nil:
+			s.release = func(reuse bool) {
+				if reuse && reusable && !u.closed.Load() {
+					hc.ReleaseConn(cc)
+				} else {
 					hc.CloseConn(cc)
-					out.Reset()
-					return fmt.Errorf("read response body: %w", err)
 				}
 			}
-			// Bytes already buffered past the response were sent unasked: the connection's
-			// framing can no longer be trusted, so it is closed rather than pooled.
-			clean := br.Buffered() == 0
+			u.stripResponse(&out.Header)
+			out.SetBodyStream(s, out.Header.ContentLength())
+		default:
 			hc.ReleaseReader(br)
-			if reusable && clean && !u.closed.Load() {
+			if reuse && reusable {
 				hc.ReleaseConn(cc)
 			} else {
 				hc.CloseConn(cc)
 			}
 			u.stripResponse(&out.Header)
-			return nil
 		}
-
-		resp := fasthttp.AcquireResponse()
-		out.Header.CopyTo(&resp.Header)
-		s := &respStream{resp: resp, br: br, hc: hc, conn: conn}
-		if reqDeadline.IsZero() {
-			s.idle = idle
-			err = conn.SetDeadline(time.Now().Add(idle))
-		} else {
-			err = conn.SetDeadline(reqDeadline)
-		}
-		resp.StreamBody = true
-		if err == nil {
-			err = resp.ReadBody(br, 0)
-		}
-		if err != nil {
-			hc.ReleaseReader(br)
-			hc.CloseConn(cc)
-			fasthttp.ReleaseResponse(resp)
-			out.Reset()
-			return fmt.Errorf("read response body: %w", err)
-		}
-		u.stripResponse(&out.Header)
-		s.src = resp.BodyStream()
-		s.release = func(reuse bool) {
-			if reuse && reusable && !u.closed.Load() {
-				hc.ReleaseConn(cc)
-			} else {
-				hc.CloseConn(cc)
-			}
-		}
-		c.Response.SetBodyStream(s, cl)
 		return nil
 	}
+}
+
+// send writes req on conn, all of it before deadline.
+func (u *Upstream) send(hc *fasthttp.HostClient, conn net.Conn, req *fasthttp.Request, deadline time.Time) error {
+	if err := conn.SetDeadline(deadline); err != nil {
+		return err
+	}
+	bw := hc.AcquireWriter(conn)
+	err := req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if err != nil {
+		return fmt.Errorf("send request: %w", err)
+	}
+	return nil
+}
+
+// readBody reads the body of the response whose header out holds. A body of known length up
+// to smallBody (or none) is read into out, and reuse tells whether the connection may go back
+// to the pool. A larger one is left on the connection and returned as a stream, which owns
+// br and the connection until the server has sent it: its response is a copy of out's header,
+// since out's body becomes the stream.
+func (u *Upstream) readBody(out *fasthttp.Response, hc *fasthttp.HostClient, conn net.Conn, br *bufio.Reader,
+	reqDeadline time.Time, idle time.Duration) (s *respStream, reuse bool, err error) {
+	cl := out.Header.ContentLength()
+	skip := out.SkipBody || noBodyStatus(out.StatusCode())
+	if skip || (cl >= 0 && cl <= smallBody) {
+		if !skip {
+			if err = out.ReadBody(br, 0); err != nil {
+				return nil, false, fmt.Errorf("read response body: %w", err)
+			}
+		}
+		// Bytes already buffered past the response were sent unasked: the connection's
+		// framing can no longer be trusted, so it is closed rather than pooled.
+		return nil, br.Buffered() == 0, nil
+	}
+
+	resp := fasthttp.AcquireResponse()
+	out.Header.CopyTo(&resp.Header)
+	s = &respStream{resp: resp, br: br, hc: hc, conn: conn}
+	if reqDeadline.IsZero() {
+		s.idle = idle
+		err = conn.SetDeadline(time.Now().Add(idle))
+	} else {
+		err = conn.SetDeadline(reqDeadline)
+	}
+	resp.StreamBody = true
+	if err == nil {
+		err = resp.ReadBody(br, 0)
+	}
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, false, fmt.Errorf("read response body: %w", err)
+	}
+	s.src = resp.BodyStream()
+	return s, false, nil
 }
 
 // readHeader reads the response header section after checking its raw bytes with the same rules
@@ -859,6 +893,9 @@ type clientBody struct {
 	r   io.Reader
 	err error
 }
+
+// failed reports whether reading the client's body failed; b may be nil (no streamed body).
+func (b *clientBody) failed() bool { return b != nil && b.err != nil }
 
 func (b *clientBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
