@@ -4,6 +4,7 @@
 package all
 
 import (
+	_ "github.com/weir-gateway/weir/filters/acl"       // "acl"
 	_ "github.com/weir-gateway/weir/filters/apikey"    // "apikey"
 	_ "github.com/weir-gateway/weir/filters/cors"      // "cors"
 	_ "github.com/weir-gateway/weir/filters/headers"   // "headers"
