@@ -18,6 +18,7 @@ import (
 
 	gojwt "github.com/golang-jwt/jwt/v5"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/filter"
 )
@@ -245,12 +246,19 @@ func (s *source) find(c *filter.Ctx) (tok []byte, n int) {
 			n++
 		}
 	case srcCookie:
-		for k, v := range c.Request.Header.Cookies() {
-			if string(k) == s.name {
-				if n == 0 {
-					tok = v
+		// The Cookie fields are split here rather than with the header's cookie iterator,
+		// whose closure would cost an allocation per request.
+		for _, hv := range c.Request.Header.PeekAll(fasthttp.HeaderCookie) {
+			for len(hv) > 0 {
+				var pair []byte
+				pair, hv, _ = bytes.Cut(hv, strSemi)
+				k, v, _ := bytes.Cut(bytes.TrimLeft(pair, " \t"), strEq)
+				if string(bytes.TrimRight(k, " \t")) == s.name {
+					if n == 0 {
+						tok = bytes.Trim(v, " \t")
+					}
+					n++
 				}
-				n++
 			}
 		}
 	case srcQuery:
@@ -271,8 +279,9 @@ func (s *source) find(c *filter.Ctx) (tok []byte, n int) {
 }
 
 var (
-	strAmp = []byte("&")
-	strEq  = []byte("=")
+	strAmp  = []byte("&")
+	strSemi = []byte(";")
+	strEq   = []byte("=")
 )
 
 // queryKeyIs compares a raw query key with name as the upstream would read it: percent-escapes
@@ -314,6 +323,9 @@ func unhex(c byte) int {
 // bearer parses "Bearer <token>" (RFC 6750 2.1; the scheme is case-insensitive).
 func bearer(v []byte) ([]byte, bool) {
 	const scheme = "bearer"
+	if len(v) == len(scheme) && asciiEqualFold(v, scheme) {
+		return v[:0], true // "Bearer" with nothing after it: a token, empty, hence invalid
+	}
 	if len(v) < len(scheme)+1 || !asciiEqualFold(v[:len(scheme)], scheme) || (v[len(scheme)] != ' ' && v[len(scheme)] != '\t') {
 		return nil, false
 	}
@@ -479,7 +491,8 @@ const maxUncachedLife = 5 * time.Minute
 func peek(s string) (iss, alg string, err error) {
 	h, rest, ok := strings.Cut(s, ".")
 	p, sig, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 || h == "" || p == "" || sig == "" || strings.IndexByte(sig, '.') >= 0 {
+	// An empty signature is left to the algorithm check: "none" is refused as such.
+	if !ok || !ok2 || h == "" || p == "" || strings.IndexByte(sig, '.') >= 0 {
 		return "", "", errMalformed
 	}
 	var head struct {
