@@ -77,6 +77,14 @@ return out
 
 var script = redis.NewScript(gcraScript)
 
+// The client library logs every failed dial, which while Redis is down means a line per
+// request; the filter logs each change between reachable and unreachable itself instead.
+func init() { redis.SetLogger(quiet{}) }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
 // redisStore is the cluster limiter: the state of every key lives in Redis.
 type redisStore struct {
 	limits []limit
@@ -121,7 +129,8 @@ func newRedisStore(limits []limit, rc RedisConfig, password, route string, log z
 			PoolTimeout:  rc.Timeout,
 			// A retry would double a decision's latency while Redis is down; the fail
 			// policy answers instead, and the next request dials again.
-			MaxRetries: -1,
+			MaxRetries:    -1,
+			DialerRetries: 1,
 			// The client's identity handshake (CLIENT SETINFO) is refused by older servers.
 			DisableIdentity: true,
 		}),
