@@ -6,6 +6,7 @@ package all
 import (
 	_ "github.com/weir-gateway/weir/filters/acl"       // "acl"
 	_ "github.com/weir-gateway/weir/filters/apikey"    // "apikey"
+	_ "github.com/weir-gateway/weir/filters/basicauth" // "basicauth"
 	_ "github.com/weir-gateway/weir/filters/cors"      // "cors"
 	_ "github.com/weir-gateway/weir/filters/headers"   // "headers"
 	_ "github.com/weir-gateway/weir/filters/ipfilter"  // "ipfilter"

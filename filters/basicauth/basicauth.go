@@ -1,0 +1,266 @@
+// Package basicauth implements the "basicauth" filter: HTTP Basic authentication (RFC 7617)
+// against the consumers' Basic users and an optional htpasswd file, bcrypt hashes only, with a
+// short cache of successful verifications and a bound on concurrent bcrypt work.
+package basicauth
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/weir-gateway/weir/core/filter"
+)
+
+// Filter authenticates requests with Basic credentials. It is safe for concurrent use; its
+// cache and semaphore belong to this snapshot's filter and go with it.
+type Filter struct {
+	consumers *filter.Consumers
+	files     map[string]fileUser
+	anonymous *filter.Consumer
+	hide      bool
+	challenge []byte
+
+	sem      chan struct{}
+	cache    *cache
+	cacheKey [32]byte // keys cache entries, so they are no unsalted digest of a password
+}
+
+type fileUser struct {
+	c    *filter.Consumer
+	hash []byte
+}
+
+// Reasons for the access log; static, so a refusal allocates nothing and never quotes a
+// credential.
+var (
+	errMissing   = errors.New("basicauth: no credentials")
+	errMalformed = errors.New("basicauth: malformed Basic credentials")
+	errUnknown   = errors.New("basicauth: unknown user or wrong password")
+	errAmbiguous = errors.New("basicauth: Authorization given more than once")
+	errBusy      = errors.New("basicauth: too many password checks at once")
+)
+
+// maxCredentials bounds the decoded "user:password": bcrypt reads 72 bytes of a password at
+// most, and a user name is short.
+const maxCredentials = 512
+
+var (
+	hAuthorization   = []byte("Authorization")
+	hWWWAuthenticate = []byte("Www-Authenticate") // as fasthttp stores it
+	hRetryAfter      = []byte("Retry-After")
+	vRetryAfter      = []byte("1")
+)
+
+// dummyHash is verified against for unknown users, so that a wrong user name takes as long as
+// a wrong password and the timing does not tell which user names exist.
+// Made on first use: generating it costs as much as a verification.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, err := bcrypt.GenerateFromPassword([]byte("weir-no-such-user"), bcrypt.DefaultCost)
+	if err != nil {
+		panic(err)
+	}
+	return h
+})
+
+// OnRequest parses the credentials, answers from the cache when this user and password were
+// verified lately, and otherwise runs bcrypt, at most max_concurrent at a time.
+func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
+	var raw []byte
+	n := 0
+	for k, v := range c.Request.Header.All() {
+		if len(k) == len(hAuthorization) && string(k) == string(hAuthorization) {
+			if n == 0 {
+				raw = v
+			}
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		return f.refuse(c, errAmbiguous)
+	case n == 0 || len(raw) == 0:
+		if f.anonymous != nil {
+			c.SetConsumer(f.anonymous)
+			return filter.Continue
+		}
+		return f.refuse(c, errMissing)
+	}
+	var buf [maxCredentials]byte
+	user, pass, ok := ParseBasic(raw, buf[:])
+	if !ok {
+		return f.refuse(c, errMalformed)
+	}
+	k, hash := f.lookup(user)
+
+	var key [sha256.Size]byte
+	cacheable := f.cache != nil && k != nil // user and password fit entryKey's buffer: maxCredentials
+	if cacheable {
+		key = f.entryKey(user, pass)
+		if f.cache.get(key, k) {
+			return f.accept(c, k)
+		}
+	}
+	select {
+	case f.sem <- struct{}{}:
+	default:
+		// Queueing would let a flood of wrong passwords hold every request for seconds.
+		c.Response.Header.SetCanonical(hRetryAfter, vRetryAfter)
+		return c.Fail(503, errBusy)
+	}
+	if k == nil {
+		hash = dummyHash()
+	}
+	err := bcrypt.CompareHashAndPassword(hash, pass)
+	<-f.sem
+	if err != nil || k == nil {
+		return f.refuse(c, errUnknown)
+	}
+	if cacheable {
+		f.cache.put(key, k)
+	}
+	return f.accept(c, k)
+}
+
+// OnResponse does nothing.
+func (f *Filter) OnResponse(*filter.Ctx) {}
+
+func (f *Filter) accept(c *filter.Ctx, k *filter.Consumer) filter.Status {
+	c.SetConsumer(k)
+	if f.hide {
+		c.Request.Header.DelBytes(hAuthorization)
+	}
+	return filter.Continue
+}
+
+func (f *Filter) refuse(c *filter.Ctx, err error) filter.Status {
+	c.Response.Header.SetCanonical(hWWWAuthenticate, f.challenge)
+	return c.Fail(401, err)
+}
+
+// lookup returns the user's consumer and bcrypt hash, from the consumers or the htpasswd file.
+func (f *Filter) lookup(user []byte) (*filter.Consumer, []byte) {
+	if k, h := f.consumers.ByBasicUser(user); k != nil {
+		return k, h
+	}
+	if u, ok := f.files[string(user)]; ok {
+		return u.c, u.hash
+	}
+	return nil, nil
+}
+
+// entryKey is SHA-256 over the filter's random key, the user, a NUL and the password: it
+// identifies a verified pair without keeping the password or a plain digest of it.
+func (f *Filter) entryKey(user, pass []byte) [sha256.Size]byte {
+	var buf [32 + 1 + maxCredentials]byte
+	b := append(buf[:0], f.cacheKey[:]...)
+	b = append(b, user...)
+	b = append(b, 0)
+	b = append(b, pass...)
+	return sha256.Sum256(b)
+}
+
+// ParseBasic parses the value of an Authorization header holding Basic credentials: the scheme
+// in any case, one or more spaces, then standard base64 with padding and nothing after it. The
+// decoded text is "user:password" with a user that is not empty; the password may hold ':'.
+// Neither may hold control bytes (RFC 7617). user and pass point into buf, which must be large
+// enough for the decoded credentials, else the credentials are refused.
+func ParseBasic(v, buf []byte) (user, pass []byte, ok bool) {
+	const scheme = "basic"
+	if len(v) < len(scheme)+2 {
+		return nil, nil, false
+	}
+	for i := 0; i < len(scheme); i++ {
+		if v[i]|0x20 != scheme[i] {
+			return nil, nil, false
+		}
+	}
+	rest := v[len(scheme):]
+	if rest[0] != ' ' {
+		return nil, nil, false
+	}
+	for len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
+	if len(rest) == 0 || base64.StdEncoding.DecodedLen(len(rest)) > len(buf) {
+		return nil, nil, false
+	}
+	n, err := base64.StdEncoding.Strict().Decode(buf, rest)
+	if err != nil {
+		return nil, nil, false
+	}
+	cred := buf[:n]
+	colon := -1
+	for i, b := range cred {
+		if b < ' ' || b == 0x7f {
+			return nil, nil, false
+		}
+		if b == ':' && colon < 0 {
+			colon = i
+		}
+	}
+	if colon <= 0 {
+		return nil, nil, false
+	}
+	return cred[:colon], cred[colon+1:], true
+}
+
+// cache remembers verified (user, password) pairs for a short time. It is a plain map under a
+// lock, bounded by evicting an arbitrary entry when full: a few thousand entries need nothing
+// more (a hit is one SHA-256 and one read-locked lookup), and it adds no dependency.
+type cache struct {
+	ttl time.Duration
+	max int
+
+	mu      sync.RWMutex
+	entries map[[sha256.Size]byte]entry
+}
+
+type entry struct {
+	c       *filter.Consumer
+	expires int64 // unix nanoseconds
+}
+
+func newCache(ttl time.Duration, max int) *cache {
+	return &cache{ttl: ttl, max: max, entries: make(map[[sha256.Size]byte]entry)}
+}
+
+// get reports whether key was verified lately for consumer k.
+func (c *cache) get(key [sha256.Size]byte, k *filter.Consumer) bool {
+	c.mu.RLock()
+	e, ok := c.entries[key]
+	c.mu.RUnlock()
+	return ok && e.c == k && time.Now().UnixNano() < e.expires
+}
+
+func (c *cache) put(key [sha256.Size]byte, k *filter.Consumer) {
+	now := time.Now().UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		// Expired entries first; then any one, so the map never grows past max.
+		evicted := false
+		for k, e := range c.entries {
+			if e.expires <= now {
+				delete(c.entries, k)
+				evicted = true
+			}
+		}
+		if !evicted {
+			for k := range c.entries {
+				delete(c.entries, k)
+				break
+			}
+		}
+	}
+	c.entries[key] = entry{c: k, expires: now + int64(c.ttl)}
+}
+
+// validBcrypt reports whether h parses as a bcrypt hash.
+func validBcrypt(h string) bool {
+	_, err := bcrypt.Cost([]byte(h))
+	return err == nil
+}
