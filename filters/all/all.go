@@ -8,6 +8,7 @@ import (
 	_ "github.com/weir-gateway/weir/filters/apikey"    // "apikey"
 	_ "github.com/weir-gateway/weir/filters/basicauth" // "basicauth"
 	_ "github.com/weir-gateway/weir/filters/cors"      // "cors"
+	_ "github.com/weir-gateway/weir/filters/extauth"   // "extauth"
 	_ "github.com/weir-gateway/weir/filters/headers"   // "headers"
 	_ "github.com/weir-gateway/weir/filters/ipfilter"  // "ipfilter"
 	_ "github.com/weir-gateway/weir/filters/jwt"       // "jwt"
