@@ -1,0 +1,228 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// frontdoorConfig has routes for apikey, basicauth and acl in front of a recording upstream.
+// Consumers: alice (key alice-key, Basic alice/alice-pass, group admins, X-Tier: gold), bob
+// (key bob-key, group staff), guest (no credentials).
+const frontdoorConfig = `
+server: { listen: "127.0.0.1:0", admin: "", drain_timeout: 5s }
+access_log: { enabled: false }
+upstreams:
+  be: { targets: [%q], retries: { attempts: 0 } }
+consumers:
+  - name: alice
+    groups: [admins]
+    headers: { X-Tier: gold }
+    credentials:
+      apikeys: [ { sha256: %q } ]
+      basic: [ { user: alice, bcrypt: %q } ]
+  - name: bob
+    groups: [staff]
+    credentials: { apikeys: [ { sha256: %q } ] }
+  - name: guest
+routes:
+  - name: key
+    match: { path_prefix: /key }
+    upstream: be
+    filters: [ apikey ]
+  - name: keyq
+    match: { path_prefix: /q }
+    upstream: be
+    filters: [ { apikey: { query: api_key, hide_credentials: true } } ]
+  - name: anon
+    match: { path_prefix: /anon }
+    upstream: be
+    filters: [ { apikey: { anonymous: guest } }, { acl: { deny: [staff] } } ]
+  - name: basic
+    match: { path_prefix: /basic }
+    upstream: be
+    filters: [ basicauth ]
+  - name: admin
+    match: { path_prefix: /admin }
+    upstream: be
+    filters: [ apikey, { acl: { allow: [admins] } } ]
+  - name: aclonly
+    match: { path_prefix: /aclonly }
+    upstream: be
+    filters: [ { acl: { allow: [admins] } } ]
+`
+
+
+func startFrontdoor(t *testing.T) (*recorder, string) {
+	t.Helper()
+	rec := startRecorder(t)
+	src := fmt.Sprintf(frontdoorConfig, rec.ln.Addr().String(), sha256Hex("alice-key"), aliceHash(t), sha256Hex("bob-key"))
+	cfg, err := ParseConfig("frontdoor.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, serve(t, e)
+}
+
+type frontdoorCase struct {
+	name       string
+	req        string // request head lines after the request line, each ending in \r\n
+	target     string
+	wantStatus int
+	wantUp     []string // fields the upstream must receive ("Name: value")
+	notUp      []string // strings the upstream request must not contain
+}
+
+func runFrontdoor(t *testing.T, rec *recorder, addr string, tests []frontdoorCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, br := dial(t, addr)
+			ex := send(t, conn, br, "GET "+tt.target+" HTTP/1.1\r\nHost: h\r\n"+tt.req+"\r\n")
+			if ex.status != tt.wantStatus {
+				t.Fatalf("status %d (%s), want %d", ex.status, ex.body, tt.wantStatus)
+			}
+			got := rec.take()
+			if tt.wantStatus != 200 {
+				if len(got) != 0 {
+					t.Fatalf("a refused request reached the upstream:\n%s", got)
+				}
+				if !strings.Contains(ex.body, `"status":`) {
+					t.Errorf("body %q is not the JSON error body", ex.body)
+				}
+				return
+			}
+			if len(got) != 1 {
+				t.Fatalf("upstream got %d requests, want 1", len(got))
+			}
+			for _, f := range tt.wantUp {
+				name, val, _ := strings.Cut(f, ": ")
+				if v := fieldsNamed(got[0], name); len(v) != 1 || v[0] != val {
+					t.Errorf("upstream %s = %q, want [%q]\n%s", name, v, val, got[0])
+				}
+			}
+			for _, s := range tt.notUp {
+				if strings.Contains(got[0], s) {
+					t.Errorf("upstream request contains %q:\n%s", s, got[0])
+				}
+			}
+		})
+	}
+}
+
+func TestFrontdoorAPIKey(t *testing.T) {
+	rec, addr := startFrontdoor(t)
+	runFrontdoor(t, rec, addr, []frontdoorCase{
+		{"accepted", "X-API-Key: alice-key\r\nX-Consumer-Name: mallory\r\n", "/key", 200,
+			[]string{"X-Consumer-Name: alice", "X-Consumer-Groups: admins", "X-Tier: gold"}, []string{"mallory"}},
+		{"other consumer", "x-api-key: bob-key\r\nX-Tier: platinum\r\n", "/key", 200,
+			[]string{"X-Consumer-Name: bob", "X-Consumer-Groups: staff"}, []string{"X-Tier", "platinum"}},
+		{"missing", "", "/key", 401, nil, nil},
+		{"unknown", "X-API-Key: alice-key2\r\n", "/key", 401, nil, nil},
+		{"empty", "X-API-Key: \r\n", "/key", 401, nil, nil},
+		{"duplicate", "X-API-Key: bob-key\r\nX-API-Key: alice-key\r\n", "/key", 401, nil, nil},
+		{"duplicate spelled with _", "X-API-Key: bob-key\r\nX_API_Key: alice-key\r\n", "/key", 401, nil, nil},
+		{"query hidden", "", "/q?a=1&api_key=alice-key&b=%2F", 200, []string{"X-Consumer-Name: alice"}, []string{"alice-key", "api_key"}},
+		{"query encoded name hidden", "", "/q?api%5Fkey=alice-key", 200, []string{"X-Consumer-Name: alice"}, []string{"alice-key", "api%5F"}},
+		{"query twice", "", "/q?api_key=alice-key&api_key=bob-key", 401, nil, nil},
+		{"query wrong", "", "/q?api_key=nope", 401, nil, nil},
+		{"anonymous", "X-Consumer-Name: alice\r\n", "/anon", 200, []string{"X-Consumer-Name: guest"}, []string{"alice"}},
+		{"anonymous route, wrong key", "X-API-Key: nope\r\n", "/anon", 401, nil, nil},
+		{"anonymous route, denied group", "X-API-Key: bob-key\r\n", "/anon", 403, nil, nil},
+	})
+}
+
+func TestFrontdoorBasicAuth(t *testing.T) {
+	rec, addr := startFrontdoor(t)
+	b := func(s string) string { return "Authorization: " + basicValue(s) + "\r\n" }
+	runFrontdoor(t, rec, addr, []frontdoorCase{
+		{"accepted, credentials hidden", b("alice:alice-pass") + "X-Consumer-Groups: root\r\n", "/basic", 200,
+			[]string{"X-Consumer-Name: alice", "X-Consumer-Groups: admins"}, []string{"Authorization", "root"}},
+		{"again, from the cache", b("alice:alice-pass"), "/basic", 200, []string{"X-Consumer-Name: alice"}, nil},
+		{"wrong password", b("alice:alice-pas"), "/basic", 401, nil, nil},
+		{"unknown user", b("bob:alice-pass"), "/basic", 401, nil, nil},
+		{"malformed", "Authorization: Basic !!!\r\n", "/basic", 401, nil, nil},
+		{"bearer", "Authorization: Bearer alice-pass\r\n", "/basic", 401, nil, nil},
+		{"twice", b("alice:alice-pass") + b("alice:alice-pass"), "/basic", 401, nil, nil},
+		{"missing", "", "/basic", 401, nil, nil},
+	})
+}
+
+func TestFrontdoorACL(t *testing.T) {
+	rec, addr := startFrontdoor(t)
+	runFrontdoor(t, rec, addr, []frontdoorCase{
+		{"allowed group", "X-API-Key: alice-key\r\n", "/admin/users", 200, []string{"X-Consumer-Name: alice"}, nil},
+		{"other group", "X-API-Key: bob-key\r\n", "/admin/users", 403, nil, nil},
+		{"forged consumer header", "X-Consumer-Name: alice\r\nX-Consumer-Groups: admins\r\n", "/admin/users", 401, nil, nil},
+		{"no auth filter", "X-API-Key: alice-key\r\nX-Consumer-Name: alice\r\n", "/aclonly", 401, nil, nil},
+		{"path spelling", "X-API-Key: bob-key\r\n", "//admin/./users", 403, nil, nil},
+		{"encoded path", "X-API-Key: bob-key\r\n", "/%61dmin/users", 403, nil, nil},
+	})
+}
+
+// TestFrontdoorReloadConsumers rotates a key file: after the reload the old key is refused and
+// the new one accepted, with requests served throughout.
+func TestFrontdoorReloadConsumers(t *testing.T) {
+	rec := startRecorder(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	keyFile := filepath.Join(dir, "alice.key")
+	write := func(name, body string) {
+		if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(keyFile, "old-key\n")
+	write(path, fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "", drain_timeout: 5s }
+access_log: { enabled: false }
+upstreams: { be: { targets: [%q] } }
+consumers:
+  - { name: alice, credentials: { apikeys: [ { file: alice.key } ] } }
+routes:
+  - { name: key, match: { path_prefix: / }, upstream: be, filters: [ apikey ] }
+`, rec.ln.Addr().String()))
+	e, addr := start(t, path)
+	status := func(key string) int {
+		conn, br := dial(t, addr)
+		ex := send(t, conn, br, "GET / HTTP/1.1\r\nHost: h\r\nX-API-Key: "+key+"\r\n\r\n")
+		rec.take()
+		return ex.status
+	}
+	if got := status("old-key"); got != 200 {
+		t.Fatalf("old key before the reload: %d, want 200", got)
+	}
+	write(keyFile, "new-key\n")
+	if ev, err := e.Reload("test"); err != nil || ev.Unchanged {
+		t.Fatalf("reload: %+v, %v (a changed key file must change the config)", ev, err)
+	}
+	if got := status("old-key"); got != 401 {
+		t.Errorf("old key after the reload: %d, want 401", got)
+	}
+	if got := status("new-key"); got != 200 {
+		t.Errorf("new key after the reload: %d, want 200", got)
+	}
+	// A broken key file keeps the running consumers.
+	write(keyFile, "")
+	if _, err := e.Reload("test"); err == nil || strings.Contains(err.Error(), "new-key") {
+		t.Errorf("reload with an empty key file: %v, want an error that quotes no key", err)
+	}
+	if got := status("new-key"); got != 200 {
+		t.Errorf("after a failed reload: %d, want 200", got)
+	}
+}
