@@ -63,7 +63,6 @@ routes:
     filters: [ { acl: { allow: [admins] } } ]
 `
 
-
 func startFrontdoor(t *testing.T) (*recorder, string) {
 	t.Helper()
 	rec := startRecorder(t)

@@ -16,8 +16,11 @@ import (
 // named in its config, so the engine's consumer wiring is tested apart from any auth filter.
 type testLogin struct{ k *filter.Consumer }
 
-func (f *testLogin) OnRequest(c *filter.Ctx) filter.Status { c.SetConsumer(f.k); return filter.Continue }
-func (f *testLogin) OnResponse(*filter.Ctx)                {}
+func (f *testLogin) OnRequest(c *filter.Ctx) filter.Status {
+	c.SetConsumer(f.k)
+	return filter.Continue
+}
+func (f *testLogin) OnResponse(*filter.Ctx) {}
 
 func init() {
 	filter.Register("test-login", func(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
