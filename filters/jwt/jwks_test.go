@@ -99,7 +99,7 @@ func TestJWKSRotation(t *testing.T) {
 	testKeys(t)
 	p := newIDP(t)
 	p.set(rsaJWK("k1", &rsaPriv.PublicKey))
-	f := mustBuild(t, filter.Env{}, jwksConfig(p.srv.URL, "refresh_throttle: 50ms"))
+	f := mustBuild(t, filter.Env{}, jwksConfig(p.srv.URL, "refresh_throttle: 300ms"))
 	if n := p.fetches.Load(); n != 1 {
 		t.Fatalf("fetches after build: %d, want 1 (the first fetch)", n)
 	}
