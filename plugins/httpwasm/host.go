@@ -478,4 +478,3 @@ func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 
 // Trap is an error, so the wasm host's fault accounting finds it with errors.As.
 var _ error = (*Trap)(nil)
-
