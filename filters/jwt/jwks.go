@@ -83,7 +83,8 @@ func newFetcher(url string, opts fetchOptions, log zerolog.Logger) *fetcher {
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	next, err := f.fetch()
 	if err != nil {
-		f.log.Warn().Err(err).Msg("jwt: first JWKS fetch failed; retrying in the background")
+		next = backoff(1, opts.minRefresh)
+		f.log.Warn().Err(err).Dur("retry_in", next).Msg("jwt: first JWKS fetch failed; retrying in the background")
 	}
 	go f.run(next, err != nil)
 	return f
@@ -136,6 +137,12 @@ func (f *fetcher) run(next time.Duration, failed bool) {
 			failures = 0
 		}
 		timer.Reset(d)
+		// Asks that came in while fetching are answered by this fetch; a kid still unknown
+		// asks again with its next request.
+		select {
+		case <-f.kickc:
+		default:
+		}
 	}
 	for {
 		select {
