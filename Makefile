@@ -52,10 +52,12 @@ bench:
 # Long-running checks under load: 1,000 reloads, a backend killed and restored, 1,000 slow
 # clients (bench/README.md). Each prints a one-line verdict; any FAIL fails the target. Then
 # 1,000 clients stall their bodies on a plugin route while normal traffic must keep >= 99%
-# success (make test runs it with 100 for 2s).
+# success (make test runs it with 100 for 2s). Last, rate-limit accuracy: 64 clients for 10 s, local (±1%),
+# two gateways on one Redis (±2%), Redis killed mid-run (needs redis-server).
 soak: build
 	./bench/soak.sh
 	$(GO) test -count=1 -run 'TestSlowBodyLoad$$' -v ./core/engine -slow-bodies=1000 -load-for=10s
+	$(GO) test -count=1 -run 'TestRatelimitAccuracy$$' -v ./core/engine -ratelimit-soak
 
 # Every SDK example built from source into sdk/out/<lang>-<example>.wasm; a missing toolchain
 # is reported and skipped (WEIR_REQUIRE_ALL=1 makes it an error).

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,7 +89,8 @@ func (quiet) Printf(context.Context, string, ...any) {}
 // redisStore is the cluster limiter: the state of every key lives in Redis.
 type redisStore struct {
 	limits []limit
-	client *redis.Client
+	client atomic.Pointer[redis.Client]
+	opts   *redis.Options
 	prefix string // the key prefix, the route and a fingerprint of the limits
 	args   []any  // interval and tolerance of each limit, in µs, built once
 	log    zerolog.Logger
@@ -96,7 +98,17 @@ type redisStore struct {
 	down        atomic.Bool
 	errs        atomic.Int64 // failed decisions
 	transitions atomic.Int64 // reachable <-> unreachable changes
+
+	probing atomic.Bool
+	probes  sync.WaitGroup
+	stop    chan struct{}
 }
+
+// probeEvery is how often a lost Redis is tried again. The client library's own pool, once
+// its dials keep failing, refuses every command and probes only once a second; a fresh client
+// swapped in as soon as a probe succeeds brings limiting back within this interval of Redis's
+// return instead.
+const probeEvery = 100 * time.Millisecond
 
 // RedisConfig is the redis subtree of the config.
 type RedisConfig struct {
@@ -118,7 +130,7 @@ type RedisConfig struct {
 func newRedisStore(limits []limit, rc RedisConfig, password, route string, log zerolog.Logger) *redisStore {
 	s := &redisStore{
 		limits: limits,
-		client: redis.NewClient(&redis.Options{
+		opts: &redis.Options{
 			Addr:         rc.Addr,
 			Username:     rc.Username,
 			Password:     password,
@@ -133,9 +145,11 @@ func newRedisStore(limits []limit, rc RedisConfig, password, route string, log z
 			DialerRetries: 1,
 			// The client's identity handshake (CLIENT SETINFO) is refused by older servers.
 			DisableIdentity: true,
-		}),
-		log: log,
+		},
+		log:  log,
+		stop: make(chan struct{}),
 	}
+	s.client.Store(redis.NewClient(s.opts))
 	fp := sha256.New()
 	for _, l := range limits {
 		s.args = append(s.args, usec(l.interval), usec(l.tolerance))
@@ -157,7 +171,7 @@ func (s *redisStore) take(kind byte, b []byte, str string) (decision, error) {
 	h.Write([]byte(str))
 	var sum [sha256.Size]byte
 	key := s.prefix + hex.EncodeToString(h.Sum(sum[:0])[:16])
-	v, err := script.Run(context.Background(), s.client, []string{key}, s.args...).Int64Slice()
+	v, err := script.Run(context.Background(), s.client.Load(), []string{key}, s.args...).Int64Slice()
 	if err == nil && len(v) != 1+3*len(s.limits) {
 		err = fmt.Errorf("script returned %d values, want %d", len(v), 1+3*len(s.limits))
 	}
@@ -166,6 +180,10 @@ func (s *redisStore) take(kind byte, b []byte, str string) (decision, error) {
 		if s.down.CompareAndSwap(false, true) {
 			s.transitions.Add(1)
 			s.log.Warn().Err(err).Msg("ratelimit: redis unreachable; applying the fail policy until it answers again")
+		}
+		if s.probing.CompareAndSwap(false, true) {
+			s.probes.Add(1)
+			go s.probe()
 		}
 		return decision{}, err
 	}
@@ -180,4 +198,34 @@ func (s *redisStore) take(kind byte, b []byte, str string) (decision, error) {
 	return d, nil
 }
 
-func (s *redisStore) Close() error { return s.client.Close() }
+// probe pings Redis with a fresh client every probeEvery and, once it answers, makes that
+// client the one decisions use.
+func (s *redisStore) probe() {
+	defer s.probes.Done()
+	defer s.probing.Store(false)
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		c := redis.NewClient(s.opts)
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.DialTimeout+s.opts.ReadTimeout)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err != nil {
+			c.Close()
+			continue
+		}
+		s.client.Swap(c).Close()
+		return
+	}
+}
+
+func (s *redisStore) Close() error {
+	close(s.stop)
+	s.probes.Wait()
+	return s.client.Load().Close()
+}
