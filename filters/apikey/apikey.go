@@ -13,13 +13,15 @@ import (
 // Filter authenticates requests by API key. It is immutable after New and safe for concurrent
 // use.
 type Filter struct {
-	consumers  *filter.Consumers
-	anonymous  *filter.Consumer
-	header     []byte // canonical name, nil when keys are not read from a header
-	headerFold []byte // lower case, '_' as '-'
-	query      []byte // parameter name, nil when keys are not read from the query
-	hide       bool
-	challenge  []byte
+	consumers *filter.Consumers
+	anonymous *filter.Consumer
+	// spellings are the header's name and its variants with '_' for '-' (empty when keys are
+	// not read from a header).
+	spellings []string
+	query     []byte // parameter name, nil when keys are not read from the query
+	queryName string
+	hide      bool
+	challenge []byte
 }
 
 // maxKeyLen bounds the keys worth hashing. Consumers' keys are visible ASCII of at most 4 KiB
@@ -44,7 +46,7 @@ var hWWWAuthenticate = []byte("Www-Authenticate")
 func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 	var key []byte
 	n := 0
-	if f.header != nil {
+	if f.spellings != nil {
 		key, n = f.fromHeader(c)
 	}
 	if n == 0 && f.query != nil {
@@ -81,51 +83,38 @@ func (f *Filter) refuse(c *filter.Ctx, err error) filter.Status {
 	return c.Fail(401, err)
 }
 
-// fromHeader returns the first field holding the key and how many do. Names match ignoring
-// case and taking '_' as '-': CGI-style upstreams read X_API_Key as X-API-Key.
-func (f *Filter) fromHeader(c *filter.Ctx) (key []byte, n int) {
-	for k, v := range c.Request.Header.All() {
-		if foldDash(k, f.headerFold) {
-			if n == 0 {
-				key = v
-			}
-			n++
+// fromHeader returns the first field holding the key and how many do. Every spelling of the
+// name with '_' for '-' counts: CGI-style upstreams read X_API_Key as X-API-Key. PeekAll keeps
+// its result in the header's own buffer, so this allocates nothing (a range over
+// Header.All would, for the closure the compiler makes of the loop body).
+func (f *Filter) fromHeader(c *filter.Ctx) ([]byte, int) {
+	var key []byte
+	n := 0
+	h := &c.Request.Header
+	for _, sp := range f.spellings {
+		vals := h.PeekAll(sp)
+		if n == 0 && len(vals) > 0 {
+			key = vals[0]
 		}
+		n += len(vals)
 	}
 	return key, n
 }
 
 // fromQuery returns the first (percent-decoded) value of the parameter and how many there are.
-func (f *Filter) fromQuery(c *filter.Ctx) (key []byte, n int) {
-	for k, v := range c.URI().QueryArgs().All() {
-		if string(k) == string(f.query) {
-			if n == 0 {
-				key = v
-			}
-			n++
-		}
+func (f *Filter) fromQuery(c *filter.Ctx) ([]byte, int) {
+	u := c.URI()
+	n := CountParam(u.QueryString(), f.query)
+	if n == 0 {
+		return nil, 0
 	}
-	return key, n
+	return u.QueryArgs().Peek(f.queryName), n
 }
 
 // hideKey removes every field and parameter the key may be in, so the upstream never sees it.
 func (f *Filter) hideKey(c *filter.Ctx) {
-	if f.header != nil {
-		h := &c.Request.Header
-		for {
-			var buf [128]byte
-			var name []byte
-			for k := range h.All() {
-				if len(k) <= len(buf) && foldDash(k, f.headerFold) {
-					name = append(buf[:0], k...)
-					break
-				}
-			}
-			if name == nil {
-				break
-			}
-			h.DelBytes(name)
-		}
+	for _, sp := range f.spellings {
+		c.Request.Header.Del(sp)
 	}
 	if f.query != nil {
 		u := c.URI()
@@ -137,23 +126,34 @@ func (f *Filter) hideKey(c *filter.Ctx) {
 	}
 }
 
-// foldDash compares a header name with a lower-case name, ignoring ASCII case and taking '_'
-// as '-'.
-func foldDash(k, lower []byte) bool {
-	if len(k) != len(lower) {
-		return false
-	}
-	for i, b := range k {
-		if b >= 'A' && b <= 'Z' {
-			b += 'a' - 'A'
-		} else if b == '_' {
-			b = '-'
+// CountParam counts the parameters of the raw query string q whose name, percent-decoded as
+// fasthttp decodes it, is name.
+func CountParam(q, name []byte) int {
+	n := 0
+	for len(q) > 0 {
+		seg := q
+		if i := indexByte(q, '&'); i >= 0 {
+			seg, q = q[:i], q[i+1:]
+		} else {
+			q = nil
 		}
-		if b != lower[i] {
-			return false
+		if i := indexByte(seg, '='); i >= 0 {
+			seg = seg[:i]
+		}
+		if len(seg) > 0 && decodedEqual(seg, name) {
+			n++
 		}
 	}
-	return true
+	return n
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
 }
 
 // RemoveParam removes every parameter named name (compared after percent-decoding, '+' being a

@@ -2,7 +2,6 @@ package apikey
 
 import (
 	"fmt"
-	"net/textproto"
 	"strings"
 
 	"github.com/weir-gateway/weir/core/filter"
@@ -54,14 +53,13 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 		if canon == "Host" || canon == "Content-Type" {
 			return nil, fmt.Errorf("header: %q cannot carry an API key", canon)
 		}
-		f.header = []byte(canon)
-		f.headerFold = []byte(foldName(canon))
+		f.spellings = Spellings(canon)
 	}
 	if cfg.Query != "" {
 		if strings.ContainsAny(cfg.Query, "&=#? \t\r\n") {
 			return nil, fmt.Errorf("query: %q is not a plain parameter name", cfg.Query)
 		}
-		f.query = []byte(cfg.Query)
+		f.query, f.queryName = []byte(cfg.Query), cfg.Query
 	}
 	realm := cfg.Realm
 	if realm == "" {
@@ -96,7 +94,30 @@ func hasKeys(cs *filter.Consumers) bool {
 	return false
 }
 
-// foldName is a header name as foldDash compares it: lower case, '_' as '-'.
-func foldName(n string) string {
-	return strings.ReplaceAll(strings.ToLower(textproto.CanonicalMIMEHeaderKey(n)), "_", "-")
+// maxSeparators bounds the '-' of a header name whose '_' spellings are all tried; past it only
+// the name and its all-'_' spelling are (no real key header has five dashes).
+const maxSeparators = 4
+
+// Spellings returns name and every spelling of it with some '-' written '_'.
+func Spellings(name string) []string {
+	var seps []int
+	for i := 0; i < len(name); i++ {
+		if name[i] == '-' {
+			seps = append(seps, i)
+		}
+	}
+	if len(seps) > maxSeparators {
+		return []string{name, strings.ReplaceAll(name, "-", "_")}
+	}
+	out := make([]string, 0, 1<<len(seps))
+	for mask := 0; mask < 1<<len(seps); mask++ {
+		b := []byte(name)
+		for j, at := range seps {
+			if mask&(1<<j) != 0 {
+				b[at] = '_'
+			}
+		}
+		out = append(out, string(b))
+	}
+	return out
 }

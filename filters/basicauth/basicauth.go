@@ -49,10 +49,11 @@ var (
 const maxCredentials = 512
 
 var (
-	hAuthorization   = []byte("Authorization")
-	hWWWAuthenticate = []byte("Www-Authenticate") // as fasthttp stores it
-	hRetryAfter      = []byte("Retry-After")
-	vRetryAfter      = []byte("1")
+	hAuthorization     = []byte("Authorization")
+	hAuthorizationName = "Authorization"
+	hWWWAuthenticate   = []byte("Www-Authenticate") // as fasthttp stores it
+	hRetryAfter        = []byte("Retry-After")
+	vRetryAfter        = []byte("1")
 )
 
 // dummyHash is verified against for unknown users, so that a wrong user name takes as long as
@@ -69,15 +70,13 @@ var dummyHash = sync.OnceValue(func() []byte {
 // OnRequest parses the credentials, answers from the cache when this user and password were
 // verified lately, and otherwise runs bcrypt, at most max_concurrent at a time.
 func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
+	// PeekAll keeps its result in the header's own buffer: no allocation, unlike a range over
+	// Header.All, whose loop body the compiler makes into a closure.
+	vals := c.Request.Header.PeekAll(hAuthorizationName)
+	n := len(vals)
 	var raw []byte
-	n := 0
-	for k, v := range c.Request.Header.All() {
-		if len(k) == len(hAuthorization) && string(k) == string(hAuthorization) {
-			if n == 0 {
-				raw = v
-			}
-			n++
-		}
+	if n > 0 {
+		raw = vals[0]
 	}
 	switch {
 	case n > 1:
