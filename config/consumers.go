@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/weir-gateway/weir/core/httpsyntax"
 )
 
 // Consumer is one caller declared under `consumers:`: who it is (name, groups), what the
@@ -214,7 +216,7 @@ func validateConsumers(p *problems, c *Config) {
 			hpath := path + ".headers." + name
 			canon := textproto.CanonicalMIMEHeaderKey(name)
 			switch {
-			case !isToken(name):
+			case !httpsyntax.IsToken(name):
 				p.add(hpath, "", "", fmt.Errorf("header name %q is not an RFC 9110 token", name))
 			case slices.ContainsFunc(reservedConsumerHeaders, func(r string) bool { return strings.EqualFold(r, name) }):
 				p.add(hpath, "", "", fmt.Errorf("header %q is set by the gateway or frames the request; choose another name", canon))

@@ -28,6 +28,14 @@ type setting struct {
 
 // settings lists every key that has a default and an environment override. Durations and sizes
 // are written as strings so that defaults go through the same parsing as the file.
+// DefaultStripClientHeaders are the fields that name a client or rewrite a URL, which common
+// frameworks believe (X-Real-IP, True-Client-IP, X-Original-URL, …), so that only trusted
+// proxies may set them (server.strip_client_headers).
+var DefaultStripClientHeaders = []string{
+	"X-Real-IP", "True-Client-IP", "CF-Connecting-IP", "X-Client-IP",
+	"X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Prefix",
+}
+
 var settings = []setting{
 	// The proxy listener.
 	{"server.listen", ":8080"},
@@ -62,10 +70,7 @@ var settings = []setting{
 	{"server.max_conns_per_ip", 0},
 	// No peer is trusted to set X-Forwarded-* until the operator says so.
 	{"server.trusted_proxies", []string{}},
-	// Client-identity and URL-rewrite fields that frameworks believe; only trusted proxies may
-	// set them. Keep in step with proxy.DefaultStripHeaders (config imports nothing from core).
-	{"server.strip_client_headers", []string{"X-Real-IP", "True-Client-IP", "CF-Connecting-IP",
-		"X-Client-IP", "X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Prefix"}},
+	{"server.strip_client_headers", DefaultStripClientHeaders},
 	{"server.via", "weir"},
 	// Compiled plugins are cached on disk so a restart does not recompile them.
 	{"server.plugin_cache_dir", ""},

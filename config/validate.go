@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weir-gateway/weir/core/httpsyntax"
 )
 
 // Validate checks c's values and cross-references and reports every problem, not only the first,
@@ -168,7 +170,7 @@ func validateBalance(p *problems, path string, u Upstream) {
 		cookie, isCookie := strings.CutPrefix(u.HashOn, "cookie:")
 		switch {
 		case u.HashOn == "client_ip":
-		case isHeader && isToken(name):
+		case isHeader && httpsyntax.IsToken(name):
 		case isCookie && cookie != "" && !strings.ContainsAny(cookie, "=; "):
 		default:
 			p.add(path+".hash_on", "", "", fmt.Errorf("%q: want client_ip, header:<name> or cookie:<name>", u.HashOn))
@@ -312,7 +314,7 @@ func validateMatch(p *problems, path, route string, m *Match) {
 	for i, meth := range m.Methods {
 		mpath := fmt.Sprintf("%s.methods[%d]", path, i)
 		switch {
-		case !isToken(meth):
+		case !httpsyntax.IsToken(meth):
 			p.add(mpath, route, "", fmt.Errorf("%q is not a valid HTTP method", meth))
 		case meth != strings.ToUpper(meth):
 			// Methods are case-sensitive on the wire; "get" would never match a GET request.
@@ -320,7 +322,7 @@ func validateMatch(p *problems, path, route string, m *Match) {
 		}
 	}
 	for _, h := range sortedKeys(m.Headers) {
-		if !isToken(h) {
+		if !httpsyntax.IsToken(h) {
 			p.add(path+".headers."+h, route, "", fmt.Errorf("%q is not a valid header name", h))
 		}
 	}
@@ -456,21 +458,4 @@ func nonNeg(p *problems, path string, n int64) {
 	if n < 0 {
 		p.add(path, "", "", fmt.Errorf("is negative (%d)", n))
 	}
-}
-
-// isToken reports whether s is an RFC 9110 token, the syntax of methods and header names.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -18,8 +18,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/edge"
 	"github.com/weir-gateway/weir/core/filter"
-	"github.com/weir-gateway/weir/core/proxy"
 	"github.com/weir-gateway/weir/core/telemetry"
 )
 
@@ -63,7 +63,7 @@ type Engine struct {
 	// The listener's certificates when it serves TLS (nil otherwise). sniCheck refuses a Host
 	// the connection's certificate does not cover (server.tls.strict_sni_host: auto or
 	// always), sniAlways for every host rather than those with a certificate of their own.
-	certs     *proxy.CertStore
+	certs     *edge.CertStore
 	sniCheck  bool
 	sniAlways bool
 
@@ -209,6 +209,9 @@ func (e *Engine) Apply(cfg *config.Config, trigger string) (ReloadEvent, error) 
 	e.cur.Store(s)
 	e.cfg.Store(cfg)
 	old.release(e.log)
+	if e.certs != nil {
+		e.certs.Recheck() // certificate files may have been renewed with the config
+	}
 	e.reloads.Add(1)
 	ev := ReloadEvent{Time: time.Now(), Trigger: trigger, OK: true, Hash: cfg.Hash}
 	e.record(ev)
@@ -291,7 +294,7 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	if e.access != nil { // a clock read costs tens of nanoseconds on some VMs; only pay it when logging
 		start = time.Now()
 	}
-	if err := proxy.CheckFraming(rc); err != nil {
+	if err := edge.CheckFraming(rc); err != nil {
 		e.framing.Add(1)
 		e.reject(rc, fasthttp.StatusBadRequest, err)
 		return
@@ -302,8 +305,8 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	}
 	r := e.ctxPool.Get().(*request)
 	// The edge checks the method, target and Host and puts the path in normal form, once: the
-	// router, filters, plugins, upstream and access log all see what it leaves (proxy.Edge).
-	tg, buf, err := proxy.Edge(rc, r.norm)
+	// router, filters, plugins, upstream and access log all see what it leaves (edge.Edge).
+	tg, buf, err := edge.Edge(rc, r.norm)
 	r.norm = buf
 	if err != nil {
 		e.ctxPool.Put(r)
@@ -325,7 +328,7 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	}
 	defer s.release(e.log)
 
-	client := proxy.Sanitize(rc, s.trusted)
+	client := edge.Sanitize(rc, s.trusted)
 	c := &r.Ctx
 	c.Reset(rc, "")
 	c.SetClientIP(client)
@@ -357,7 +360,7 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 		e.reject(rc, fasthttp.StatusBadRequest, tg.PathErr)
 		return
 	}
-	r.target = proxy.SetTarget(rc, &tg, path, r.target)
+	r.target = edge.SetTarget(rc, &tg, path, r.target)
 	if e.access != nil {
 		// Filters may rewrite the path; the log reports the one that was routed.
 		r.path = append(r.path[:0], path...)
@@ -383,7 +386,7 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 var errMisdirected = errors.New("host not covered by the certificate of the connection's sni name (server.tls.strict_sni_host)")
 
 // misdirected reports a TLS request whose Host its connection's certificate does not cover
-// (proxy.CertStore.Misdirected). Reading the connection state costs one small allocation per
+// (edge.CertStore.Misdirected). Reading the connection state costs one small allocation per
 // TLS request; the handshake and encryption cost far more.
 func (e *Engine) misdirected(rc *fasthttp.RequestCtx) bool {
 	st := rc.TLSConnectionState()

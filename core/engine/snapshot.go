@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/edge"
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/proxy"
 	"github.com/weir-gateway/weir/core/router"
@@ -23,7 +24,7 @@ type snapshot struct {
 	cfg     *config.Config
 	table   *router.Table
 	routes  []route
-	trusted *proxy.Trusted
+	trusted *edge.Trusted
 	// upstreams are the http upstreams by name, for routes' overrides and the admin API.
 	upstreams map[string]*proxy.Upstream
 	// consumers are the callers auth filters identify; strip removes the headers that name
@@ -93,7 +94,7 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 		}
 	}()
 	var errs []error
-	s.trusted, err = proxy.ParseTrusted(cfg.Server.TrustedProxies)
+	s.trusted, err = edge.ParseTrusted(cfg.Server.TrustedProxies)
 	if err != nil {
 		errs = append(errs, &config.Error{File: cfg.File, Path: "server.trusted_proxies", Err: err})
 	} else if sh := cfg.Server.StripClientHeaders; sh != nil { // nil: a config not from Load

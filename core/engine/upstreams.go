@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/edge"
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/proxy"
 )
@@ -170,12 +171,12 @@ func (e *Engine) Upstreams() []UpstreamStatus {
 
 // newCertStore loads the proxy listener's certificates from server.tls: chosen by SNI and
 // reloaded when their files change.
-func newCertStore(c *config.ServerTLS, log zerolog.Logger) (*proxy.CertStore, error) {
-	pairs := make([]proxy.CertPair, len(c.Certificates))
+func newCertStore(c *config.ServerTLS, log zerolog.Logger) (*edge.CertStore, error) {
+	pairs := make([]edge.CertPair, len(c.Certificates))
 	for i, cc := range c.Certificates {
-		pairs[i] = proxy.CertPair{CertFile: cc.CertFile, KeyFile: cc.KeyFile}
+		pairs[i] = edge.CertPair{CertFile: cc.CertFile, KeyFile: cc.KeyFile}
 	}
-	store, err := proxy.NewCertStore(pairs, func(err error) {
+	store, err := edge.NewCertStore(pairs, func(err error) {
 		log.Error().Err(err).Msg("reload tls certificate; keeping the previous one")
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/weir-gateway/weir/core/edge"
 )
 
 // fakeResolver answers from maps a test can change while the upstream runs.
@@ -280,7 +281,7 @@ func TestCertStoreSNI(t *testing.T) {
 	a, b := newPKIFor(t, "a.example.com"), newPKIFor(t, "*.b.example.com", "api.internal")
 	c := newPKIFor(t, "api.internal")
 	var reloadErrs []error
-	store, err := NewCertStore([]CertPair{{a.certFile, a.keyFile}, {b.certFile, b.keyFile}, {c.certFile, c.keyFile}},
+	store, err := edge.NewCertStore([]edge.CertPair{{CertFile: a.certFile, KeyFile: a.keyFile}, {CertFile: b.certFile, KeyFile: b.keyFile}, {CertFile: c.certFile, KeyFile: c.keyFile}},
 		func(err error) { reloadErrs = append(reloadErrs, err) })
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +311,7 @@ func TestCertStoreSNI(t *testing.T) {
 			t.Errorf("SNI %q got the wrong certificate", tt.sni)
 		}
 	}
-	if _, err := NewCertStore([]CertPair{{a.certFile, filepath.Join(a.dir, "missing.key")}}, nil); err == nil {
+	if _, err := edge.NewCertStore([]edge.CertPair{{CertFile: a.certFile, KeyFile: filepath.Join(a.dir, "missing.key")}}, nil); err == nil {
 		t.Error("missing key accepted")
 	}
 	// Renew a's files with c's certificate: the store serves it after the next check.
@@ -322,7 +323,7 @@ func TestCertStoreSNI(t *testing.T) {
 		future := time.Now().Add(time.Minute)
 		_ = os.Chtimes(f[1], future, future)
 	}
-	store.nextCheck.Store(0)
+	store.Recheck()
 	if got := pick(""); !bytes.Equal(got, raw(c)) {
 		t.Error("certificate not reloaded after its files changed")
 	}
@@ -332,7 +333,7 @@ func TestCertStoreSNI(t *testing.T) {
 	}
 	later := time.Now().Add(2 * time.Minute)
 	_ = os.Chtimes(a.certFile, later, later)
-	store.nextCheck.Store(0)
+	store.Recheck()
 	if got := pick(""); !bytes.Equal(got, raw(c)) {
 		t.Error("a broken file replaced the serving certificate")
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/weir-gateway/weir/core/edge"
 	"github.com/weir-gateway/weir/core/filter"
 )
 
@@ -50,16 +51,16 @@ func serve(t testing.TB, h fasthttp.RequestHandler) string {
 
 // gateway is a minimal stand-in for the engine: CheckFraming → 400 and close; Sanitize; then the
 // terminal step.
-func gateway(t testing.TB, trusted *Trusted, terminal func(*filter.Ctx)) string {
+func gateway(t testing.TB, trusted *edge.Trusted, terminal func(*filter.Ctx)) string {
 	return serve(t, func(ctx *fasthttp.RequestCtx) {
-		if err := CheckFraming(ctx); err != nil {
+		if err := edge.CheckFraming(ctx); err != nil {
 			ctx.Response.SetConnectionClose()
 			ctx.SetStatusCode(fasthttp.StatusBadRequest)
 			ctx.SetContentType("application/json")
 			ctx.SetBodyString(filter.ErrorBody(fasthttp.StatusBadRequest))
 			return
 		}
-		Sanitize(ctx, trusted)
+		edge.Sanitize(ctx, trusted)
 		var c filter.Ctx
 		c.Reset(ctx, "test")
 		terminal(&c)

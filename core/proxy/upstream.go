@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/httpsyntax"
 	"github.com/weir-gateway/weir/core/proxy/balance"
 )
 
@@ -169,7 +170,7 @@ func (o *Options) check() error {
 	if o.MaxConns < 0 || o.MaxResponseHeaderBytes < 0 {
 		return fmt.Errorf("upstream %q: negative size limit", o.Name)
 	}
-	if o.Via != "" && !validToken(o.Via) {
+	if o.Via != "" && !httpsyntax.IsToken(o.Via) {
 		return fmt.Errorf("upstream %q: via %q is not a token", o.Name, o.Via)
 	}
 	return nil
@@ -290,7 +291,7 @@ func parseHashOn(s string) (hashKind, []byte, error) {
 	switch {
 	case s == "" || s == "client_ip":
 		return hashClientIP, nil, nil
-	case strings.HasPrefix(s, "header:") && validToken(s[len("header:"):]):
+	case strings.HasPrefix(s, "header:") && httpsyntax.IsToken(s[len("header:"):]):
 		return hashHeader, []byte(s[len("header:"):]), nil
 	case strings.HasPrefix(s, "cookie:") && len(s) > len("cookie:"):
 		return hashCookie, []byte(s[len("cookie:"):]), nil
@@ -599,8 +600,8 @@ func (u *Upstream) prepareRequest(req *fasthttp.Request) error {
 	}
 	// The server already answered "100 Continue" to the client before the body was read;
 	// forwarding the expectation would only make the upstream wait for nothing.
-	if len(h.Peek(hExpect)) > 0 {
-		h.Del(hExpect)
+	if len(h.Peek("Expect")) > 0 {
+		h.Del("Expect")
 	}
 	// Send exactly the path and query the pipeline last saw, and Host only from the Host
 	// field. Normalizing here would let the upstream see another resource than the one the
@@ -622,7 +623,7 @@ func (u *Upstream) prepareRequest(req *fasthttp.Request) error {
 		return errNoHost
 	}
 	if u.via != "" {
-		h.Add(hVia, u.via)
+		h.Add("Via", u.via)
 	}
 	return nil
 }
@@ -810,7 +811,7 @@ func (u *Upstream) readHeader(br *bufio.Reader, resp *fasthttp.Response) error {
 		}
 		// Skip the status line; the parser below validates it.
 		i := bytes.IndexByte(raw, '\n')
-		if err = checkRaw(raw[i+1:], true); err != nil {
+		if _, err = httpsyntax.CheckHeaderSection(raw[i+1:], true); err != nil {
 			return fmt.Errorf("%w: %w", errMalformedFraming, err)
 		}
 		if err = resp.Header.Read(br); err != nil {
@@ -845,7 +846,7 @@ func peekHeaderSection(br *bufio.Reader) ([]byte, error) {
 			return b[:end+4], nil
 		}
 		if bytes.Contains(b, lflf) {
-			return nil, fmt.Errorf("%w: %w", errMalformedFraming, ErrBadLineEnding)
+			return nil, fmt.Errorf("%w: %w", errMalformedFraming, httpsyntax.ErrBadLineEnding)
 		}
 		n = len(b) + 1
 	}
@@ -860,21 +861,21 @@ var (
 // field its Connection header names. Framing fields are dropped and re-derived by the server
 // from the body it is given.
 func (u *Upstream) stripResponse(h *fasthttp.ResponseHeader) {
-	for conn := h.Peek(hConnection); len(conn) > 0; {
+	for conn := h.Peek("Connection"); len(conn) > 0; {
 		var tok []byte
-		tok, conn = nextToken(conn)
-		if len(tok) > 0 && !protectedFromConnection(tok) {
+		tok, conn = httpsyntax.NextElement(conn)
+		if len(tok) > 0 && httpsyntax.ConnectionMayRemove(tok) {
 			h.DelBytes(tok)
 		}
 	}
 	h.ResetConnectionClose()
-	for _, hn := range hopNames {
-		if hn.bit == bTransferEncoding || len(h.Peek(hn.name)) > 0 {
-			h.Del(hn.name)
+	for _, name := range httpsyntax.HopByHop {
+		if name == "Transfer-Encoding" || len(h.Peek(name)) > 0 {
+			h.Del(name)
 		}
 	}
 	if u.via != "" {
-		h.Add(hVia, u.via)
+		h.Add("Via", u.via)
 	}
 }
 
@@ -953,13 +954,4 @@ func (s *respStream) Close() error {
 	s.release(s.eof && s.err == nil && clean)
 	s.resp, s.src, s.br, s.conn = nil, nil, nil, nil
 	return nil
-}
-
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !tchar[s[i]] && s[i] != '.' {
-			return false
-		}
-	}
-	return s != ""
 }

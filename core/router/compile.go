@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/httpsyntax"
 )
 
 // Compile validates routes and builds the table; a route's id is its index in routes. It
@@ -134,7 +135,7 @@ func (t *Table) add(id int32, in *Route, errs []error) []error {
 	}
 
 	for _, m := range in.Methods {
-		if !isToken(m) {
+		if !httpsyntax.IsToken(m) {
 			fail(fmt.Errorf("invalid method %q: not an HTTP token", m))
 			continue
 		}
@@ -149,7 +150,7 @@ func (t *Table) add(id int32, in *Route, errs []error) []error {
 	}
 	for _, h := range in.Headers {
 		switch {
-		case !isToken(h.Name):
+		case !httpsyntax.IsToken(h.Name):
 			fail(fmt.Errorf("invalid header name %q: not an HTTP token", h.Name))
 		case h.Value == "":
 			fail(fmt.Errorf("header %q: empty value (use \"*\" to require presence)", h.Name))
@@ -383,23 +384,6 @@ func isIdent(s string) bool {
 		c := s[i]
 		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_'
 		if !letter && (i == 0 || c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
-}
-
-// isToken reports whether s is an RFC 9110 token, the syntax of methods and header names.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
 			return false
 		}
 	}

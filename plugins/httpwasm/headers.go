@@ -5,6 +5,8 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/core/httpsyntax"
 )
 
 // headerSet is the part of fasthttp's request and response headers the header functions need.
@@ -105,7 +107,7 @@ func hasName(list, k []byte) bool {
 		for i < len(list) && list[i] != 0 {
 			i++
 		}
-		if equalFold(list[:i], k) {
+		if httpsyntax.EqualFold(list[:i], k) {
 			return true
 		}
 		if i == len(list) {
@@ -114,25 +116,6 @@ func hasName(list, k []byte) bool {
 		list = list[i+1:]
 	}
 	return false
-}
-
-func equalFold(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 func countLen(count int, n uint32) uint64 {
@@ -147,13 +130,13 @@ func isTrailerName(h headerSet, name []byte) bool {
 	switch x := h.(type) {
 	case *fasthttp.RequestHeader:
 		for k := range x.Trailers() {
-			if equalFold(k, name) {
+			if httpsyntax.EqualFold(k, name) {
 				return true
 			}
 		}
 	case *fasthttp.ResponseHeader:
 		for k := range x.Trailers() {
-			if equalFold(k, name) {
+			if httpsyntax.EqualFold(k, name) {
 				return true
 			}
 		}
@@ -201,17 +184,15 @@ func (s *State) field(fn string, mod api.Module, stack []uint64) (name, value []
 	}
 	s.headerBytes += cost
 	name = read(fn, mod, u32(stack[1]), nlen)
-	if !isToken(name) {
+	if !httpsyntax.IsToken(name) {
 		panic(trap(fn, "%.64q is not a valid header name", name))
 	}
 	if ownedHeader(name) {
 		panic(trap(fn, "header %q frames the message or manages the connection; the gateway sets it", name))
 	}
 	value = read(fn, mod, u32(stack[3]), vlen)
-	for _, c := range value {
-		if !valueChars[c] {
-			panic(trap(fn, "value of header %.64q has control byte %#02x (only HTAB is allowed)", name, c))
-		}
+	if i := httpsyntax.BadValueByte(value); i >= 0 {
+		panic(trap(fn, "value of header %.64q has control byte %#02x (only HTAB is allowed)", name, value[i]))
 	}
 	return name, value
 }
@@ -223,36 +204,8 @@ func (s *State) field(fn string, mod api.Module, stack []uint64) (name, value []
 // message: a guest-set Connection could name end-to-end headers for the next hop to drop.
 // Trailers a guest declares with the trailers feature are written by the host.
 func ownedHeader(name []byte) bool {
-	if len(name) > 6 && equalFold(name[:6], proxyPrefix) {
-		return true
-	}
-	for _, h := range ownedHeaders {
-		if equalFold(name, h) {
-			return true
-		}
-	}
-	return false
+	return httpsyntax.IsFraming(name) || len(name) > 6 && httpsyntax.EqualFold(name[:6], "proxy-")
 }
-
-var (
-	proxyPrefix  = []byte("proxy-")
-	ownedHeaders = [][]byte{
-		[]byte("Content-Length"), []byte("Transfer-Encoding"), []byte("Connection"),
-		[]byte("Keep-Alive"), []byte("TE"), []byte("Trailer"), []byte("Upgrade"),
-	}
-)
-
-// valueChars are the bytes of an RFC 9110 field-value: VCHAR, SP, HTAB and obs-text.
-var valueChars = func() (t [256]bool) {
-	for c := 0x20; c < 0x7f; c++ {
-		t[c] = true
-	}
-	for c := 0x80; c < 0x100; c++ {
-		t[c] = true
-	}
-	t['\t'] = true
-	return t
-}()
 
 func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	s := stateOf(ctx)
@@ -302,32 +255,3 @@ func removeHeader(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	h.DelBytes(name)
 }
-
-// isToken reports whether b is an RFC 9110 token, the syntax of methods and header names.
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !tokenChars[c] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenChars = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()

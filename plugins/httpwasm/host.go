@@ -13,6 +13,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/core/httpsyntax"
 )
 
 // Trap is the value a host function panics with when the guest misuses the ABI; wazero turns
@@ -252,7 +254,7 @@ func setMethod(ctx context.Context, mod api.Module, stack []uint64) {
 		panic(trap("set_method", "method length %d (want 1..64)", n))
 	}
 	m := read("set_method", mod, u32(stack[0]), n)
-	if !isToken(m) {
+	if !httpsyntax.IsToken(m) {
 		panic(trap("set_method", "%q is not a valid method", m))
 	}
 	rc.Request.Header.SetMethodBytes(m)

@@ -58,21 +58,6 @@ func TestFunctionsMatchTheABI(t *testing.T) {
 	}
 }
 
-func TestIsToken(t *testing.T) {
-	tests := []struct {
-		in   string
-		want bool
-	}{
-		{"X-Hello", true}, {"GET", true}, {"a!#$%&'*+-.^_`|~9", true},
-		{"", false}, {"Bad Name", false}, {"x:y", false}, {"caf\xc3\xa9", false}, {"a\r\n", false},
-	}
-	for _, tt := range tests {
-		if got := isToken([]byte(tt.in)); got != tt.want {
-			t.Errorf("isToken(%q) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestHasName(t *testing.T) {
 	list := []byte("host\x00x-one\x00")
 	for _, tt := range []struct {

@@ -5,23 +5,9 @@ package httpcheck
 import (
 	"fmt"
 	"net/textproto"
+
+	"github.com/weir-gateway/weir/core/httpsyntax"
 )
-
-// managed are headers whose values belong to the proxy: they frame the message or describe one
-// hop, so a filter changing them would corrupt the connection rather than edit the request.
-var managed = map[string]bool{
-	"Connection":        true,
-	"Content-Length":    true,
-	"Keep-Alive":        true,
-	"Proxy-Connection":  true,
-	"Te":                true,
-	"Trailer":           true,
-	"Transfer-Encoding": true,
-	"Upgrade":           true,
-}
-
-// Managed reports whether the canonical header name belongs to the proxy.
-func Managed(canon string) bool { return managed[canon] }
 
 // Name validates n as an RFC 9110 token and returns its canonical spelling.
 func Name(n string) (string, error) {
@@ -29,7 +15,7 @@ func Name(n string) (string, error) {
 		return "", fmt.Errorf("empty header name")
 	}
 	for i := 0; i < len(n); i++ {
-		if !tokenChar(n[i]) {
+		if !httpsyntax.IsTokenByte(n[i]) {
 			return "", fmt.Errorf("invalid header name %q: byte %q is not allowed in a token", n, n[i])
 		}
 	}
@@ -39,7 +25,7 @@ func Name(n string) (string, error) {
 // EditableName is Name, refusing the headers the proxy manages.
 func EditableName(n string) (string, error) {
 	canon, err := Name(n)
-	if err == nil && managed[canon] {
+	if err == nil && httpsyntax.IsFraming(canon) {
 		err = fmt.Errorf("header %q is managed by the proxy (framing or hop-by-hop) and cannot be set by a filter", n)
 	}
 	return canon, err
@@ -58,17 +44,4 @@ func Value(v string) error {
 		}
 	}
 	return nil
-}
-
-// tokenChar reports whether c may appear in an RFC 9110 token (tchar).
-func tokenChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
 }

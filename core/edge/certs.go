@@ -1,4 +1,4 @@
-package proxy
+package edge
 
 import (
 	"bytes"
@@ -131,6 +131,11 @@ func (s *CertStore) maybeReload() {
 	}
 	s.cur.Store(set)
 }
+
+// Recheck makes the next handshake check the certificate files, whatever the interval: a
+// config reload calls it, so a renewed certificate is served from the moment the operator
+// asks for a reload.
+func (s *CertStore) Recheck() { s.nextCheck.Store(0) }
 
 // GetCertificate picks the certificate for the client's SNI name: an exact name, then a
 // wildcard one level up, then the first certificate.

@@ -1,4 +1,4 @@
-package proxy
+package edge
 
 import (
 	"bytes"
@@ -9,6 +9,9 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/httpsyntax"
 )
 
 // Trusted is the set of peer networks whose X-Forwarded-* headers are believed (other proxies
@@ -19,32 +22,31 @@ type Trusted struct {
 	strip    stripSet
 }
 
-// DefaultStripHeaders are the fields that name a client or rewrite a URL, which common
-// frameworks believe (X-Real-IP, True-Client-IP, X-Original-URL, …) and which an untrusted
-// client must therefore not set.
-var DefaultStripHeaders = []string{
-	"X-Real-IP", "True-Client-IP", "CF-Connecting-IP", "X-Client-IP",
-	"X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Prefix",
-}
-
 // stripSet holds the fields removed from untrusted requests. The survey tests every incoming
 // field against it, so a cheap filter on length and first letter comes before the names.
 type stripSet struct {
 	names []string // lower case
-	lens  uint64   // bit n: some name has length n (names are at most 63 bytes)
-	first [256]bool
+	// spellings are what Sanitize deletes: each name, and its underscore form when it has one
+	// (fasthttp finds a field whatever the case of the name asked for).
+	spellings []string
+	lens      uint64 // bit n: some name has length n (names are at most 63 bytes)
+	first     [256]bool
 }
 
 // SetStripHeaders replaces the fields removed from the requests of untrusted peers (see
-// DefaultStripHeaders); an empty list removes none. Call it before the first request.
+// config.DefaultStripClientHeaders); an empty list removes none. Call it before the first request.
 func (t *Trusted) SetStripHeaders(names []string) error {
 	var s stripSet
 	for _, n := range names {
-		if len(n) == 0 || len(n) > 63 || !isTokenString(n) {
+		if len(n) == 0 || len(n) > 63 || !httpsyntax.IsToken(n) {
 			return fmt.Errorf("strip header %q: not a header name of at most 63 bytes", n)
 		}
 		n = strings.ToLower(n)
 		s.names = append(s.names, n)
+		s.spellings = append(s.spellings, n)
+		if u := strings.ReplaceAll(n, "-", "_"); u != n {
+			s.spellings = append(s.spellings, u)
+		}
 		s.lens |= 1 << len(n)
 		s.first[n[0]] = true
 	}
@@ -57,16 +59,28 @@ func (s *stripSet) has(key []byte) bool {
 		return false
 	}
 	for _, n := range s.names {
-		if equalFold(key, n) {
+		if sameName(key, n) {
 			return true
 		}
 	}
 	return false
 }
 
-func isTokenString(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !tchar[s[i]] {
+// sameName compares a field name with a lower-case one as CGI-style servers read names: PHP,
+// WSGI and nginx with underscores_in_headers take X_Real_IP for X-Real-IP, so a stripped name
+// must be stripped in that spelling too.
+func sameName(key []byte, lower string) bool {
+	if len(key) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '_' {
+			c = '-'
+		}
+		if c != lower[i] {
 			return false
 		}
 	}
@@ -77,7 +91,7 @@ func isTokenString(s string) bool {
 // A nil or empty list trusts nobody.
 func ParseTrusted(cidrs []string) (*Trusted, error) {
 	t := &Trusted{prefixes: make([]netip.Prefix, 0, len(cidrs))}
-	if err := t.SetStripHeaders(DefaultStripHeaders); err != nil {
+	if err := t.SetStripHeaders(config.DefaultStripClientHeaders); err != nil {
 		return nil, err
 	}
 	for _, s := range cidrs {
@@ -172,48 +186,48 @@ func surveyBit(key []byte) int {
 	}
 	switch key[0] | 0x20 {
 	case 'c':
-		if equalFold(key, "connection") {
+		if httpsyntax.EqualFold(key, "connection") {
 			return bConnection
 		}
 	case 'k':
-		if equalFold(key, "keep-alive") {
+		if httpsyntax.EqualFold(key, "keep-alive") {
 			return bKeepAlive
 		}
 	case 'p':
 		switch {
-		case equalFold(key, "proxy-connection"):
+		case httpsyntax.EqualFold(key, "proxy-connection"):
 			return bProxyConnection
-		case equalFold(key, "proxy-authenticate"):
+		case httpsyntax.EqualFold(key, "proxy-authenticate"):
 			return bProxyAuthenticate
-		case equalFold(key, "proxy-authorization"):
+		case httpsyntax.EqualFold(key, "proxy-authorization"):
 			return bProxyAuthorization
 		}
 	case 't':
 		switch {
-		case equalFold(key, "te"):
+		case httpsyntax.EqualFold(key, "te"):
 			return bTE
-		case equalFold(key, "trailer"):
+		case httpsyntax.EqualFold(key, "trailer"):
 			return bTrailer
-		case equalFold(key, "transfer-encoding"):
+		case httpsyntax.EqualFold(key, "transfer-encoding"):
 			return bTransferEncoding
 		}
 	case 'u':
-		if equalFold(key, "upgrade") {
+		if httpsyntax.EqualFold(key, "upgrade") {
 			return bUpgrade
 		}
 	case 'x':
 		switch {
-		case equalFold(key, "x-forwarded-for"):
+		case httpsyntax.EqualFold(key, "x-forwarded-for"):
 			return bXFF
-		case equalFold(key, "x-forwarded-proto"):
+		case httpsyntax.EqualFold(key, "x-forwarded-proto"):
 			return bXFProto
-		case equalFold(key, "x-forwarded-host"):
+		case httpsyntax.EqualFold(key, "x-forwarded-host"):
 			return bXFHost
-		case equalFold(key, "x-forwarded-port"):
+		case httpsyntax.EqualFold(key, "x-forwarded-port"):
 			return bXFPort
 		}
 	case 'f':
-		if equalFold(key, "forwarded") {
+		if httpsyntax.EqualFold(key, "forwarded") {
 			return bForwarded
 		}
 	}
@@ -243,7 +257,7 @@ func survey(h *fasthttp.RequestHeader, strip *stripSet) (seen int) {
 // gateway has already framed the body and routed on the host from them, and letting a client
 // delete them would make what the upstream sees disagree with what the gateway checked.
 //
-// For an untrusted peer, the fields of the strip list (DefaultStripHeaders unless
+// For an untrusted peer, the fields of the strip list (config.DefaultStripClientHeaders unless
 // SetStripHeaders changed it; also for a nil *Trusted) are removed, incoming X-Forwarded-For,
 // -Proto, -Host, -Port and Forwarded are dropped and X-Forwarded-For, -Proto and -Host are set from the connection. For a trusted peer
 // the peer address is appended to X-Forwarded-For, and Proto and Host are kept when present.
@@ -265,8 +279,8 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) netip.Addr {
 		// but never rewrites their byte slices.
 		for conn := h.Peek(hConnection); len(conn) > 0; {
 			var tok []byte
-			tok, conn = nextToken(conn)
-			if len(tok) == 0 || protectedFromConnection(tok) {
+			tok, conn = httpsyntax.NextElement(conn)
+			if len(tok) == 0 || !httpsyntax.ConnectionMayRemove(tok) {
 				continue
 			}
 			h.DelBytes(tok)
@@ -298,7 +312,7 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) netip.Addr {
 		return clientAddr(h.Peek(hXFF), peer, t)
 	}
 	if seen&bStrip != 0 {
-		for _, n := range strip.names {
+		for _, n := range strip.spellings {
 			h.Del(n)
 		}
 	}
@@ -332,7 +346,7 @@ func clientAddr(xff []byte, peer netip.Addr, t *Trusted) netip.Addr {
 		} else {
 			tok, xff = xff, nil
 		}
-		tok = trimOWS(tok)
+		tok = httpsyntax.TrimOWS(tok)
 		if len(tok) == 0 {
 			continue
 		}
@@ -351,7 +365,7 @@ func clientAddr(xff []byte, peer netip.Addr, t *Trusted) netip.Addr {
 
 var defaultStrip = func() stripSet {
 	var t Trusted
-	if err := t.SetStripHeaders(DefaultStripHeaders); err != nil {
+	if err := t.SetStripHeaders(config.DefaultStripClientHeaders); err != nil {
 		panic(err)
 	}
 	return t.strip
@@ -390,7 +404,7 @@ func appendXFF(h *fasthttp.RequestHeader, ip []byte) {
 	var buf [512]byte
 	b := buf[:0]
 	for _, v := range h.PeekAll(hXFF) {
-		v = trimOWS(v)
+		v = httpsyntax.TrimOWS(v)
 		if len(v) == 0 {
 			continue
 		}
@@ -411,38 +425,4 @@ func appendPeerIP(dst []byte, ctx *fasthttp.RequestCtx) []byte {
 		return a.Unmap().AppendTo(dst)
 	}
 	return append(dst, net.IPv4zero.String()...)
-}
-
-// nextToken splits the first element off a comma-separated header list, without surrounding
-// whitespace, and returns it with the rest of the list.
-func nextToken(list []byte) (tok, rest []byte) {
-	if i := indexByte(list, ','); i >= 0 {
-		tok, rest = list[:i], list[i+1:]
-	} else {
-		tok = list
-	}
-	return trimOWS(tok), rest
-}
-
-func protectedFromConnection(tok []byte) bool {
-	return equalFold(tok, "host") || equalFold(tok, "content-length") || equalFold(tok, "transfer-encoding")
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }

@@ -1,10 +1,11 @@
-package proxy
+package edge
 
 import (
 	"errors"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/weir-gateway/weir/core/httpsyntax"
 	"github.com/weir-gateway/weir/core/router"
 )
 
@@ -127,7 +128,7 @@ func upperToken(m []byte) bool {
 		return false
 	}
 	for _, c := range m {
-		if !tchar[c] || 'a' <= c && c <= 'z' {
+		if !httpsyntax.IsTokenByte(c) || 'a' <= c && c <= 'z' {
 			return false
 		}
 	}
@@ -138,9 +139,9 @@ func upperToken(m []byte) bool {
 func splitAbsolute(uri []byte) (auth, rest []byte, err error) {
 	var n int
 	switch {
-	case len(uri) >= 7 && equalFold(uri[:7], "http://"):
+	case len(uri) >= 7 && httpsyntax.EqualFold(uri[:7], "http://"):
 		n = 7
-	case len(uri) >= 8 && equalFold(uri[:8], "https://"):
+	case len(uri) >= 8 && httpsyntax.EqualFold(uri[:8], "https://"):
 		n = 8
 	default:
 		return nil, nil, ErrBadTarget

@@ -1,0 +1,31 @@
+// Package edge is what happens to a request before it is routed: the checks and clean-up that
+// make every later step (router, filters, plugins, the upstream) see one unambiguous request,
+// and the listener's certificates.
+//
+// The engine calls, in order, for every request:
+//
+//   - CheckFraming refuses a request whose message framing two HTTP parsers could read
+//     differently (httpsyntax.CheckHeaderSection on the raw header bytes), or with two Host
+//     fields.
+//   - Edge checks the method (an upper-case token), the request-target (origin-form or
+//     absolute-form, no userinfo) and Host, and puts the path in its one normal form
+//     (router.NormalizePath); what cannot be normalised without changing its meaning for
+//     some upstream (an encoded "/" or "\", "%00") is refused.
+//   - CertStore.Misdirected, on TLS listeners, refuses (421) a Host the connection's
+//     certificate does not cover (server.tls.strict_sni_host).
+//   - Sanitize strips hop-by-hop fields, every field Connection names, untrusted
+//     X-Forwarded-* and the client-identity fields an untrusted peer may not set, and returns
+//     the client's address as far as trusted proxies vouch for it.
+//   - SetTarget writes the path the route matched back as the request-target, so the
+//     router, filters, plugins, the upstream and the access log all see that one path.
+//
+// fasthttp already refuses many malformed requests by itself (duplicate Content-Length,
+// non-numeric Content-Length, duplicate Transfer-Encoding, Transfer-Encoding on HTTP/1.0,
+// codings other than chunked or identity, a first header line starting with whitespace,
+// invalid value bytes); those never reach CheckFraming and are answered with 400 by the
+// server. What it tolerates and an edge proxy must not (Content-Length with
+// Transfer-Encoding, "identity", obs-fold continuation lines, spaces inside field names, bare
+// CR/LF, loose whitespace around framing values) is caught here from the raw header bytes.
+//
+// Everything on the request path allocates nothing for a typical request.
+package edge
