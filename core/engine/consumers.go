@@ -126,13 +126,19 @@ func withConsumer(next func(*filter.Ctx)) func(*filter.Ctx) {
 	if next == nil {
 		return nil
 	}
-	return func(c *filter.Ctx) {
-		if k := c.Consumer(); k != nil {
-			h := &c.Request.Header
-			for _, kv := range k.Headers {
-				h.Set(kv[0], kv[1])
-			}
+	return (&consumerTerminal{next: next}).Forward
+}
+
+// consumerTerminal is a route's terminal step behind withConsumer.
+type consumerTerminal struct{ next func(*filter.Ctx) }
+
+// Forward sets the authenticated consumer's headers, then runs the route's terminal step.
+func (t *consumerTerminal) Forward(c *filter.Ctx) {
+	if k := c.Consumer(); k != nil {
+		h := &c.Request.Header
+		for _, kv := range k.Headers {
+			h.Set(kv[0], kv[1])
 		}
-		next(c)
 	}
+	t.next(c)
 }

@@ -139,11 +139,11 @@ func (s *snapshot) routeTerminal(cfg *config.Config, i int, def func(*filter.Ctx
 		r := retryOptions(*rc.Retries)
 		ro.Retry = &r
 	}
-	t, err := up.Route(ro)
+	ru, err := up.Route(ro)
 	if err != nil {
 		return nil, &config.Error{File: cfg.File, Path: fmt.Sprintf("routes[%d]", i), Route: rc.Name, Err: err}
 	}
-	return t, nil
+	return ru.Forward, nil
 }
 
 // UpstreamStatus is one upstream's entry in the admin API.

@@ -44,7 +44,7 @@ func TestForwardAllocsConfigured(t *testing.T) {
 			run := func() {
 				c.Reset(rc, "bench")
 				c.Response.Reset()
-				route(c)
+				route.Forward(c)
 				if c.Response.StatusCode() != 200 {
 					t.Fatalf("status %d err %v", c.Response.StatusCode(), c.Err())
 				}

@@ -381,9 +381,19 @@ var (
 	errClientBody       = errors.New("read request body from client")
 )
 
-// Route returns the terminal step for a route that overrides some of the upstream's timeouts or
-// retries. It is built at config build; the returned function allocates nothing per request.
-func (u *Upstream) Route(o RouteOptions) (func(*filter.Ctx), error) {
+// RouteUpstream is the upstream as one route sees it: the route's own timeouts and retries
+// over the upstream's targets. Its Forward is that route's terminal step.
+type RouteUpstream struct {
+	u *Upstream
+	p policy
+}
+
+// Forward is Upstream.Forward under the route's policy.
+func (r *RouteUpstream) Forward(c *filter.Ctx) { r.u.forward(c, &r.p) }
+
+// Route returns the upstream for a route that overrides some of the upstream's timeouts or
+// retries. It is built at config build; its Forward allocates nothing per request.
+func (u *Upstream) Route(o RouteOptions) (*RouteUpstream, error) {
 	p := u.def
 	if o.Timeout != nil {
 		p.timeout = *o.Timeout
@@ -403,7 +413,7 @@ func (u *Upstream) Route(o RouteOptions) (func(*filter.Ctx), error) {
 	if err := checkRetry(&p.retry); err != nil {
 		return nil, err
 	}
-	return func(c *filter.Ctx) { u.forward(c, &p) }, nil
+	return &RouteUpstream{u: u, p: p}, nil
 }
 
 // Forward sends c.Request to a target chosen by the balancer and writes the response into
