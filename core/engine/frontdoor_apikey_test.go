@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -307,5 +308,38 @@ func BenchmarkFrontdoor(b *testing.B) {
 				e.Handle(&rc)
 			}
 		})
+	}
+}
+
+// TestFilterFilesResolveAgainstConfigDir checks that a relative file path in a filter's config
+// (basicauth's htpasswd) resolves against the config file's directory, not the gateway's
+// working directory.
+func TestFilterFilesResolveAgainstConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "users.htpasswd"), []byte("alice:"+aliceHash(t)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "weir.yaml")
+	cfg := fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "" }
+access_log: { enabled: false }
+upstreams: { be: { targets: [%q] } }
+routes:
+  - name: basic
+    match: { path_prefix: / }
+    upstream: be
+    filters: [ { basicauth: { htpasswd: users.htpasswd } } ]
+`, backend(t))
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := start(t, path)
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + addr + "/x")
+	req.Header.Set("Authorization", basicValue("alice:alice-pass"))
+	if err := (&fasthttp.Client{}).DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 {
+		t.Fatalf("status %d, err %v; want 200 with the htpasswd next to the config", resp.StatusCode(), err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -188,6 +189,7 @@ func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, lo
 			Log:       log.With().Str("route", rc.Name).Str("filter", fc.Name).Logger(),
 			Shared:    shared,
 			Consumers: s.consumers,
+			Dir:       configDir(cfg),
 		}
 		var sub any = fc.Config
 		if fc.Config == nil {
@@ -266,4 +268,13 @@ func located(cfg *config.Config, where *config.Error, err error) error {
 		errs = append(errs, &l)
 	}
 	return errors.Join(errs...)
+}
+
+// configDir is the directory relative paths in cfg resolve against ("" for a config built in
+// code, which resolves against the working directory).
+func configDir(cfg *config.Config) string {
+	if cfg.File == "" {
+		return ""
+	}
+	return filepath.Dir(cfg.File)
 }

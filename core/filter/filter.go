@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path/filepath"
 	"sort"
 	"sync"
 
@@ -53,6 +54,17 @@ type Env struct {
 	Shared *Shared
 	// Consumers are the snapshot's callers declared under `consumers:` (nil when none are).
 	Consumers *Consumers
+	// Dir is the config file's directory ("" for the working directory): relative file paths
+	// in a filter's config resolve against it (see Path), as plugin and key files do.
+	Dir string
+}
+
+// Path resolves a file path written in a filter's config against the config file's directory.
+func (e Env) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || e.Dir == "" {
+		return p
+	}
+	return filepath.Join(e.Dir, p)
 }
 
 // Factory builds a filter from its config. It runs at config build, never per request, so it is

@@ -121,3 +121,17 @@ func TestSharedFailedCreate(t *testing.T) {
 	}
 	_ = rel()
 }
+
+func TestEnvPath(t *testing.T) {
+	for _, tc := range []struct{ dir, p, want string }{
+		{"/etc/weir", "users.htpasswd", "/etc/weir/users.htpasswd"},
+		{"/etc/weir", "keys/a.pem", "/etc/weir/keys/a.pem"},
+		{"/etc/weir", "/abs/a.pem", "/abs/a.pem"},
+		{"", "rel.pem", "rel.pem"},
+		{"/etc/weir", "", ""},
+	} {
+		if got := (Env{Dir: tc.dir}).Path(tc.p); got != tc.want {
+			t.Errorf("Env{Dir: %q}.Path(%q) = %q, want %q", tc.dir, tc.p, got, tc.want)
+		}
+	}
+}

@@ -103,7 +103,7 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 	}
 
 	if cfg.Htpasswd != "" {
-		src, err := os.ReadFile(cfg.Htpasswd)
+		src, err := os.ReadFile(env.Path(cfg.Htpasswd))
 		if err != nil {
 			return nil, fmt.Errorf("htpasswd: %w", err)
 		}

@@ -332,7 +332,7 @@ func (f *Filter) buildIssuer(env filter.Env, ic IssuerConfig, reqExp, reqNbf boo
 			return nil, err
 		}
 	case ic.JWKSFile != "":
-		data, err := os.ReadFile(ic.JWKSFile)
+		data, err := os.ReadFile(env.Path(ic.JWKSFile))
 		if err != nil {
 			return nil, fmt.Errorf("jwks_file: %w", err)
 		}
@@ -346,7 +346,7 @@ func (f *Filter) buildIssuer(env filter.Env, ic IssuerConfig, reqExp, reqNbf boo
 		}
 	default:
 		for i, kc := range ic.Keys {
-			k, err := buildKey(kc)
+			k, err := buildKey(env, kc)
 			if err != nil {
 				return nil, fmt.Errorf("keys[%d]: %w", i, err)
 			}
@@ -443,7 +443,7 @@ func or(d, def time.Duration) time.Duration {
 	return d
 }
 
-func buildKey(kc KeyConfig) (*key, error) {
+func buildKey(env filter.Env, kc KeyConfig) (*key, error) {
 	n := 0
 	for _, s := range []string{kc.PEM, kc.PEMFile, kc.Secret, kc.SecretFile, kc.SecretEnv} {
 		if s != "" {
@@ -464,7 +464,7 @@ func buildKey(kc KeyConfig) (*key, error) {
 		data := []byte(kc.PEM)
 		if kc.PEMFile != "" {
 			var err error
-			if data, err = os.ReadFile(kc.PEMFile); err != nil {
+			if data, err = os.ReadFile(env.Path(kc.PEMFile)); err != nil {
 				return nil, fmt.Errorf("pem_file: %w", err)
 			}
 		}
@@ -479,7 +479,7 @@ func buildKey(kc KeyConfig) (*key, error) {
 		raw := kc.Secret
 		switch {
 		case kc.SecretFile != "":
-			b, err := os.ReadFile(kc.SecretFile)
+			b, err := os.ReadFile(env.Path(kc.SecretFile))
 			if err != nil {
 				return nil, fmt.Errorf("secret_file: %w", err)
 			}
