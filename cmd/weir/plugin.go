@@ -2,12 +2,10 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -47,12 +45,18 @@ func watchPlugins(cfg *config.Config, eng *engine.Engine, log zerolog.Logger) (s
 }
 
 const pluginUsage = `usage:
-  weir plugin inspect [-json] FILE.wasm   ABI, exports, imports, memory, and whether it would load
+  weir plugin new NAME [--lang go|c|rust|assemblyscript] [-dir DIR]
+                                          start a plugin project in ./NAME (default Go) with the
+                                          SDK copied in and a weir.yaml that runs it
   weir plugin build [-o OUT.wasm] [-sdk DIR] DIR
-                                          build the plugin in DIR with its language's toolchain:
-                                          Go (go.mod or *.go), Rust (Cargo.toml, lib.rs, main.rs),
-                                          AssemblyScript (asconfig.json, or package.json naming
-                                          assemblyscript), C (*.c), WebAssembly text (*.wat)
+                                          build the plugin in DIR into DIR/<name of DIR>.wasm
+                                          with its language's toolchain: Go (go.mod or *.go),
+                                          Rust (Cargo.toml, lib.rs, main.rs), AssemblyScript
+                                          (asconfig.json, package.json naming assemblyscript,
+                                          or *.ts), C (*.c), WebAssembly text (*.wat)
+  weir plugin sdk go|c|rust|assemblyscript DIR
+                                          copy that SDK's sources into DIR
+  weir plugin inspect [-json] FILE.wasm   ABI, exports, imports, memory, and whether it would load
 `
 
 func cmdPlugin(args []string, stdout, stderr io.Writer) int {
@@ -65,6 +69,10 @@ func cmdPlugin(args []string, stdout, stderr io.Writer) int {
 		return cmdPluginInspect(args[1:], stdout, stderr)
 	case "build":
 		return cmdPluginBuild(args[1:], stdout, stderr)
+	case "new":
+		return cmdPluginNew(args[1:], stdout, stderr)
+	case "sdk":
+		return cmdPluginSDK(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, pluginUsage)
 		return 0
@@ -152,70 +160,6 @@ func pages(n uint32) string {
 	return fmt.Sprintf("%d KiB", b>>10)
 }
 
-func cmdPluginBuild(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weir plugin build", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	out := fs.String("o", "", "output file (default ./<dir name>.wasm)")
-	sdk := fs.String("sdk", os.Getenv("WEIR_SDK"), "Weir's sdk directory, for C headers, the Rust crate and the AssemblyScript abort hook (default: found above DIR)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprint(stderr, pluginUsage)
-		return 2
-	}
-	dir, err := filepath.Abs(fs.Arg(0))
-	if err != nil {
-		fmt.Fprintf(stderr, "weir plugin build: %v\n", err)
-		return 1
-	}
-	if *out == "" {
-		*out = filepath.Base(dir) + ".wasm"
-	}
-	if *out, err = filepath.Abs(*out); err != nil {
-		fmt.Fprintf(stderr, "weir plugin build: %v\n", err)
-		return 1
-	}
-	if *sdk == "" {
-		*sdk = findSDK(dir)
-	}
-	lang, err := detectLanguage(dir)
-	if err != nil {
-		fmt.Fprintf(stderr, "weir plugin build: %v\n", err)
-		return 1
-	}
-	steps, cleanup, err := buildSteps(lang, dir, *out, *sdk)
-	defer cleanup()
-	if err != nil {
-		fmt.Fprintf(stderr, "weir plugin build: %s: %v\n", lang, err)
-		return 1
-	}
-	for _, cmd := range steps {
-		fmt.Fprintf(stderr, "+ %s\n", strings.Join(cmd.Args, " "))
-		cmd.Stdout, cmd.Stderr = stderr, stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(stderr, "weir plugin build: %s build failed: %v\n", lang, err)
-			return 1
-		}
-	}
-	wasm, err := os.ReadFile(*out)
-	if err != nil {
-		fmt.Fprintf(stderr, "weir plugin build: %v\n", err)
-		return 1
-	}
-	r, err := wasmhost.Inspect(wasm)
-	if err != nil {
-		fmt.Fprintf(stderr, "weir plugin build: built %s, but it does not compile: %v\n", *out, err)
-		return 1
-	}
-	if !r.Loads {
-		fmt.Fprintf(stderr, "weir plugin build: built %s (%s), but it would not load: %s\n", *out, lang, r.LoadError)
-		return 1
-	}
-	fmt.Fprintf(stdout, "built %s (%s, %d bytes, %s, sha256 %s)\n", *out, lang, r.Size, r.ABI, r.SHA256)
-	return 0
-}
-
 // Languages weir plugin build knows.
 const (
 	langGo   = "go"
@@ -262,168 +206,4 @@ func findSDK(dir string) string {
 			return ""
 		}
 	}
-}
-
-// tool finds name on PATH or returns an error saying what to install.
-func tool(name, install string) (string, error) {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return "", fmt.Errorf("%s not found in PATH; %s", name, install)
-	}
-	return p, nil
-}
-
-// buildSteps returns the commands that build the plugin in dir into out.
-func buildSteps(lang, dir, out, sdk string) (steps []*exec.Cmd, cleanup func(), err error) {
-	cleanup = func() {}
-	cmd := func(wd string, env []string, name string, args ...string) *exec.Cmd {
-		c := exec.Command(name, args...)
-		c.Dir = wd
-		c.Env = append(os.Environ(), env...)
-		return c
-	}
-	switch lang {
-	case langGo:
-		goBin, err := tool("go", "install Go 1.24 or later (stock Go builds wasip1 reactors; TinyGo is not needed)")
-		if err != nil {
-			return nil, cleanup, err
-		}
-		return []*exec.Cmd{cmd(dir, []string{"GOOS=wasip1", "GOARCH=wasm"}, goBin,
-			"build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s", "-o", out, ".")}, cleanup, nil
-
-	case langC:
-		clang, err := tool("clang", "apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32")
-		if err != nil {
-			return nil, cleanup, err
-		}
-		args := []string{"--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wl,--strip-all", "-o", out}
-		if sdk != "" {
-			args = append(args, "-I", filepath.Join(sdk, "c"))
-		}
-		srcs, _ := filepath.Glob(filepath.Join(dir, "*.c"))
-		return []*exec.Cmd{cmd(dir, nil, clang, append(args, srcs...)...)}, cleanup, nil
-
-	case langRust:
-		rustc, target, err := findRustc()
-		if err != nil {
-			return nil, cleanup, err
-		}
-		entry := ""
-		for _, c := range []string{"src/lib.rs", "lib.rs", "main.rs", "src/main.rs"} {
-			if _, err := os.Stat(filepath.Join(dir, c)); err == nil {
-				entry = c
-				break
-			}
-		}
-		if entry == "" {
-			return nil, cleanup, errors.New("no src/lib.rs, lib.rs or main.rs (cargo projects without one are not supported; the build uses rustc alone)")
-		}
-		flags := []string{"--edition", "2021", "--target", target, "-O", "-C", "panic=abort"}
-		src, _ := os.ReadFile(filepath.Join(dir, entry))
-		if strings.Contains(string(src), "weir::") || strings.Contains(string(src), "use weir") {
-			if sdk == "" {
-				return nil, cleanup, errors.New("the plugin uses the weir crate; pass -sdk (Weir's sdk directory)")
-			}
-			tmp, err := os.MkdirTemp("", "weir-rust-")
-			if err != nil {
-				return nil, cleanup, err
-			}
-			cleanup = func() { os.RemoveAll(tmp) }
-			steps = append(steps, cmd(dir, nil, rustc, append(flags, "--crate-type", "rlib", "--crate-name", "weir",
-				filepath.Join(sdk, "rust", "src", "lib.rs"), "-o", filepath.Join(tmp, "libweir.rlib"))...))
-			flags = append(flags, "--extern", "weir="+filepath.Join(tmp, "libweir.rlib"), "-L", tmp)
-		}
-		name := strings.NewReplacer("-", "_", ".", "_").Replace(filepath.Base(dir))
-		steps = append(steps, cmd(dir, nil, rustc, append(flags, "-C", "lto", "-C", "strip=symbols",
-			"--crate-type", "cdylib", "--crate-name", name, entry, "-o", out)...))
-		return steps, cleanup, nil
-
-	case langAS:
-		node, err := tool("node", "apt-get install nodejs npm")
-		if err != nil {
-			return nil, cleanup, err
-		}
-		_ = node
-		entry := ""
-		for _, c := range []string{"assembly/index.ts", "index.ts", "plugin.ts"} {
-			if _, err := os.Stat(filepath.Join(dir, c)); err == nil {
-				entry = filepath.Join(dir, c)
-				break
-			}
-		}
-		if entry == "" {
-			return nil, cleanup, errors.New("no assembly/index.ts, index.ts or plugin.ts")
-		}
-		// asc runs from the project that has it installed, so its imports and --use resolve.
-		root := ""
-		for d := dir; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "node_modules", ".bin", "asc")); err == nil {
-				root = d
-				break
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-		if root == "" && sdk != "" {
-			if _, err := os.Stat(filepath.Join(sdk, "assemblyscript", "node_modules", ".bin", "asc")); err == nil {
-				root = filepath.Join(sdk, "assemblyscript")
-			}
-		}
-		if root == "" {
-			return nil, cleanup, errors.New("the AssemblyScript compiler is not installed (npm install assemblyscript, or cd sdk/assemblyscript && npm ci)")
-		}
-		rel, err := filepath.Rel(root, entry)
-		if err != nil {
-			return nil, cleanup, err
-		}
-		args := []string{rel, "-O3", "--noAssert", "--exportStart", "_initialize", "-o", out}
-		if b, err := os.ReadFile(filepath.Join(root, "assembly", "index.ts")); err == nil && strings.Contains(string(b), "weirAbort") {
-			args = append(args, "--use", "abort=assembly/index/weirAbort")
-		}
-		return []*exec.Cmd{cmd(root, nil, filepath.Join(root, "node_modules", ".bin", "asc"), args...)}, cleanup, nil
-
-	case langWAT:
-		wat2wasm, err := tool("wat2wasm", "apt-get install wabt")
-		if err != nil {
-			return nil, cleanup, err
-		}
-		srcs, _ := filepath.Glob(filepath.Join(dir, "*.wat"))
-		if len(srcs) != 1 {
-			return nil, cleanup, fmt.Errorf("want exactly one .wat file, found %d", len(srcs))
-		}
-		return []*exec.Cmd{cmd(dir, nil, wat2wasm, srcs[0], "-o", out)}, cleanup, nil
-	}
-	return nil, cleanup, fmt.Errorf("unknown language %q", lang)
-}
-
-// findRustc returns a rustc with the wasm32 WASI standard library and the target's name, which
-// is wasm32-wasi for Debian's rustc 1.63 and wasm32-wasip1 for newer toolchains.
-func findRustc() (string, string, error) {
-	var candidates []string
-	if r := os.Getenv("RUSTC"); r != "" {
-		candidates = append(candidates, r)
-	}
-	candidates = append(candidates, "rustc", "/usr/bin/rustc")
-	found := false
-	for _, c := range candidates {
-		p, err := exec.LookPath(c)
-		if err != nil {
-			continue
-		}
-		found = true
-		sysroot, err := exec.Command(p, "--print", "sysroot").Output()
-		if err != nil {
-			continue
-		}
-		for _, t := range []string{"wasm32-wasip1", "wasm32-wasi"} {
-			if _, err := os.Stat(filepath.Join(strings.TrimSpace(string(sysroot)), "lib", "rustlib", t, "lib")); err == nil {
-				return p, t, nil
-			}
-		}
-	}
-	if !found {
-		return "", "", errors.New("rustc not found in PATH; apt-get install rustc libstd-rust-dev-wasm32")
-	}
-	return "", "", errors.New("no rustc has the wasm32-wasi standard library; apt-get install libstd-rust-dev-wasm32 (or rustup target add wasm32-wasip1)")
 }
