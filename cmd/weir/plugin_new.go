@@ -55,14 +55,17 @@ func cmdPluginNew(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "weir plugin new: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "wrote a %s plugin in %s (the Weir SDK is copied in; the build needs no network%s).\nNext:\n  weir plugin build %s\n  weir run -c %s\n  curl -i http://127.0.0.1:8080/\n",
-		*lang, *dir, map[bool]string{true: " once npm has installed the compiler", false: ""}[*lang == langAS],
-		*dir, filepath.Join(*dir, "weir.yaml"))
+	fmt.Fprintf(stdout, "wrote %s: a Weir plugin in %s, with the SDK copied in (no network needed to build it", *dir, langNames[*lang])
 	if *lang == langAS {
-		fmt.Fprintf(stdout, "First install the pinned AssemblyScript compiler: (cd %s && npm ci)\n", *dir)
+		fmt.Fprintf(stdout, " once npm has installed the compiler).\nNext:\n  (cd %s && npm ci)    # the AssemblyScript compiler, pinned in package-lock.json\n", *dir)
+	} else {
+		fmt.Fprintf(stdout, ").\nNext:\n")
 	}
+	fmt.Fprintf(stdout, "  weir plugin build %s\n  weir run -c %s\n  curl -i http://127.0.0.1:8080/\n", *dir, filepath.Join(*dir, "weir.yaml"))
 	return 0
 }
+
+var langNames = map[string]string{langGo: "Go", langC: "C", langRust: "Rust", langAS: "AssemblyScript"}
 
 // cmdPluginSDK copies the SDK sources for a language into DIR, for a project started without
 // weir plugin new (or to update the copy after upgrading weir).
