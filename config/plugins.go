@@ -42,6 +42,9 @@ type Plugin struct {
 	// Digest is the sha256 of the file when the config was loaded, so that a changed .wasm
 	// changes Config.Hash and a reload picks it up. Empty when the file could not be read.
 	Digest string `mapstructure:"-" json:"digest"`
+	// MinMemoryPages is the initial linear memory the module declares, in 64 KiB pages; zero
+	// when the file could not be read or parsed.
+	MinMemoryPages uint32 `mapstructure:"-" json:"-"`
 }
 
 // PluginPool bounds a plugin's instances. An instance serves one request at a time, from
@@ -139,6 +142,7 @@ func decodePlugins(p *problems, sec any, c *Config) {
 			if b, err := os.ReadFile(pl.Path); err == nil {
 				sum := sha256.Sum256(b)
 				pl.Digest = hex.EncodeToString(sum[:])
+				pl.MinMemoryPages, _ = wasmMinMemoryPages(b)
 			}
 		}
 		c.Plugins[name] = pl
@@ -177,6 +181,8 @@ func validatePlugins(p *problems, c *Config) {
 		}
 		if pl.MemoryMB < 1 || pl.MemoryMB > maxPluginMemoryMB {
 			p.add(path+".memory_mb", "", name, fmt.Errorf("is %d; want 1..%d", pl.MemoryMB, maxPluginMemoryMB))
+		} else if err := MemoryBelowMinimum(pl.MemoryMB, pl.MinMemoryPages); err != nil {
+			p.add(path+".memory_mb", "", name, fmt.Errorf("%w (%s)", err, pl.Path))
 		}
 		if pl.Pool.Max < 1 {
 			p.add(path+".pool.max", "", name, fmt.Errorf("is %d; want at least 1", pl.Pool.Max))

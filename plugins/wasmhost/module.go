@@ -140,6 +140,14 @@ func Load(spec Spec, log zerolog.Logger) (_ *Module, err error) {
 	if err := CheckModule(m.code); err != nil {
 		return nil, err
 	}
+	// wazero would refuse the instance with sizes rounded down to whole MiB; say it plainly.
+	for _, mems := range []map[string]api.MemoryDefinition{m.code.ExportedMemories()} {
+		for _, mem := range mems {
+			if err := config.MemoryBelowMinimum(spec.MemoryMB, mem.Min()); err != nil {
+				return nil, fmt.Errorf("memory_mb: %w", err)
+			}
+		}
+	}
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
 		return nil, fmt.Errorf("instantiate wasi: %w", err)
 	}
@@ -170,7 +178,7 @@ func (m *Module) Stats() *Counters { return m.stats }
 func CheckModule(code wazero.CompiledModule) error {
 	exports := code.ExportedFunctions()
 	if DetectABI(code) == ABIProxyWasm {
-		return otherABIError("proxy-wasm module (exports proxy_on_*): the proxy-wasm ABI is detected but not supported yet; only http-wasm (handle_request/handle_response) runs")
+		return otherABIError("proxy-wasm module (exports proxy_on_*), not an http-wasm guest; the proxy-wasm loader runs it when it is linked in")
 	}
 	var errs []error
 	want := map[string][2][]api.ValueType{
