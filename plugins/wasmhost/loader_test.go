@@ -26,7 +26,7 @@ func TestLoaderRegistered(t *testing.T) {
 		otherABI bool // the error lets another ABI's loader try the module
 	}{
 		{"http-wasm", headerGuest(), "", false},
-		{"proxy-wasm", proxyWasm, "proxy-wasm ABI is detected but not supported yet", true},
+		{"proxy-wasm", proxyWasm, "not an http-wasm guest", true},
 		{"not wasm", []byte("hello"), "compile", false},
 	}
 	for _, tt := range tests {

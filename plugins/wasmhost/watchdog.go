@@ -18,19 +18,28 @@ type watchdog struct {
 	tick atomic.Int64
 
 	mu      sync.Mutex
-	modules map[*Module]int64 // module -> its timeout in ticks
+	modules map[watched]int64 // module -> its timeout in ticks
 	running bool
 }
 
-var watch = &watchdog{modules: map[*Module]int64{}}
+// watched is a module whose instances' calls the watchdog expires: an http-wasm Module, or a
+// Compiled module of another ABI.
+type watched interface {
+	expireOverdue(now, limit int64)
+}
+
+var watch = &watchdog{modules: map[watched]int64{}}
 
 func init() { watch.tick.Store(1) } // 0 means idle in instance.callStart
 
 // add starts watching m's calls.
-func (w *watchdog) add(m *Module) {
+func (w *watchdog) add(m *Module) { w.watch(m, m.spec.Timeout) }
+
+// watch starts watching m's calls, each bounded by timeout.
+func (w *watchdog) watch(m watched, timeout time.Duration) {
 	// A call that started just before a tick has run one tick less than the count says, so
 	// wait one more: a call is expired between timeout and timeout + one tick.
-	ticks := int64((m.spec.Timeout+watchdogTick-1)/watchdogTick) + 1
+	ticks := int64((timeout+watchdogTick-1)/watchdogTick) + 1
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.modules[m] = ticks
@@ -41,7 +50,7 @@ func (w *watchdog) add(m *Module) {
 }
 
 // remove stops watching m.
-func (w *watchdog) remove(m *Module) {
+func (w *watchdog) remove(m watched) {
 	w.mu.Lock()
 	delete(w.modules, m)
 	w.mu.Unlock()
@@ -59,14 +68,19 @@ func (w *watchdog) run() {
 			return
 		}
 		for m, limit := range w.modules {
-			m.mu.Lock()
-			for in := range m.instances {
-				if s := in.callStart.Load(); s > 0 && now-s >= limit && in.callStart.CompareAndSwap(s, -1) {
-					in.expire()
-				}
-			}
-			m.mu.Unlock()
+			m.expireOverdue(now, limit)
 		}
 		w.mu.Unlock()
 	}
+}
+
+// expireOverdue expires the calls that have run for limit ticks.
+func (m *Module) expireOverdue(now, limit int64) {
+	m.mu.Lock()
+	for in := range m.instances {
+		if s := in.callStart.Load(); s > 0 && now-s >= limit && in.callStart.CompareAndSwap(s, -1) {
+			in.expire()
+		}
+	}
+	m.mu.Unlock()
 }
