@@ -42,12 +42,15 @@ vet:
 
 # Go micro-benchmarks with allocations (router, pipeline, every filter, plugin calls), then the
 # wrk comparison against nginx, HAProxy and a bare fasthttp proxy (bench/README.md): it writes
-# bench/RESULTS.md and bench/results.png. Raw output goes to bench/out/ (not committed).
+# bench/RESULTS.md and bench/results.png; then the CPU each front-door filter adds per request
+# through the gateway (bench/filters.sh, on the bin/weir compare.sh built; needs redis-server).
+# Raw output goes to bench/out/ (not committed).
 bench:
 	@mkdir -p bench/out
 	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./filters/... ./plugins/... ./bench/... | tee bench/out/go-bench.txt
 	cd bench/chart && $(GO) test ./...
 	./bench/compare.sh
+	NO_BUILD=1 ./bench/filters.sh
 
 # Long-running checks under load: 1,000 reloads, a backend killed and restored, 1,000 slow
 # clients (bench/README.md). Each prints a one-line verdict; any FAIL fails the target. Then
@@ -59,10 +62,10 @@ soak: build
 	$(GO) test -count=1 -run 'TestSlowBodyLoad$$' -v ./core/engine -slow-bodies=1000 -load-for=10s
 	$(GO) test -count=1 -run 'TestRatelimitAccuracy$$' -v ./core/engine -ratelimit-soak
 
-# Every SDK example built from source into sdk/out/<lang>-<example>.wasm; a missing toolchain
-# is reported and skipped (WEIR_REQUIRE_ALL=1 makes it an error).
-plugins:
-	GO=$(GO) ./sdk/build.sh
+# Every SDK example built from source into sdk/out/<lang>-<example>.wasm by `weir plugin build`;
+# a missing toolchain is reported and skipped (WEIR_REQUIRE_ALL=1 makes it an error).
+plugins: build
+	GO=$(GO) WEIR=$(CURDIR)/bin/weir ./sdk/build.sh
 
 # Every fuzz target for FUZZTIME each; a failing input becomes testdata/fuzz/<Target>/regression-NNN
 # in its package, and the target fails listing them (bench/fuzz.sh).

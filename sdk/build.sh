@@ -7,6 +7,10 @@
 # (CI sets it), which turns a missing toolchain into a failure. A failing build always fails.
 # Like make, an output newer than every source of its SDK (and this script) is kept;
 # WEIR_FORCE=1 rebuilds everything. WEIR_SDK_OUT overrides the output directory.
+#
+# Each example is built by `weir plugin build` (WEIR names the binary; by default this script
+# builds one from ../cmd/weir), which is what a plugin author runs: this script only decides
+# which languages can be built and which outputs are stale.
 set -uo pipefail
 cd "$(dirname "$0")"
 OUT=${WEIR_SDK_OUT:-out}
@@ -14,6 +18,37 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 GO=${GO:-go}
 status=0
+if command -v "$GO" >/dev/null; then
+	# weir plugin build runs the go on PATH; make it the one this script was given.
+	PATH="$(dirname "$(command -v "$GO")"):$PATH"
+fi
+
+# weir: the weir binary, built once per run when WEIR is not set.
+WEIR=${WEIR:-}
+weir() {
+	if [ -z "$WEIR" ]; then
+		local tmp
+		tmp=$(mktemp -d)
+		trap 'rm -rf "$tmp"' EXIT
+		if ! (cd .. && "$GO" build -o "$tmp/weir" ./cmd/weir); then
+			echo "plugins: cannot build weir (go build ./cmd/weir)" >&2
+			exit 1
+		fi
+		WEIR=$tmp/weir
+	fi
+	"$WEIR" "$@"
+}
+
+# plugin_build LANG NAME DIR: builds the example in DIR into $OUT/LANG-NAME.wasm.
+plugin_build() {
+	local out="$OUT/$1-$2.wasm"
+	if weir plugin build -o "$out" "$3" >/dev/null; then
+		built "$out"
+	else
+		echo "plugins: $1: $2 failed to build" >&2
+		return 1
+	fi
+}
 
 skip() { # lang, reason
 	if [ "${WEIR_REQUIRE_ALL:-0}" = 1 ]; then
@@ -56,17 +91,9 @@ build_c() {
 	fi
 	rm -rf "$probe"
 	uptodate c && return
+	weir version >/dev/null # build it before the loop
 	for d in c/examples/*/; do
-		local name out
-		name=$(basename "$d")
-		out="$OUT/c-$name.wasm"
-		if "${CLANG:-clang}" --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror \
-			-Wl,--strip-all -o "$out" "$d"main.c; then
-			built "$out"
-		else
-			echo "plugins: c: $name failed to build" >&2
-			status=1
-		fi
+		CFLAGS="-Werror ${CFLAGS:-}" plugin_build c "$(basename "$d")" "$d" || status=1
 	done
 }
 
@@ -94,28 +121,10 @@ build_rust() {
 		return
 	fi
 	uptodate rust && return
-	local tmp
-	tmp=$(mktemp -d)
-	local flags=(--edition 2021 --target "$RUST_TARGET" -O -C panic=abort)
-	if ! "$RUST" "${flags[@]}" --crate-type rlib --crate-name weir rust/src/lib.rs -o "$tmp/libweir.rlib"; then
-		echo "plugins: rust: the weir crate failed to build" >&2
-		status=1
-		rm -rf "$tmp"
-		return
-	fi
+	weir version >/dev/null
 	for d in rust/examples/*/; do
-		local name out
-		name=$(basename "$d")
-		out="$OUT/rust-$name.wasm"
-		if "$RUST" "${flags[@]}" -C lto -C strip=symbols --crate-type cdylib --crate-name "${name//-/_}" \
-			--extern weir="$tmp/libweir.rlib" -L "$tmp" "$d"main.rs -o "$out"; then
-			built "$out"
-		else
-			echo "plugins: rust: $name failed to build" >&2
-			status=1
-		fi
+		RUSTC=$RUST plugin_build rust "$(basename "$d")" "$d" || status=1
 	done
-	rm -rf "$tmp"
 }
 
 build_assemblyscript() {
@@ -135,27 +144,16 @@ build_assemblyscript() {
 		fi
 	fi
 	uptodate assemblyscript && return
+	weir version >/dev/null
 	# asc spends seconds starting up, so the examples build in parallel.
-	local pids=() names=()
+	local pids=() d
 	for d in assemblyscript/examples/*/; do
-		local name
-		name=$(basename "$d")
-		# --exportStart: top-level code runs from _initialize, which the host calls once per
-		# instance; --use abort: traps through the SDK instead of importing env.abort.
-		(cd assemblyscript && node_modules/.bin/asc "examples/$name/index.ts" -O3 --noAssert \
-			--exportStart _initialize --use abort=assembly/index/weirAbort \
-			-o "$OUT/assemblyscript-$name.wasm") &
+		plugin_build assemblyscript "$(basename "$d")" "$d" &
 		pids+=($!)
-		names+=("$name")
 	done
-	local i
-	for i in "${!pids[@]}"; do
-		if wait "${pids[$i]}"; then
-			built "$OUT/assemblyscript-${names[$i]}.wasm"
-		else
-			echo "plugins: assemblyscript: ${names[$i]} failed to build" >&2
-			status=1
-		fi
+	local p
+	for p in "${pids[@]}"; do
+		wait "$p" || status=1
 	done
 }
 
@@ -165,17 +163,9 @@ build_go() {
 		return
 	fi
 	uptodate go && return
+	weir version >/dev/null
 	for d in go/examples/*/; do
-		local name out
-		name=$(basename "$d")
-		out="$OUT/go-$name.wasm"
-		if (cd go && GOOS=wasip1 GOARCH=wasm "$GO" build -buildmode=c-shared -trimpath -ldflags=-s \
-			-o "$out" "./examples/$name"); then
-			built "$out"
-		else
-			echo "plugins: go: $name failed to build" >&2
-			status=1
-		fi
+		plugin_build go "$(basename "$d")" "$d" || status=1
 	done
 }
 

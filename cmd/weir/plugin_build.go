@@ -174,16 +174,20 @@ func buildSteps(lang, dir, out, sdkDir string) (p plan, err error) {
 		args := []string{"--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall", "-Wextra", "-Wl,--strip-all"}
 		args = append(args, strings.Fields(os.Getenv("CFLAGS"))...)
 		args = append(args, "-o", out)
-		if _, err := os.Stat(filepath.Join(dir, "weir.h")); err != nil {
+		if !fileExists(filepath.Join(dir, "weir.h")) {
+			// The header: the repository's, or the one built into this binary.
 			inc := ""
-			if sdkDir != "" {
+			if sdkDir != "" && fileExists(filepath.Join(sdkDir, "c", "weir.h")) {
 				inc = filepath.Join(sdkDir, "c")
-			} else if inc, err = scratch(); err == nil {
+			} else {
+				var err error
+				if inc, err = scratch(); err != nil {
+					return p, err
+				}
 				files, _ := sdk.Files(langC)
-				err = writeFiles(inc, files)
-			}
-			if err != nil {
-				return p, err
+				if err := writeFiles(inc, files); err != nil {
+					return p, err
+				}
 			}
 			args = append(args, "-I", inc)
 		}

@@ -48,7 +48,8 @@ var (
 
 var skipLine = regexp.MustCompile(`plugins: [a-z]+: skipped: (.*)`)
 
-// buildAll runs sdk/build.sh once per language, which rebuilds an example into sdk/out only
+// buildAll runs sdk/build.sh once per language (with one weir binary, whose plugin build
+// compiles each example), which rebuilds an example into sdk/out only
 // when its sources are newer (as `make plugins` does), so tests never run a stale module.
 func buildAll(t testing.TB) map[string]built {
 	buildOnce.Do(func() {
@@ -58,6 +59,16 @@ func buildAll(t testing.TB) map[string]built {
 			panic(err)
 		}
 		dir := filepath.Join(filepath.Dir(script), "out")
+		// One weir binary for every language's build.sh, which builds each example with
+		// `weir plugin build`.
+		weirBin := filepath.Join(cacheDir, "weir")
+		build := exec.Command(goBinary(), "build", "-o", weirBin, "../../cmd/weir")
+		if out, err := build.CombinedOutput(); err != nil {
+			for _, lang := range append(Languages[:len(Languages):len(Languages)], "wat") {
+				builds[lang] = built{failed: "go build ./cmd/weir: " + string(out)}
+			}
+			return
+		}
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		for _, lang := range append(Languages[:len(Languages):len(Languages)], "wat") {
@@ -65,7 +76,7 @@ func buildAll(t testing.TB) map[string]built {
 			go func() {
 				defer wg.Done()
 				cmd := exec.Command(script, lang)
-				cmd.Env = append(os.Environ(), "GO="+goBinary(), "WEIR_NO_INSTALL=1")
+				cmd.Env = append(os.Environ(), "GO="+goBinary(), "WEIR="+weirBin, "WEIR_NO_INSTALL=1")
 				out, err := cmd.CombinedOutput()
 				b := built{dir: dir}
 				switch m := skipLine.FindSubmatch(out); {
