@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/telemetry"
+	"github.com/weir-gateway/weir/core/testkit"
 	// The engine knows plugin ABIs only through the loaders registered in core/filter; these
 	// end-to-end tests link the http-wasm one in, as cmd/weir does (a test-only arrow).
 	_ "github.com/weir-gateway/weir/plugins/wasmhost"
@@ -109,27 +109,18 @@ func TestPluginFaultKeepsOtherRoutesServing(t *testing.T) {
 		t.Run(tc.fail, func(t *testing.T) {
 			_, addr := start(t, writePluginConfig(t, t.TempDir(), tc.fail, 3))
 			c := &fasthttp.Client{}
-			var wg sync.WaitGroup
-			stop := make(chan struct{})
+			h := testkit.NewHammer(t)
 			var spinWorst time.Duration
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					t0 := time.Now()
-					status, _, _ := fetch(t, c, "http://"+addr+"/spin")
-					spinWorst = max(spinWorst, time.Since(t0))
-					if status != tc.want {
-						t.Errorf("/spin: status %d, want %d", status, tc.want)
-						return
-					}
+			h.Go(func(int) bool {
+				t0 := time.Now()
+				status, _, _ := fetch(t, c, "http://"+addr+"/spin")
+				spinWorst = max(spinWorst, time.Since(t0))
+				if status != tc.want {
+					t.Errorf("/spin: status %d, want %d", status, tc.want)
+					return false
 				}
-			}()
+				return true
+			})
 			var worst time.Duration
 			start := time.Now()
 			n := 0
@@ -140,8 +131,7 @@ func TestPluginFaultKeepsOtherRoutesServing(t *testing.T) {
 				}
 				worst = max(worst, time.Since(t0))
 			}
-			close(stop)
-			wg.Wait()
+			h.Stop()
 			t.Logf("/plain: %d requests in 200ms, worst %s; /spin answered %d within %s (timeout 20ms)", n, worst, tc.want, spinWorst)
 		})
 	}

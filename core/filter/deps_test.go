@@ -23,6 +23,9 @@ import (
 func forbidden(dir, imp string) string {
 	top := func(p string) string { return strings.SplitN(p, "/", 2)[0] }
 	under := func(p, prefix string) bool { return p == prefix || strings.HasPrefix(p, prefix+"/") }
+	if under(imp, "core/testkit") && !under(dir, "core/testkit") {
+		return "core/testkit is for tests only; it must never be linked into the gateway"
+	}
 	switch {
 	case under(dir, "core/httpsyntax"):
 		return "core/httpsyntax imports only the standard library, so that config may use it"
@@ -87,6 +90,10 @@ func TestForbidden(t *testing.T) {
 		{"plugins/wasmhost", "core/engine", false},
 		{"plugins/wasmhost", "filters/jwt", false},
 		{"cmd/weir", "plugins/wasmhost", true},
+		{"core/engine", "core/testkit", false},
+		{"plugins/wasmhost", "core/testkit", false},
+		{"plugins/wasmhost/wasmtest", "core/testkit", false},
+		{"core/testkit", "core/testkit/x", true},
 	}
 	for _, tt := range tests {
 		if got := forbidden(tt.dir, tt.imp) == ""; got != tt.allowed {

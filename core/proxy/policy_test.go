@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/proxy/balance"
+	"github.com/weir-gateway/weir/core/testkit"
 )
 
 // TestForwardAllocsConfigured: the small-GET path stays allocation-free with every balancer,
@@ -312,52 +312,34 @@ func TestPoolHammer(t *testing.T) {
 	cur.Store(u)
 	gw := gateway(t, nil, func(c *filter.Ctx) { cur.Load().Forward(c) })
 	hc := newClient(gw)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	h := testkit.NewHammer(t)
 	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, _, err := get(hc, "", ""); err != nil {
-					t.Errorf("request: %v", err)
-					return
-				}
+		h.Go(func(int) bool {
+			if _, _, err := get(hc, "", ""); err != nil {
+				t.Errorf("request: %v", err)
+				return false
 			}
-		}()
+			return true
+		})
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			o := opts
-			o.Targets = addrsOf(bs[:2+i%2])
-			o.Health.Interval = time.Duration(5+i%3) * time.Millisecond
-			next, err := p.Upstream(o)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			old := cur.Swap(next)
-			time.Sleep(2 * time.Millisecond) // let requests on the old view drain
-			_ = old.Close()
-			bs[i%3].status.Store(int64([]int{0, 503}[i%2]))
-			_ = p.Status()
+	h.Go(func(i int) bool {
+		o := opts
+		o.Targets = addrsOf(bs[:2+i%2])
+		o.Health.Interval = time.Duration(5+i%3) * time.Millisecond
+		next, err := p.Upstream(o)
+		if err != nil {
+			t.Error(err)
+			return false
 		}
-	}()
+		old := cur.Swap(next)
+		time.Sleep(2 * time.Millisecond) // let requests on the old view drain
+		_ = old.Close()
+		bs[i%3].status.Store(int64([]int{0, 503}[i%2]))
+		_ = p.Status()
+		return true
+	})
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	h.Stop()
 	_ = cur.Load().Close()
 	if n := len(p.Status()); n != 0 {
 		t.Errorf("%d members left after the last view closed", n)

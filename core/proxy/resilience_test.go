@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/proxy/balance"
+	"github.com/weir-gateway/weir/core/testkit"
 )
 
 // TestDistribution sends 10,000 requests through the proxy for each algorithm over backends of
@@ -150,29 +151,20 @@ func faultTest(t *testing.T, attempts int) {
 
 	var total, failed, failedAfterOut atomic.Int64
 	var outAt atomic.Int64 // unix nanos when the killed target left rotation
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	h := testkit.NewHammer(t)
 	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
+		h.Go(func(int) bool {
+			st, _, err := get(hc, "", "")
+			total.Add(1)
+			if err != nil || st != 200 {
+				failed.Add(1)
+				if o := outAt.Load(); o != 0 && time.Now().UnixNano() > o {
+					failedAfterOut.Add(1)
 				}
-				st, _, err := get(hc, "", "")
-				total.Add(1)
-				if err != nil || st != 200 {
-					failed.Add(1)
-					if o := outAt.Load(); o != 0 && time.Now().UnixNano() > o {
-						failedAfterOut.Add(1)
-					}
-				}
-				time.Sleep(time.Millisecond)
 			}
-		}()
+			time.Sleep(time.Millisecond)
+			return true
+		})
 	}
 	state := func(addr string) string {
 		for _, ts := range u.Pool().Status() {
@@ -201,8 +193,7 @@ func faultTest(t *testing.T, attempts int) {
 	}
 	back := time.Since(revivedAt)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	h.Stop()
 
 	rate := float64(failed.Load()) / float64(total.Load())
 	t.Logf("fault test (retries %d): %d requests, %d failed (%.4f%%), %d after the victim left rotation (%s after kill, state %s); revived target served again after %s (check interval %s)",

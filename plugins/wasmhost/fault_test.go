@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/testkit"
 	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
@@ -129,21 +130,12 @@ func TestFaultyPluginDoesNotSlowOthers(t *testing.T) {
 	fb := newTestFilter(t, bad)
 	good := newTestFilter(t, testSpec("good", headerGuest()))
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	h := testkit.NewHammer(t)
 	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				serve(fb, newRequest("GET", "/"))
-			}
-		}()
+		h.Go(func(int) bool {
+			serve(fb, newRequest("GET", "/"))
+			return true
+		})
 	}
 	var worst time.Duration
 	n := 0
@@ -159,8 +151,7 @@ func TestFaultyPluginDoesNotSlowOthers(t *testing.T) {
 		}
 	}
 	total := time.Since(start)
-	close(stop)
-	wg.Wait()
+	h.Stop()
 	t.Logf("healthy plugin: %d requests in %s (%.1f µs each, worst %s) while a looping plugin timed out %d times",
 		n, total, float64(total.Microseconds())/float64(n), worst, fb.m.stats.Timeouts.Load())
 }

@@ -5,13 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/tetratelabs/wazero"
 
+	"github.com/weir-gateway/weir/core/testkit"
 	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
 )
 
@@ -71,21 +71,9 @@ func TestDeadlineUnderGC(t *testing.T) {
 	spec := testSpec("gc", faultGuest(loopForever(), nil))
 	spec.Timeout = 20 * time.Millisecond
 	f := newTestFilter(t, spec)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				runtime.GC()
-			}
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
+	h := testkit.NewHammer(t)
+	h.Go(func(int) bool { runtime.GC(); return true })
+	defer h.Stop()
 	for range 5 {
 		start := time.Now()
 		rc := newRequest("GET", "/")
