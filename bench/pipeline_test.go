@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/engine"
 	_ "github.com/weir-gateway/weir/filters/all"
 	_ "github.com/weir-gateway/weir/plugins/wasmhost" // the http-wasm plugin ABI
@@ -46,7 +47,7 @@ routes:
 func BenchmarkPipeline(b *testing.B) {
 	for _, p := range pipelines {
 		b.Run(p.name, func(b *testing.B) {
-			cfg, err := engine.ParseConfig("pipeline.yaml", []byte(fmt.Sprintf(pipelineConfig, p.filters)))
+			cfg, err := config.Parse("pipeline.yaml", []byte(fmt.Sprintf(pipelineConfig, p.filters)))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -39,6 +39,8 @@ func TestValidate(t *testing.T) {
 			[]string{`upstreams.u.targets[0]: "127.0.0.1" is not host:port`, `upstreams.u.targets[1]: ":80" is not host:port`,
 				`upstreams.u.targets[2]: "h:0" has an invalid port "0"`}},
 		{"ipv6 target", func(c *Config) { c.Upstreams["u"] = Upstream{Targets: []string{"[::1]:80"}} }, nil, nil},
+		{"duplicate target", func(c *Config) { c.Upstreams["u"] = Upstream{Targets: []string{"a:1", "b:1", "a:1"}} }, nil,
+			[]string{`upstreams.u.targets[2]: duplicate target "a:1" (also targets[0])`}},
 		{"unknown kind", func(c *Config) { c.Upstreams["e"] = Upstream{Kind: "grpc"} }, nil, []string{`upstreams.e.kind: unknown kind "grpc"`}},
 		{"unknown balance", func(c *Config) { u := c.Upstreams["u"]; u.Balance = "fast"; c.Upstreams["u"] = u }, nil,
 			[]string{`upstreams.u.balance: unknown balance "fast"`}},

@@ -16,7 +16,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/testkit"
 	_ "github.com/weir-gateway/weir/filters/all"
 )
 
@@ -81,23 +83,12 @@ func start(t testing.TB, path string) (*Engine, string) {
 // serve runs e on a loopback port until cleanup, which drains it and checks both ends went well.
 func serve(t testing.TB, e *Engine) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- e.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := e.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	return testkit.Serve(t, e)
+}
+
+// parseConfig parses a config from bytes as LoadConfig does from a file.
+func parseConfig(name string, data []byte) (*config.Config, error) {
+	return config.Parse(name, data, checkFilters)
 }
 
 func get(c *fasthttp.Client, url string) (int, string, string, error) {
@@ -272,7 +263,7 @@ func TestMatchAndEmptyPipelineAllocateNothing(t *testing.T) {
 	}
 	logFile := filepath.Join(t.TempDir(), "access.log")
 	for _, accessLog := range []string{"{ enabled: false }", fmt.Sprintf("{ enabled: true, output: %q }", logFile)} {
-		cfg, err := ParseConfig("alloc.yaml", []byte(`
+		cfg, err := parseConfig("alloc.yaml", []byte(`
 access_log: `+accessLog+`
 upstreams: { be: { targets: ["127.0.0.1:1"] } }
 routes:
@@ -315,7 +306,7 @@ routes:
 }
 
 func BenchmarkHandleEmptyPipeline(b *testing.B) {
-	cfg, err := ParseConfig("bench.yaml", []byte(`
+	cfg, err := parseConfig("bench.yaml", []byte(`
 access_log: { enabled: false }
 upstreams: { be: { targets: ["127.0.0.1:1"] } }
 routes:
@@ -344,7 +335,7 @@ routes:
 // not the one a rewrite filter forwarded.
 func TestAccessLogRecordsPathAsReceived(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "access.log")
-	cfg, err := ParseConfig("log.yaml", []byte(fmt.Sprintf(`
+	cfg, err := parseConfig("log.yaml", []byte(fmt.Sprintf(`
 access_log: { enabled: true, output: %q }
 upstreams: { be: { targets: ["127.0.0.1:1"] } }
 routes:

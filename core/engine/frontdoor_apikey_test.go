@@ -72,7 +72,7 @@ func startFrontdoor(t *testing.T) (*recorder, string) {
 	t.Helper()
 	rec := startRecorder(t)
 	src := fmt.Sprintf(frontdoorConfig, rec.ln.Addr().String(), sha256Hex("alice-key"), aliceHash(t), sha256Hex("bob-key"))
-	cfg, err := ParseConfig("frontdoor.yaml", []byte(src))
+	cfg, err := parseConfig("frontdoor.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ routes:
 // the upstream, behind the consumer-header step as in a real snapshot.
 func frontdoorEngine(tb testing.TB) *Engine {
 	tb.Helper()
-	cfg, err := ParseConfig("alloc.yaml", []byte(fmt.Sprintf(frontdoorAllocConfig, sha256Hex("alice-key"))))
+	cfg, err := parseConfig("alloc.yaml", []byte(fmt.Sprintf(frontdoorAllocConfig, sha256Hex("alice-key"))))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -69,7 +69,7 @@ routes:
 func startConsumers(t *testing.T, trusted string) (*recorder, string) {
 	t.Helper()
 	rec := startRecorder(t)
-	cfg, err := ParseConfig("consumers.yaml", []byte(fmt.Sprintf(consumersConfig, trusted, rec.ln.Addr().String())))
+	cfg, err := parseConfig("consumers.yaml", []byte(fmt.Sprintf(consumersConfig, trusted, rec.ln.Addr().String())))
 	if err != nil {
 		t.Fatal(err)
 	}

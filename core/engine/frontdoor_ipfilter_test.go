@@ -32,7 +32,7 @@ routes:
 func startFilterGateway(t *testing.T, server, routes string) (*recorder, string) {
 	t.Helper()
 	rec := startRecorder(t)
-	cfg, err := ParseConfig("frontdoor.yaml", []byte(fmt.Sprintf(filterGatewayConfig, server, rec.ln.Addr().String(), routes)))
+	cfg, err := parseConfig("frontdoor.yaml", []byte(fmt.Sprintf(filterGatewayConfig, server, rec.ln.Addr().String(), routes)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ routes:
 func startJWTGateway(t *testing.T, idp *jwtIDP, throttle string) (*recorder, string) {
 	t.Helper()
 	rec := startRecorder(t)
-	cfg, err := ParseConfig("jwt.yaml", []byte(fmt.Sprintf(jwtGatewayConfig, rec.ln.Addr().String(), idp.srv.URL, throttle)))
+	cfg, err := parseConfig("jwt.yaml", []byte(fmt.Sprintf(jwtGatewayConfig, rec.ln.Addr().String(), idp.srv.URL, throttle)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func rawExchange(t *testing.T, addr, raw string) *fasthttp.Response {
 // trusted proxy) or by spelling the path differently.
 func TestRatelimitFrontDoor(t *testing.T) {
 	rec := startRecorder(t)
-	cfg, err := ParseConfig("ratelimit.yaml", []byte(fmt.Sprintf(ratelimitConfig, rec.ln.Addr().String(),
+	cfg, err := parseConfig("ratelimit.yaml", []byte(fmt.Sprintf(ratelimitConfig, rec.ln.Addr().String(),
 		`{rate: 2, per: 1m}`)))
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +238,7 @@ func TestRatelimitAccuracySmoke(t *testing.T) {
 		t.Skip("the soak run measures accuracy")
 	}
 	be := backend(t)
-	cfg, err := ParseConfig("ratelimit.yaml", []byte(fmt.Sprintf(ratelimitConfig, be, `{key: route, rate: 1000, per: 10s, burst: 100}`)))
+	cfg, err := parseConfig("ratelimit.yaml", []byte(fmt.Sprintf(ratelimitConfig, be, `{key: route, rate: 1000, per: 10s, burst: 100}`)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestRatelimitAccuracy(t *testing.T) {
 	}
 	const limit = `{key: route, rate: 1000, per: 10s, burst: 100%s}`
 	gateway := func(t *testing.T, be, extra string) string {
-		cfg, err := ParseConfig("ratelimit.yaml", []byte(fmt.Sprintf(ratelimitConfig, be, fmt.Sprintf(limit, extra))))
+		cfg, err := parseConfig("ratelimit.yaml", []byte(fmt.Sprintf(ratelimitConfig, be, fmt.Sprintf(limit, extra))))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -283,7 +283,7 @@ routes:
 func startHostile(t *testing.T) (*recorder, string) {
 	t.Helper()
 	rec := startRecorder(t)
-	cfg, err := ParseConfig("hostile.yaml", []byte(fmt.Sprintf(hostileConfig, rec.ln.Addr().String())))
+	cfg, err := parseConfig("hostile.yaml", []byte(fmt.Sprintf(hostileConfig, rec.ln.Addr().String())))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func FuzzRoutedPathIsForwarded(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	cfg, err := ParseConfig("fuzz.yaml", []byte(`
+	cfg, err := parseConfig("fuzz.yaml", []byte(`
 access_log: { enabled: false }
 upstreams: { be: { targets: ["127.0.0.1:1"] } }
 routes:

@@ -77,10 +77,10 @@ func retryOptions(r config.Retries) proxy.RetryOptions {
 func transportKey(o proxy.Options) (string, error) {
 	b, err := json.Marshal(struct {
 		C, I, W   int64
-		M, H      int
+		M         int
 		TLS       *proxy.TLSOptions
 		Transport string
-	}{int64(o.ConnectTimeout), int64(o.IdleTimeout), int64(o.MaxConnWait), o.MaxConns, o.MaxResponseHeaderBytes, o.TLS, "v1"})
+	}{int64(o.ConnectTimeout), int64(o.IdleTimeout), int64(o.MaxConnWait), o.MaxConns, o.TLS, "v1"})
 	if err != nil {
 		return "", fmt.Errorf("fingerprint upstream: %w", err)
 	}

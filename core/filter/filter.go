@@ -146,9 +146,6 @@ func (c *Ctx) Reset(rc *fasthttp.RequestCtx, route string) {
 	*c = Ctx{RequestCtx: rc, Route: route}
 }
 
-// Params returns the named path parameters captured by the router.
-func (c *Ctx) Params() []Param { return c.params[:c.nparams] }
-
 // Param returns the value of the named path parameter, or nil.
 func (c *Ctx) Param(key string) []byte {
 	for i := 0; i < c.nparams; i++ {
@@ -224,9 +221,6 @@ type Pipeline struct {
 func NewPipeline(filters []Filter, names []string) *Pipeline {
 	return &Pipeline{filters: filters, names: names}
 }
-
-// Len returns the number of filters.
-func (p *Pipeline) Len() int { return len(p.filters) }
 
 // Run executes the request phase, then terminal (the upstream call) if every filter continued,
 // then the response phase in reverse for the filters that continued.

@@ -268,10 +268,10 @@ func TestUpstreamTLS(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewUpstream(Options{Targets: []string{plain}, TLS: &TLSOptions{CAFile: filepath.Join(p.dir, "missing.pem")}}); err == nil {
+	if _, err := newStandalone(Options{Targets: []string{plain}, TLS: &TLSOptions{CAFile: filepath.Join(p.dir, "missing.pem")}}); err == nil {
 		t.Error("missing ca_file accepted")
 	}
-	if _, err := NewUpstream(Options{Targets: []string{plain}, TLS: &TLSOptions{CertFile: p.clientCert}}); err == nil {
+	if _, err := newStandalone(Options{Targets: []string{plain}, TLS: &TLSOptions{CertFile: p.clientCert}}); err == nil {
 		t.Error("cert_file without key_file accepted")
 	}
 }

@@ -72,7 +72,7 @@ func newUpstream(t testing.TB, o Options) *Upstream {
 	if o.Name == "" {
 		o.Name = "test"
 	}
-	u, err := NewUpstream(o)
+	u, err := newStandalone(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,4 +218,19 @@ func do(t testing.TB, addr string, prepare func(req *fasthttp.Request)) *fasthtt
 		t.Fatalf("request: %v", err)
 	}
 	return resp
+}
+
+// newStandalone builds an upstream with a pool of its own, closed with it.
+func newStandalone(o Options) (*Upstream, error) {
+	p, err := NewPool(o)
+	if err != nil {
+		return nil, err
+	}
+	u, err := p.Upstream(o)
+	if err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	u.ownPool = true
+	return u, nil
 }

@@ -99,7 +99,7 @@ func (m *member) checkLoop(stop, done chan struct{}) {
 		MaxIdleConnDuration:      m.pool.tr.idleTimeout,
 		NoDefaultUserAgentHeader: true,
 		MaxResponseBodySize:      64 << 10,
-		ReadBufferSize:           m.pool.tr.maxHeader,
+		ReadBufferSize:           maxResponseHeader,
 	}
 	defer hc.CloseIdleConnections()
 	req := fasthttp.AcquireRequest()

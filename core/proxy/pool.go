@@ -54,7 +54,6 @@ type transport struct {
 	idleTimeout    time.Duration
 	maxConnWait    time.Duration
 	maxConns       int
-	maxHeader      int
 	tls            *tls.Config // nil: plain TCP
 }
 
@@ -109,16 +108,12 @@ func newPool(name string, o *Options) (*Pool, error) {
 		idleTimeout:    def(o.IdleTimeout, DefaultIdleTimeout),
 		maxConnWait:    def(o.MaxConnWait, DefaultMaxConnWait),
 		maxConns:       o.MaxConns,
-		maxHeader:      o.MaxResponseHeaderBytes,
 	}
 	if p.tr.maxConnWait < 0 {
 		p.tr.maxConnWait = 0
 	}
 	if p.tr.maxConns == 0 {
 		p.tr.maxConns = DefaultMaxConns
-	}
-	if p.tr.maxHeader == 0 {
-		p.tr.maxHeader = DefaultMaxResponseHeaderBytes
 	}
 	if o.TLS != nil {
 		cfg, err := o.TLS.config()
@@ -132,7 +127,7 @@ func newPool(name string, o *Options) (*Pool, error) {
 }
 
 // NewPool builds the long-lived part of an upstream from the transport settings of o
-// (ConnectTimeout, IdleTimeout, MaxConnWait, MaxConns, MaxResponseHeaderBytes, TLS); the rest of
+// (ConnectTimeout, IdleTimeout, MaxConnWait, MaxConns, TLS); the rest of
 // o is read by Pool.Upstream.
 func NewPool(o Options) (*Pool, error) {
 	if err := o.check(); err != nil {
@@ -292,7 +287,7 @@ func (p *Pool) newMember(addr, host string, weight int) *member {
 		MaxConns:                      tr.maxConns,
 		MaxIdleConnDuration:           tr.idleTimeout,
 		MaxConnWaitTimeout:            tr.maxConnWait,
-		ReadBufferSize:                tr.maxHeader,
+		ReadBufferSize:                maxResponseHeader,
 		WriteBufferSize:               16 << 10,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,

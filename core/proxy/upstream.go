@@ -24,14 +24,17 @@ import (
 // Defaults applied to zero Options fields. They favour failing fast under overload over piling
 // requests up: an edge proxy that queues without bound turns a slow upstream into an outage.
 const (
-	DefaultConnectTimeout         = 5 * time.Second
-	DefaultTimeout                = 60 * time.Second
-	DefaultIdleTimeout            = 10 * time.Second
-	DefaultMaxConnWait            = time.Second
-	DefaultMaxConns               = 512
-	DefaultMaxResponseHeaderBytes = 16 << 10
-	DefaultDNSRefresh             = 30 * time.Second
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultTimeout        = 60 * time.Second
+	DefaultIdleTimeout    = 10 * time.Second
+	DefaultMaxConnWait    = time.Second
+	DefaultMaxConns       = 512
+	DefaultDNSRefresh     = 30 * time.Second
 )
+
+// maxResponseHeader bounds the response header section an upstream may send: it is the read
+// buffer of every upstream connection, so a larger header fails that exchange.
+const maxResponseHeader = 16 << 10
 
 // idlePeekAfter is how long a pooled connection must have been idle before it is checked for
 // unsolicited bytes with a system call.
@@ -79,8 +82,6 @@ type Options struct {
 	MaxConns int
 	// Via, when set, adds "Via: 1.1 <Via>" to the forwarded request and to the response.
 	Via string
-	// MaxResponseHeaderBytes bounds the upstream response header section.
-	MaxResponseHeaderBytes int
 	// Health configures active checks, Outlier passive ones, Retry retries.
 	Health  HealthOptions
 	Outlier OutlierOptions
@@ -119,7 +120,6 @@ type Upstream struct {
 	hashOn    hashKind
 	hashName  []byte
 	def       policy
-	maxHeader int
 	via       string
 	specs     []targetSpec
 	health    HealthOptions
@@ -167,28 +167,13 @@ func (o *Options) check() error {
 			return fmt.Errorf("upstream %q: negative %s %v", o.Name, d.name, d.v)
 		}
 	}
-	if o.MaxConns < 0 || o.MaxResponseHeaderBytes < 0 {
+	if o.MaxConns < 0 {
 		return fmt.Errorf("upstream %q: negative size limit", o.Name)
 	}
 	if o.Via != "" && !httpsyntax.IsToken(o.Via) {
 		return fmt.Errorf("upstream %q: via %q is not a token", o.Name, o.Via)
 	}
 	return nil
-}
-
-// NewUpstream builds a standalone upstream with a pool of its own, closed with it.
-func NewUpstream(o Options) (*Upstream, error) {
-	p, err := NewPool(o)
-	if err != nil {
-		return nil, err
-	}
-	u, err := p.Upstream(o)
-	if err != nil {
-		_ = p.Close()
-		return nil, err
-	}
-	u.ownPool = true
-	return u, nil
 }
 
 // Upstream builds a snapshot's view of the pool from o. Transport settings in o are ignored
@@ -216,7 +201,6 @@ func (p *Pool) Upstream(o Options) (*Upstream, error) {
 		algorithm: o.Balance,
 		balOpts:   balance.Options{HashBoundedLoad: o.BoundedLoad},
 		def:       policy{timeout: def(o.Timeout, DefaultTimeout), request: o.RequestTimeout, retry: o.Retry},
-		maxHeader: p.tr.maxHeader,
 		refresh:   def(o.DNSRefresh, DefaultDNSRefresh),
 		onDNSErr:  o.OnDNSError,
 	}

@@ -166,9 +166,6 @@ type group struct {
 // wildcard, and for that its last maxHost bytes suffice.
 const maxHost = 256
 
-// Len returns the number of routes in the table.
-func (t *Table) Len() int { return len(t.routes) }
-
 // Match returns the id of the best route, or -1. host is the raw Host header value (may carry a
 // port, any case); path is the already-normalized request path; params receives named
 // parameters (Key = param name string held by the table, Value = subslice of path) and *n their

@@ -77,15 +77,3 @@ func (c *cache) put(key [sha256.Size]byte, e *entry) {
 	}
 	s.m[key] = e
 }
-
-// len returns the number of entries, expired ones included.
-func (c *cache) len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.RLock()
-		n += len(s.m)
-		s.mu.RUnlock()
-	}
-	return n
-}

@@ -469,3 +469,15 @@ func TestREADME(t *testing.T) {
 	}
 	filtertest.RunREADME(t, "README.md", string(src), filtertest.Options{Filter: Name})
 }
+
+// len returns the number of entries, expired ones included.
+func (c *cache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}

@@ -51,7 +51,7 @@ const (
 	DefaultRTT = 30 * time.Millisecond
 )
 
-// Errors returned by New and Registry.Targets, wrapped with what was being built.
+// Errors returned by New, wrapped with what was being built.
 var (
 	ErrUnknownAlgorithm = errors.New("unknown load-balancing algorithm")
 	ErrBadWeight        = errors.New("weight out of range")

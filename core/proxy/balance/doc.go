@@ -3,11 +3,9 @@
 // # Using it
 //
 // core/proxy keeps each upstream's targets in its Pool, which outlives reloads and hands the
-// same *Target to every snapshot that names an address. Other users can do the same with a
-// Registry: keep one per upstream across reloads. On each config build, turn the upstream's
-// addresses and weights into targets with Registry.Targets (an address that stays keeps its
-// *Target, and with it its in-flight count, latency estimate and health), then build the
-// snapshot's balancer with New. Per request:
+// same *Target to every snapshot that names an address (an address that stays keeps its
+// *Target, and with it its in-flight count, latency estimate and health); each snapshot builds
+// its own balancer over them with New. Per request:
 //
 //	i := b.Pick(key, -1) // -1: no target available, answer 503 at once
 //	t := targets[i]

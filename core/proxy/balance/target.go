@@ -22,7 +22,7 @@ func nanotime() int64 {
 }
 
 // Target is one backend's live state, shared by balancers and health checking. It outlives
-// config reloads: a Registry hands out the same *Target for an address that stays in the
+// config reloads: core/proxy's Pool hands out the same *Target for an address that stays in the
 // upstream, so its load, latency estimate and health carry over to the new snapshot.
 //
 // Every method is safe for concurrent use.
