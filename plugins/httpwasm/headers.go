@@ -212,6 +212,8 @@ func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	kind := u32(stack[0])
 	h := s.mutableHeaders("set_header_value", kind)
 	name, value := s.field("set_header_value", mod, stack)
+	// The ABI replaces every value; fasthttp's Set replaces only the first field of the name.
+	h.DelBytes(name)
 	if kind >= HeaderRequestTrailers {
 		declareTrailer("set_header_value", h, name)
 	}

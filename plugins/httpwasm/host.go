@@ -236,7 +236,10 @@ func (s *State) mutateRequest(fn string) *fasthttp.RequestCtx {
 // as the ABI says: without it the response may already be on its way to the client.
 func (s *State) mutateResponse(fn string) *fasthttp.RequestCtx {
 	rc := s.request(fn)
-	if s.phase == PhaseResponse && s.features&FeatureBufferResponse == 0 {
+	switch {
+	case s.phase == PhaseRequest:
+		s.respTouched = true // kept across next: see Next
+	case s.features&FeatureBufferResponse == 0:
 		panic(&Trap{Func: fn, Msg: "changing the response in handle_response needs feature buffer_response"})
 	}
 	return rc
@@ -260,13 +263,21 @@ func setMethod(ctx context.Context, mod api.Module, stack []uint64) {
 	rc.Request.Header.SetMethodBytes(m)
 }
 
+// getURI writes the path and query as they will be sent upstream: percent-encoded exactly as
+// received or as set (fasthttp's URI.RequestURI would decode "%26" and "%2F" and re-encode
+// only some bytes, so a guest would see another resource than the upstream does).
 func getURI(ctx context.Context, mod api.Module, stack []uint64) {
-	rc := stateOf(ctx).request("get_uri")
-	uri := rc.Request.URI().RequestURI()
-	if len(uri) == 0 {
-		uri = slash
+	s := stateOf(ctx)
+	u := s.request("get_uri").Request.URI()
+	s.scratch = append(s.scratch[:0], u.PathOriginal()...)
+	if len(s.scratch) == 0 {
+		s.scratch = append(s.scratch, '/')
 	}
-	stack[0] = uint64(writeIfFits("get_uri", mod, u32(stack[0]), u32(stack[1]), uri))
+	if q := u.QueryString(); len(q) > 0 {
+		s.scratch = append(s.scratch, '?')
+		s.scratch = append(s.scratch, q...)
+	}
+	stack[0] = uint64(writeIfFits("get_uri", mod, u32(stack[0]), u32(stack[1]), s.scratch))
 }
 
 var slash = []byte("/")
@@ -274,8 +285,13 @@ var slash = []byte("/")
 func setURI(ctx context.Context, mod api.Module, stack []uint64) {
 	rc := stateOf(ctx).mutateRequest("set_uri")
 	n := u32(stack[1])
-	if n == 0 || n > MaxFieldLen {
-		panic(trap("set_uri", "uri length %d (want 1..%d)", n, MaxFieldLen))
+	if n > MaxFieldLen {
+		panic(trap("set_uri", "uri length %d (want 0..%d)", n, MaxFieldLen))
+	}
+	if n == 0 {
+		// As the reference host: an empty URI is "/".
+		rc.Request.SetRequestURIBytes(slash)
+		return
 	}
 	uri := read("set_uri", mod, u32(stack[0]), n)
 	if uri[0] != '/' {
@@ -296,13 +312,19 @@ func setURI(ctx context.Context, mod api.Module, stack []uint64) {
 	rc.Request.SetRequestURIBytes(uri)
 }
 
-var http11 = []byte("HTTP/1.1")
+var (
+	http11 = []byte("HTTP/1.1")
+	http10 = []byte("HTTP/1.0")
+)
 
+// getProtocolVersion reports the client's protocol, in both phases: the request sent upstream
+// is always HTTP/1.1 (see core/proxy), but the guest is told what the client spoke.
 func getProtocolVersion(ctx context.Context, mod api.Module, stack []uint64) {
-	rc := stateOf(ctx).request("get_protocol_version")
-	p := rc.Request.Header.Protocol()
-	if len(p) == 0 {
-		p = http11
+	s := stateOf(ctx)
+	s.request("get_protocol_version")
+	p := http11
+	if s.http10 {
+		p = http10
 	}
 	stack[0] = uint64(writeIfFits("get_protocol_version", mod, u32(stack[0]), u32(stack[1]), p))
 }
@@ -329,7 +351,8 @@ func getStatusCode(ctx context.Context, _ api.Module, stack []uint64) {
 }
 
 func setStatusCode(ctx context.Context, _ api.Module, stack []uint64) {
-	rc := stateOf(ctx).mutateResponse("set_status_code")
+	s := stateOf(ctx)
+	rc := s.mutateResponse("set_status_code")
 	code := int32(u32(stack[0]))
 	// Only final statuses, as the respond filter: a 1xx sent as the answer would leave the
 	// client waiting for the real one and desync the connection.
@@ -337,6 +360,9 @@ func setStatusCode(ctx context.Context, _ api.Module, stack []uint64) {
 		panic(trap("set_status_code", "status %d is not a final status (200..599)", code))
 	}
 	rc.Response.SetStatusCode(int(code))
+	if s.phase == PhaseRequest {
+		s.statusSet = true
+	}
 }
 
 // --- bodies -------------------------------------------------------------------------------

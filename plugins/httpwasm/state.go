@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/httpsyntax"
 )
 
 // ModuleName is the import module of every host function.
@@ -121,6 +122,16 @@ type State struct {
 	reqBodyWrote, respBodyWrote bool
 	wrote                       int // bytes written through write_body this request
 	headerBytes                 int // header bytes written this request (see Limits)
+	http10                      bool
+
+	// What the guest made of the response in handle_request, kept across next (see Next and
+	// Respond). respTouched and statusSet are set by the host functions that change the
+	// response before next; the rest is filled in by Next.
+	respTouched, statusSet bool
+	pendHeader             fasthttp.ResponseHeader
+	pendBody               []byte
+	pendStatus             int
+	pendBodySet            bool
 
 	scratch []byte // reused for header name lists and addresses
 }
@@ -139,6 +150,25 @@ func (s *State) Begin(rc *fasthttp.RequestCtx) {
 	s.reqBodyWrote, s.respBodyWrote = false, false
 	s.wrote = 0
 	s.headerBytes = 0
+	s.http10 = !rc.Request.Header.IsHTTP11()
+	s.respTouched, s.statusSet, s.pendBodySet = false, false, false
+}
+
+// Next records, when handle_request returned next=1, what the guest put in the response:
+// the rest of the chain (the upstream above all) replaces the response, and MergeResponse merges
+// the guest's part back, as the ABI's reference host does. A guest that left the response
+// alone costs nothing here.
+func (s *State) Next() {
+	if !s.respTouched {
+		return
+	}
+	resp := &s.rc.Response
+	resp.Header.CopyTo(&s.pendHeader)
+	s.pendStatus = resp.StatusCode()
+	if s.respBodyWrote {
+		s.pendBody = append(s.pendBody[:0], resp.Body()...)
+		s.pendBodySet = true
+	}
 }
 
 // Respond moves to the response phase of the same request.
@@ -148,8 +178,101 @@ func (s *State) Respond() {
 	s.respBodyWrote = false
 }
 
+// MergeResponse runs after the rest of the chain and before Respond, when handle_request
+// returned next=1. It merges into the response the chain produced what the guest set in
+// handle_request (recorded by Next), following the reference host
+// (whose guest writes to the same response writer the next handler does):
+//
+//   - Headers: every field the guest set is kept, and the next response's own fields are added
+//     to them, so both are sent. A field that holds one value (Content-Type, Content-Encoding,
+//     Server) keeps the next response's value, which describes its body. A value already
+//     present is not repeated.
+//   - Body: the guest's bytes come first, the next response's body follows.
+//   - Status: without buffer_response the guest's status stays (the reference host has sent it
+//     already); with it the next response's status replaces it, and handle_response may set
+//     it again.
+//
+// failed (the host could not produce a response; the gateway's error answer is in place)
+// keeps the error's status and body and merges the headers only. A body that must be
+// assembled from a streamed upstream body is read within the plugin's max_body_bytes; past
+// it MergeResponse returns a Trap with status 502 and changes nothing.
+func (s *State) MergeResponse(failed bool) error {
+	if !s.respTouched {
+		return nil
+	}
+	resp := &s.rc.Response
+	if s.pendBodySet && !failed {
+		if err := s.prependBody(resp); err != nil {
+			return err
+		}
+	}
+	mergeHeader(&resp.Header, &s.pendHeader)
+	if s.statusSet && !failed && s.features&FeatureBufferResponse == 0 {
+		resp.SetStatusCode(s.pendStatus)
+	}
+	return nil
+}
+
+// prependBody puts the guest's body before resp's.
+func (s *State) prependBody(resp *fasthttp.Response) error {
+	if resp.IsBodyStream() {
+		// fasthttp closes a body stream it is told to replace, so the upstream's stream is
+		// read whole here; the result is bounded like any body buffered for the guest.
+		limit := s.bodyLimit() - len(s.pendBody)
+		if cl := resp.Header.ContentLength(); cl > limit {
+			return tooLarge("handle_response", fasthttp.StatusBadGateway, "guest and upstream response body", s.bodyLimit())
+		}
+		b, err := readLimited(resp.BodyStream(), max(limit, 0))
+		switch {
+		case err != nil:
+			return &Trap{Func: "handle_response", Msg: "read response body: " + err.Error(), Status: fasthttp.StatusBadGateway}
+		case len(b) > limit:
+			return tooLarge("handle_response", fasthttp.StatusBadGateway, "guest and upstream response body", s.bodyLimit())
+		}
+		s.pendBody = append(s.pendBody, b...)
+	} else {
+		s.pendBody = append(s.pendBody, resp.Body()...)
+	}
+	resp.SetBody(s.pendBody) // copies, and closes a stream
+	return nil
+}
+
+// mergeHeader adds the fields of guest to dst (see Respond).
+func mergeHeader(dst, guest *fasthttp.ResponseHeader) {
+	for name := range guest.Trailers() {
+		_ = dst.AddTrailerBytes(name)
+	}
+	for k, v := range guest.All() {
+		switch {
+		case ownedHeader(k):
+			continue
+		case httpsyntax.EqualFold(k, "Content-Type"), httpsyntax.EqualFold(k, "Content-Encoding"),
+			httpsyntax.EqualFold(k, "Server"):
+			if len(dst.PeekBytes(k)) > 0 {
+				continue
+			}
+		}
+		if hasValue(dst.PeekAll(b2s(k)), v) {
+			continue
+		}
+		dst.AddBytesKV(k, v)
+	}
+}
+
+func hasValue(vals [][]byte, v []byte) bool {
+	for _, x := range vals {
+		if string(x) == string(v) {
+			return true
+		}
+	}
+	return false
+}
+
 // End forgets the request, so nothing of it is retained after it finishes.
 func (s *State) End() {
+	if cap(s.pendBody) > 64<<10 {
+		s.pendBody = nil // a large one-off body is not held for the instance's life
+	}
 	s.rc = nil
 	s.phase = PhaseNone
 	s.features = s.base

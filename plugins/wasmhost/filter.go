@@ -73,6 +73,7 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 		return filter.Stop
 	}
 	in.reqCtx = uint32(ctxNext >> 32)
+	in.state.Next()
 	*c.Slot(f.slot) = in
 	return filter.Continue
 }
@@ -86,11 +87,19 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 		return // fail open skipped the plugin, or the instance could not be kept
 	}
 	m := f.m
+	failed := c.Err() != nil // the host failed to produce a response
+	if err := in.state.MergeResponse(failed); err != nil {
+		// The guest's response could not be put back together with the upstream's; the
+		// instance is fine, but handle_response has nothing true to look at.
+		m.put(in)
+		f.faultResponse(c, err)
+		return
+	}
 	in.state.Respond()
 	in.stack[0] = uint64(in.reqCtx)
 	in.stack[1] = 0
-	if c.Err() != nil {
-		in.stack[1] = 1 // the host failed to produce a response
+	if failed {
+		in.stack[1] = 1
 	}
 	m.stats.Calls.Add(1)
 	if err := in.call(in.resp); err != nil {
