@@ -19,43 +19,69 @@ import (
 // the requests of every other peer. It is immutable once built and safe for concurrent use.
 type Trusted struct {
 	prefixes []netip.Prefix
-	strip    stripSet
+	strip    stripSet // from untrusted peers
+	always   stripSet // from every peer
 }
 
-// stripSet holds the fields removed from untrusted requests. The survey tests every incoming
-// field against it, so a cheap filter on length and first letter comes before the names.
+// stripSet holds fields Sanitize removes. The survey tests every incoming field against it,
+// so a cheap filter on length and first letter comes before the names.
 type stripSet struct {
-	names []string // lower case
-	// spellings are what Sanitize deletes: each name, and its underscore form when it has one
-	// (fasthttp finds a field whatever the case of the name asked for).
-	spellings []string
-	lens      uint64 // bit n: some name has length n (names are at most 63 bytes)
-	first     [256]bool
+	names []string // lower case, '_' written as '-'
+	lens  uint64   // bit n: some name has length n (names are at most 63 bytes)
+	first [256]bool
+}
+
+func newStripSet(names []string) (stripSet, error) {
+	var s stripSet
+	for _, n := range names {
+		if len(n) == 0 || len(n) > 63 || !httpsyntax.IsToken(n) {
+			return stripSet{}, fmt.Errorf("strip header %q: not a header name of at most 63 bytes", n)
+		}
+		n = strings.ReplaceAll(strings.ToLower(n), "_", "-")
+		s.names = append(s.names, n)
+		s.lens |= 1 << len(n)
+		s.first[n[0]] = true
+	}
+	return s, nil
 }
 
 // SetStripHeaders replaces the fields removed from the requests of untrusted peers (see
 // config.DefaultStripClientHeaders); an empty list removes none. Call it before the first request.
-func (t *Trusted) SetStripHeaders(names []string) error {
-	var s stripSet
-	for _, n := range names {
-		if len(n) == 0 || len(n) > 63 || !httpsyntax.IsToken(n) {
-			return fmt.Errorf("strip header %q: not a header name of at most 63 bytes", n)
+func (t *Trusted) SetStripHeaders(names []string) (err error) {
+	t.strip, err = newStripSet(names)
+	return err
+}
+
+// SetAlwaysStrip sets the fields removed from every request, trusted peers' included: the
+// gateway's own statements about a request (X-Consumer-Name and the other consumer headers),
+// which only the gateway may make. Call it before the first request.
+func (t *Trusted) SetAlwaysStrip(names []string) (err error) {
+	t.always, err = newStripSet(names)
+	return err
+}
+
+// deleteMatching removes every field of s, in whatever spelling it came. Deleting while
+// iterating is unsafe, so it finds one offending spelling, deletes every field with that
+// spelling, and looks again; only requests that carry such a field pay for it.
+func deleteMatching(h *fasthttp.RequestHeader, s *stripSet) {
+	for {
+		var buf [64]byte
+		var key []byte
+		for k := range h.All() {
+			if s.has(k) {
+				key = append(buf[:0], k...)
+				break
+			}
 		}
-		n = strings.ToLower(n)
-		s.names = append(s.names, n)
-		s.spellings = append(s.spellings, n)
-		if u := strings.ReplaceAll(n, "-", "_"); u != n {
-			s.spellings = append(s.spellings, u)
+		if key == nil {
+			return
 		}
-		s.lens |= 1 << len(n)
-		s.first[n[0]] = true
+		h.DelBytes(key)
 	}
-	t.strip = s
-	return nil
 }
 
 func (s *stripSet) has(key []byte) bool {
-	if len(key) > 63 || s.lens&(1<<len(key)) == 0 || !s.first[key[0]|0x20] {
+	if len(key) == 0 || len(key) > 63 || s.lens&(1<<len(key)) == 0 || !s.first[key[0]|0x20] {
 		return false
 	}
 	for _, n := range s.names {
@@ -168,7 +194,8 @@ const (
 	bXFHost
 	bXFPort
 	bForwarded
-	bStrip // a field of the strip list
+	bStrip  // a field of the strip list
+	bAlways // a field stripped whoever the peer
 )
 
 var hopNames = [...]struct {
@@ -234,12 +261,17 @@ func surveyBit(key []byte) int {
 	return 0
 }
 
-func survey(h *fasthttp.RequestHeader, strip *stripSet) (seen int) {
+func survey(h *fasthttp.RequestHeader, strip, always *stripSet) (seen int) {
 	for k := range h.All() {
 		if b := surveyBit(k); b != 0 {
 			seen |= b
-		} else if len(k) > 0 && strip.has(k) {
+			continue
+		}
+		if strip.has(k) {
 			seen |= bStrip
+		}
+		if always.has(k) {
+			seen |= bAlways
 		}
 	}
 	// fasthttp keeps a lone "Connection: close" as a flag, not as a field.
@@ -266,13 +298,14 @@ func survey(h *fasthttp.RequestHeader, strip *stripSet) (seen int) {
 // X-Forwarded-For that is not itself trusted (see clientAddr).
 func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) netip.Addr {
 	h := &ctx.Request.Header
-	var strip *stripSet
+	strip, always := &defaultStrip, &noStrip
 	if t != nil {
-		strip = &t.strip
-	} else {
-		strip = &defaultStrip
+		strip, always = &t.strip, &t.always
 	}
-	seen := survey(h, strip)
+	seen := survey(h, strip, always)
+	if seen&bAlways != 0 {
+		deleteMatching(h, always)
+	}
 
 	if seen&bConnection != 0 {
 		// The value stays valid while other fields are deleted: deletion moves field records
@@ -312,9 +345,7 @@ func Sanitize(ctx *fasthttp.RequestCtx, t *Trusted) netip.Addr {
 		return clientAddr(h.Peek(hXFF), peer, t)
 	}
 	if seen&bStrip != 0 {
-		for _, n := range strip.spellings {
-			h.Del(n)
-		}
+		deleteMatching(h, strip)
 	}
 	if seen&bXFPort != 0 {
 		h.Del(hXFPort)
@@ -362,6 +393,9 @@ func clientAddr(xff []byte, peer netip.Addr, t *Trusted) netip.Addr {
 	}
 	return client
 }
+
+// noStrip strips nothing.
+var noStrip stripSet
 
 var defaultStrip = func() stripSet {
 	var t Trusted

@@ -109,3 +109,35 @@ func TestParseTrusted(t *testing.T) {
 }
 
 func netipFrom(ip net.IP) (netip.Addr, bool) { return netip.AddrFromSlice(ip) }
+
+// TestSanitizeAlwaysStrip checks that the gateway's own headers (consumer names) are removed
+// from every request, a trusted peer's included, in every spelling a CGI-style server would
+// read as the same field; and that mixed spellings of the untrusted list go too.
+func TestSanitizeAlwaysStrip(t *testing.T) {
+	trusted, err := ParseTrusted([]string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := trusted.SetAlwaysStrip([]string{"X-Consumer-Name", "X-Consumer-Groups"}); err != nil {
+		t.Fatal(err)
+	}
+	head := "GET / HTTP/1.1\r\nHost: app.test\r\nX-Consumer-Name: root\r\nx_consumer_groups: admins\r\n" +
+		"X-Consumer_Name: root\r\nX_CONSUMER-GROUPS: admins\r\nX-Real_IP: 6.6.6.6\r\nX-Keep: 1\r\n"
+	for _, peer := range []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(192, 0, 2, 1)} {
+		rc := edgeCtx(t, head)
+		rc.SetRemoteAddr(&net.TCPAddr{IP: peer, Port: 1})
+		Sanitize(rc, trusted)
+		for k, v := range rc.Request.Header.All() {
+			if n := strings.ToLower(strings.ReplaceAll(string(k), "_", "-")); strings.HasPrefix(n, "x-consumer") {
+				t.Errorf("peer %v: %s: %s survived", peer, k, v)
+			}
+		}
+		if got := rc.Request.Header.Peek("X-Keep"); string(got) != "1" {
+			t.Errorf("peer %v: X-Keep = %q, want it kept", peer, got)
+		}
+		realIP := rc.Request.Header.Peek("X-Real_IP")
+		if untrusted := !peer.Equal(net.IPv4(127, 0, 0, 1)); untrusted == (len(realIP) != 0) {
+			t.Errorf("peer %v: X-Real_IP = %q (stripped only from untrusted peers)", peer, realIP)
+		}
+	}
+}

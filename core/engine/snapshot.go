@@ -28,10 +28,9 @@ type snapshot struct {
 	trusted *edge.Trusted
 	// upstreams are the http upstreams by name, for routes' overrides and the admin API.
 	upstreams map[string]*proxy.Upstream
-	// consumers are the callers auth filters identify; strip removes the headers that name
-	// them from client requests (see consumers.go).
+	// consumers are the callers auth filters identify (see consumers.go); the edge strips the
+	// headers that name them from client requests (edge.Trusted.SetAlwaysStrip).
 	consumers *filter.Consumers
-	strip     *consumerStrip
 
 	// refs counts the requests running on this snapshot plus one while it is current.
 	refs atomic.Int64
@@ -107,7 +106,13 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 	if s.consumers, err = buildConsumers(cfg); err != nil {
 		errs = append(errs, &config.Error{File: cfg.File, Path: "consumers", Err: err})
 	}
-	s.strip = newConsumerStrip(cfg.ConsumerHeaderNames())
+	if s.trusted != nil {
+		// The headers through which the gateway names the caller reach the upstream only from
+		// an auth filter's verdict: the edge removes a client's own, whoever the peer.
+		if err := s.trusted.SetAlwaysStrip(cfg.ConsumerHeaderNames()); err != nil {
+			errs = append(errs, &config.Error{File: cfg.File, Path: "consumers", Err: err})
+		}
+	}
 
 	terminals := make(map[string]func(*filter.Ctx), len(cfg.Upstreams))
 	for name, u := range cfg.Upstreams {
@@ -203,11 +208,6 @@ func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, lo
 		fs = append(fs, f)
 		names = append(names, fc.Name)
 	}
-	if s.strip != nil {
-		// First, so that no filter or plugin sees a client's own consumer headers.
-		fs = append([]filter.Filter{s.strip}, fs...)
-		names = append([]string{"consumer-headers"}, names...)
-	}
 	p := filter.NewPipeline(fs, names)
 	s.releases = append(s.releases, p.Close)
 	return p, errors.Join(errs...)
@@ -218,11 +218,6 @@ func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, lo
 // by the snapshot build that follows (New, Apply, Check), so none is built twice.
 func LoadConfig(path string) (*config.Config, error) {
 	return config.Load(path, checkFilters)
-}
-
-// ParseConfig is LoadConfig from bytes.
-func ParseConfig(name string, data []byte) (*config.Config, error) {
-	return config.Parse(name, data, checkFilters)
 }
 
 // checkFilters builds every filter of every route off to the side and releases them, so that
