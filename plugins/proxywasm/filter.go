@@ -251,8 +251,9 @@ func (f *Filter) after(h *httpCtx, act uint64, body bool) (st filter.Status, don
 	if h.paused {
 		if err := f.wait(h); err != nil {
 			if errors.Is(err, errPauseTimeout) {
+				c := h.c
 				f.finish(h)
-				return f.fail(h.c, fasthttp.StatusGatewayTimeout, err), true
+				return f.fail(c, fasthttp.StatusGatewayTimeout, err), true
 			}
 			return f.abort(h, err), true
 		}
