@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/weir-gateway/weir/plugins/wasmhost/internal/leb128"
 )
 
 // InterruptExport is the name under which an instrumented module exports its interrupt flag.
@@ -113,7 +115,7 @@ func instrument(wasm []byte) ([]byte, error) {
 	check := fuelCheck(gidx, gidx+1)
 	// $interrupt: (mut i32) (i32.const 0); $fuel: (mut i32) (i32.const fuelPerYield).
 	newGlobals := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41}
-	newGlobals = append(sleb128(newGlobals, fuelPerYield), 0x0b)
+	newGlobals = append(leb128.AppendSigned(newGlobals, fuelPerYield), 0x0b)
 
 	out := append([]byte(nil), wasm[:8]...)
 	emit := func(id byte, body []byte) {
@@ -188,7 +190,7 @@ func fuelCheck(interrupt, fuel uint32) []byte {
 	set := func(b []byte, g uint32) []byte { return binary.AppendUvarint(append(b, 0x24), uint64(g)) }
 	b := get(nil, fuel)
 	b = append(b, 0x45, 0x04, 0x40) // i32.eqz if
-	b = sleb128(append(b, 0x41), fuelPerYield)
+	b = leb128.AppendSigned(append(b, 0x41), fuelPerYield)
 	b = set(b, fuel)
 	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0 memory.grow 0 drop
 	b = get(b, interrupt)
@@ -197,18 +199,6 @@ func fuelCheck(interrupt, fuel uint32) []byte {
 	b = get(b, fuel)
 	b = append(b, 0x41, 0x01, 0x6b) // i32.const 1 i32.sub
 	return set(b, fuel)
-}
-
-// sleb128 appends v in signed LEB128, the encoding of i32.const.
-func sleb128(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
 }
 
 func customName(body []byte) (string, error) {

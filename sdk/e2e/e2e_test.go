@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/engine"
+	"github.com/weir-gateway/weir/core/testkit"
 	_ "github.com/weir-gateway/weir/filters/all"
 	_ "github.com/weir-gateway/weir/plugins/wasmhost" // the http-wasm plugin ABI
 )
@@ -170,23 +170,7 @@ func startGateway(t testing.TB, cfg string) string {
 	if err != nil {
 		t.Fatalf("engine: %v\nconfig:\n%s", err, cfg)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- e.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := e.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	return testkit.Serve(t, e)
 }
 
 // pluginConfig is a gateway with one plugin, on route /p/, in front of the backend, and one

@@ -9,6 +9,8 @@ package wasmtest
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/weir-gateway/weir/plugins/wasmhost/internal/leb128"
 )
 
 // Value types.
@@ -172,7 +174,7 @@ func (m *Module) Encode() []byte {
 		var b []byte
 		for _, d := range m.Data {
 			b = append(b, 0x00, 0x41)
-			b = sleb(b, int64(d.Offset))
+			b = leb128.AppendSigned(b, int64(d.Offset))
 			b = append(b, 0x0b)
 			b = uleb(b, uint64(len(d.Bytes)))
 			b = append(b, d.Bytes...)
@@ -192,10 +194,10 @@ func NewCode() *Code { return &Code{} }
 func (c *Code) Raw(b ...byte) *Code { c.b = append(c.b, b...); return c }
 
 // I32 pushes an i32 constant.
-func (c *Code) I32(v int32) *Code { c.b = sleb(append(c.b, 0x41), int64(v)); return c }
+func (c *Code) I32(v int32) *Code { c.b = leb128.AppendSigned(append(c.b, 0x41), int64(v)); return c }
 
 // I64 pushes an i64 constant.
-func (c *Code) I64(v int64) *Code { c.b = sleb(append(c.b, 0x42), v); return c }
+func (c *Code) I64(v int64) *Code { c.b = leb128.AppendSigned(append(c.b, 0x42), v); return c }
 
 // Call calls function index fn.
 func (c *Code) Call(fn uint32) *Code { c.b = uleb(append(c.b, 0x10), uint64(fn)); return c }
@@ -284,18 +286,6 @@ func appendName(b []byte, s string) []byte {
 }
 
 func uleb(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
-
-// sleb appends v in signed LEB128, the encoding of the const instructions.
-func sleb(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
 
 // Signature is a host function's parameter and result types.
 type Signature struct{ Params, Results []byte }
