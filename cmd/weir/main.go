@@ -1,4 +1,5 @@
-// Command weir is the Weir API gateway: weir run | validate | version.
+// Command weir is the Weir API gateway: weir run | validate | plugin … | version (cli.go lists
+// them with their flags).
 package main
 
 import "os"

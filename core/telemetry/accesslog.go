@@ -1,5 +1,6 @@
 // Package telemetry holds what the gateway reports about the traffic it serves: the access log
-// (one zerolog JSON line per request) and the counters behind the admin API.
+// (one zerolog JSON line per request) and Metrics, the registry of counters and gauges that the
+// admin API's /stats reads.
 package telemetry
 
 import (
