@@ -11,7 +11,8 @@ import (
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/engine"
 	_ "github.com/weir-gateway/weir/filters/all"
-	_ "github.com/weir-gateway/weir/plugins/wasmhost" // the http-wasm plugin ABI
+	_ "github.com/weir-gateway/weir/plugins/proxywasm" // the proxy-wasm plugin ABI
+	_ "github.com/weir-gateway/weir/plugins/wasmhost"  // the http-wasm plugin ABI
 )
 
 // pipelines are the routes benchmarked through Engine.Handle. Each ends in a respond filter, so

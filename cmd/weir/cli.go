@@ -20,7 +20,8 @@ import (
 	"github.com/weir-gateway/weir/core/admin"
 	"github.com/weir-gateway/weir/core/engine"
 	_ "github.com/weir-gateway/weir/filters/all"
-	_ "github.com/weir-gateway/weir/plugins/wasmhost" // the http-wasm plugin ABI
+	_ "github.com/weir-gateway/weir/plugins/proxywasm" // the proxy-wasm plugin ABI
+	_ "github.com/weir-gateway/weir/plugins/wasmhost"  // the http-wasm plugin ABI
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -31,8 +32,9 @@ const usage = `usage: weir <command> [flags]
 commands:
   run -c FILE        start the gateway on FILE (default config/weir.yaml)
   validate -c FILE   check FILE; exit 0 when valid, else list every problem
-  plugin inspect FILE.wasm | plugin build DIR
-                     describe a WebAssembly plugin; build one from source
+  plugin new NAME | plugin build DIR | plugin inspect FILE.wasm
+                     start a WebAssembly plugin project; build one from source;
+                     describe a module (weir plugin help for more)
   version            print the version
 `
 

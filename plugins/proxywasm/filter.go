@@ -36,7 +36,7 @@ func (loader) Load(env filter.Env, spec filter.PluginSpec) (filter.Filter, error
 // otherABI refuses a module that is not a proxy-wasm guest, letting another loader try it.
 type otherABI string
 
-func (e otherABI) Error() string        { return string(e) }
+func (e otherABI) Error() string      { return string(e) }
 func (otherABI) Is(target error) bool { return target == filter.ErrOtherABI }
 
 // PauseTimeout bounds how long a request paused by its filter waits for

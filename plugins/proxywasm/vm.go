@@ -28,19 +28,19 @@ type vm struct {
 	mu   sync.Mutex
 	dead atomic.Bool
 
-	alloc                                                  api.Function
-	onContextCreate, onVMStart, onConfigure                api.Function
-	onRequestHeaders, onRequestBody                        api.Function
-	onResponseHeaders, onResponseBody                      api.Function
-	onDone, onLog, onDelete, onTick, onQueueReady          api.Function
-	stack                                                  [8]uint64
-	allocStack                                             [1]uint64
-	nextID                                                 uint32
-	contexts                                               map[uint32]*httpCtx
-	queues                                                 []uint32 // registered by this instance
-	rootProps                                              map[string][]byte
-	tickStop                                               chan struct{}
-	scratch                                                []byte
+	alloc                                         api.Function
+	onContextCreate, onVMStart, onConfigure       api.Function
+	onRequestHeaders, onRequestBody               api.Function
+	onResponseHeaders, onResponseBody             api.Function
+	onDone, onLog, onDelete, onTick, onQueueReady api.Function
+	stack                                         [8]uint64
+	allocStack                                    [1]uint64
+	nextID                                        uint32
+	contexts                                      map[uint32]*httpCtx
+	queues                                        []uint32 // registered by this instance
+	rootProps                                     map[string][]byte
+	tickStop                                      chan struct{}
+	scratch                                       []byte
 
 	// Guarded by mu, meaningful during a callback:
 	// cur is the effective HTTP context (nil: the root context); configBuffer is the

@@ -25,7 +25,8 @@ import (
 	"github.com/weir-gateway/weir/core/engine"
 	"github.com/weir-gateway/weir/core/testkit"
 	_ "github.com/weir-gateway/weir/filters/all"
-	_ "github.com/weir-gateway/weir/plugins/wasmhost" // the http-wasm plugin ABI
+	_ "github.com/weir-gateway/weir/plugins/proxywasm" // the proxy-wasm plugin ABI
+	_ "github.com/weir-gateway/weir/plugins/wasmhost"  // the http-wasm plugin ABI
 )
 
 // Languages are the SDKs, in sdk/<lang>.
