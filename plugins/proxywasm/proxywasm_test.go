@@ -35,7 +35,7 @@ func TestTestdataUpToDate(t *testing.T) {
 	if _, err := exec.LookPath("wat2wasm"); err != nil {
 		t.Skip("wat2wasm not installed")
 	}
-	for _, name := range []string{"filter", "v010"} {
+	for _, name := range []string{"filter", "v010", "addheader"} {
 		out := filepath.Join(t.TempDir(), name+".wasm")
 		if b, err := exec.Command("wat2wasm", filepath.Join("testdata", name+".wat"), "-o", out).CombinedOutput(); err != nil {
 			t.Fatalf("wat2wasm %s: %v\n%s", name, err, b)
@@ -561,3 +561,13 @@ func TestHostPropertiesAndQueues(t *testing.T) {
 }
 
 var _ = wasmhost.Spec{}
+
+func TestInspect(t *testing.T) {
+	r, err := Inspect(filterWasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Version != V021 || len(r.Missing) != 0 || len(r.Callbacks) < 8 {
+		t.Errorf("report %+v", r)
+	}
+}
