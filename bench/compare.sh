@@ -263,12 +263,6 @@ start() {
 		die "$name did not answer within 10s; its log: $(tail -n 20 "$tmp/$name.log")"
 }
 
-median() {
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
-		if (NR == 0) { print "nan"; exit }
-		if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 # stop NAME stops a proxy started by start.
 stop() {
 	stop_pid "${pid[$1]}"
@@ -360,28 +354,6 @@ fi
 
 # --- measure -----------------------------------------------------------------------------
 
-# cpu_ticks sums utime+stime (fields 14 and 15 of /proc/PID/stat, in clock ticks) over the
-# given processes. The command name in field 2 may hold spaces, so fields count from the ")".
-cpu_ticks() {
-	local total=0 p t
-	for p in "$@"; do
-		t=$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)
-		total=$((total + t))
-	done
-	echo "$total"
-}
-
-# run_wrk runs wrk in the background and waits for it: a trapped signal interrupts `wait` at
-# once, whereas bash defers it until a foreground wrk has finished.
-run_wrk() {
-	local f=$1
-	shift
-	"${pin_load[@]}" wrk "${wrk_args[@]}" "$@" >"$f" &
-	wrk_pid=$!
-	wait "$wrk_pid"
-	wrk_pid=""
-}
-
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out="$OUT_DIR/$stamp"
 mkdir -p "$out"
@@ -417,21 +389,9 @@ for s in $SCENARIOS; do
 			log "$s: round $r/$ROUNDS: $p"
 			px=$(proxy_of "$p")
 			mapfile -t procs < <(proc_pids "$px")
-			before=$(cpu_ticks "${procs[@]}")
-			run_wrk "$f" -s "$tmp/$s.lua" -d "$DURATION" "$(url_of "$s" "$p")"
-			after=$(cpu_ticks "${procs[@]}")
+			# cpu_ticks, run_wrk and measure are in lib.sh, shared with filters.sh.
+			measure "$k" "$f" "${procs[*]}" -s "$tmp/$s.lua" -d "$DURATION" "$(url_of "$s" "$p")"
 			kill -0 "${pid[$px]}" 2>/dev/null || die "$px exited during $s round $r; its log: $(tail -n 20 "$tmp/$px.log")"
-
-			rps[$k]+="$(awk '/^Requests\/sec:/ { print $2 }' "$f") "
-			p50[$k]+="$(awk '$1 == "PCTL" && $2 == "50" { printf "%.3f", $3 / 1000 }' "$f") "
-			p99[$k]+="$(awk '$1 == "PCTL" && $2 == "99" { printf "%.3f", $3 / 1000 }' "$f") "
-			p999[$k]+="$(awk '$1 == "PCTL" && $2 == "99.9" { printf "%.3f", $3 / 1000 }' "$f") "
-			reqs[$k]=$((${reqs[$k]:-0} + $(awk '/ requests in / { print $1 }' "$f")))
-			ticks[$k]=$((${ticks[$k]:-0} + after - before))
-			secs[$k]=$(awk -v a="${secs[$k]:-0}" '/ requests in / { t = $4; sub(/s,$/, "", t); print a + t }' "$f")
-			# Non-2xx answers and socket errors mean the figures are not for the scenario asked.
-			e=$(awk '/^  Non-2xx/ { n += $NF } /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$f")
-			errs[$k]=$((${errs[$k]:-0} + e))
 		done
 	done
 done
