@@ -12,7 +12,6 @@ import (
 // headerSet is the part of fasthttp's request and response headers the header functions need.
 type headerSet interface {
 	PeekAll(key string) [][]byte
-	SetBytesKV(key, value []byte)
 	AddBytesKV(key, value []byte)
 	DelBytes(key []byte)
 	AddTrailerBytes(key []byte) error
@@ -213,11 +212,12 @@ func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	h := s.mutableHeaders("set_header_value", kind)
 	name, value := s.field("set_header_value", mod, stack)
 	// The ABI replaces every value; fasthttp's Set replaces only the first field of the name.
+	// Delete and add scans the header once, as Set alone does.
 	h.DelBytes(name)
 	if kind >= HeaderRequestTrailers {
 		declareTrailer("set_header_value", h, name)
 	}
-	h.SetBytesKV(name, value)
+	h.AddBytesKV(name, value)
 }
 
 func addHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
