@@ -14,6 +14,7 @@ import (
 
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/engine"
+	"github.com/weir-gateway/weir/plugins/proxywasm"
 	"github.com/weir-gateway/weir/plugins/wasmhost"
 )
 
@@ -103,12 +104,23 @@ func cmdPluginInspect(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "weir plugin inspect: %s: %v\n", path, err)
 		return 1
 	}
+	report := inspectReport{Report: r}
+	if r.ABI == wasmhost.ABIProxyWasm {
+		// The http-wasm loader refuses it; whether it loads is the proxy-wasm loader's answer.
+		pw, err := proxywasm.Inspect(wasm)
+		if err != nil {
+			fmt.Fprintf(stderr, "weir plugin inspect: %s: %v\n", path, err)
+			return 1
+		}
+		report.ProxyWasm = pw
+		r.Loads, r.LoadError = pw.Loads, pw.LoadError
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(r)
+		_ = enc.Encode(report)
 	} else {
-		printReport(stdout, path, r)
+		printReport(stdout, path, report)
 	}
 	if !r.Loads {
 		return 1
@@ -116,12 +128,25 @@ func cmdPluginInspect(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func printReport(w io.Writer, path string, r *wasmhost.Report) {
+// inspectReport is what weir plugin inspect prints: the module, and for a proxy-wasm module
+// its ABI version, callbacks and the imports this host does not provide or answers
+// Unimplemented.
+type inspectReport struct {
+	*wasmhost.Report
+	ProxyWasm *proxywasm.Report `json:"proxy_wasm,omitempty"`
+}
+
+func printReport(w io.Writer, path string, rep inspectReport) {
+	r := rep.Report
 	fmt.Fprintf(w, "%s\n  size     %d bytes\n  sha256   %s\n", path, r.Size, r.SHA256)
 	abi := r.ABI
 	switch r.ABI {
 	case wasmhost.ABIProxyWasm:
-		abi += " (detected; not supported yet)"
+		if pw := rep.ProxyWasm; pw != nil && pw.Version != "" {
+			abi += " " + pw.Version
+		} else {
+			abi += " (exports proxy_on_* but no proxy_abi_version_*)"
+		}
 	case wasmhost.ABIUnknown:
 		abi += " (exports neither handle_request/handle_response nor proxy_on_*)"
 	}
@@ -141,6 +166,24 @@ func printReport(w io.Writer, path string, r *wasmhost.Report) {
 	fmt.Fprintf(w, "  imports\n")
 	for _, i := range r.Imports {
 		fmt.Fprintf(w, "    %s\n", i)
+	}
+	if pw := rep.ProxyWasm; pw != nil {
+		fmt.Fprintf(w, "  callbacks\n")
+		for _, c := range pw.Callbacks {
+			fmt.Fprintf(w, "    %s\n", c)
+		}
+		if len(pw.Missing) > 0 {
+			fmt.Fprintf(w, "  imports this host does not provide (the module cannot load)\n")
+			for _, m := range pw.Missing {
+				fmt.Fprintf(w, "    %s\n", m)
+			}
+		}
+		if len(pw.Unimplemented) > 0 {
+			fmt.Fprintf(w, "  imports that answer Unimplemented\n")
+			for _, u := range pw.Unimplemented {
+				fmt.Fprintf(w, "    %s\n", u)
+			}
+		}
 	}
 	if r.Loads {
 		fmt.Fprintf(w, "  loads    yes\n")

@@ -17,6 +17,17 @@ func TestPluginInspect(t *testing.T) {
 		{Params: []byte{wasmtest.I32, wasmtest.I32}, Results: []byte{wasmtest.I32}, Body: wasmtest.NewCode().I32(1), Export: "proxy_on_context_create"},
 	}}).Encode()
 	os.WriteFile(filepath.Join(dir, "proxy.wasm"), proxy, 0o644)
+	// A v0.2.1 module importing a host function that answers Unimplemented and one no version
+	// of the ABI has.
+	gaps := (&wasmtest.Module{MemMin: 1, MemMax: 4, Imports: []wasmtest.Import{
+		{Module: "env", Name: "proxy_grpc_call", Params: bytes.Repeat([]byte{wasmtest.I32}, 12), Results: []byte{wasmtest.I32}},
+		{Module: "env", Name: "proxy_no_such_call", Params: []byte{wasmtest.I32}, Results: []byte{wasmtest.I32}},
+	}, Funcs: []wasmtest.Func{
+		{Body: wasmtest.NewCode(), Export: "proxy_abi_version_0_2_1"},
+		{Params: []byte{wasmtest.I32}, Results: []byte{wasmtest.I32}, Body: wasmtest.NewCode().I32(16), Export: "proxy_on_memory_allocate"},
+		{Params: []byte{wasmtest.I32, wasmtest.I32}, Body: wasmtest.NewCode(), Export: "proxy_on_context_create"},
+	}}).Encode()
+	os.WriteFile(filepath.Join(dir, "gaps.wasm"), gaps, 0o644)
 	os.WriteFile(filepath.Join(dir, "junk.wasm"), []byte("junk"), 0o644)
 	tests := []struct {
 		name   string
@@ -28,8 +39,15 @@ func TestPluginInspect(t *testing.T) {
 		{"http-wasm", []string{"../../config/plugins/hello.wasm"}, 0,
 			[]string{"abi      http-wasm", "func handle_request () -> (i64)", "func http_handler.get_config (i32, i32) -> (i32)", "loads    yes"}, ""},
 		{"json", []string{"-json", "../../config/plugins/hello.wasm"}, 0, []string{`"abi": "http-wasm"`, `"loads": true`}, ""},
-		{"proxy-wasm", []string{filepath.Join(dir, "proxy.wasm")}, 1,
-			[]string{"abi      proxy-wasm (detected; not supported yet)", "memory   1..4 pages (64 KiB..256 KiB)", "loads    no:"}, ""},
+		{"proxy-wasm", []string{"../../plugins/proxywasm/testdata/filter.wasm"}, 0,
+			[]string{"abi      proxy-wasm 0.2.1", "callbacks\n    proxy_on_configure\n", "    proxy_on_request_headers\n", "loads    yes"}, ""},
+		{"proxy-wasm json", []string{"-json", "../../plugins/proxywasm/testdata/filter.wasm"}, 0,
+			[]string{`"abi": "proxy-wasm"`, `"proxy_wasm": {`, `"version": "0.2.1"`, `"loads": true`}, ""},
+		{"proxy-wasm gaps", []string{filepath.Join(dir, "gaps.wasm")}, 1,
+			[]string{"abi      proxy-wasm 0.2.1", "imports this host does not provide (the module cannot load)\n    env.proxy_no_such_call (i32) -> (i32)\n",
+				"imports that answer Unimplemented\n    proxy_grpc_call\n", "loads    no:", "proxy_no_such_call"}, ""},
+		{"proxy-wasm unversioned", []string{filepath.Join(dir, "proxy.wasm")}, 1,
+			[]string{"abi      proxy-wasm (exports proxy_on_* but no proxy_abi_version_*)", "memory   1..4 pages (64 KiB..256 KiB)", "loads    no:", "proxy_abi_version"}, ""},
 		{"not wasm", []string{filepath.Join(dir, "junk.wasm")}, 1, nil, "compile"},
 		{"missing", []string{filepath.Join(dir, "nope.wasm")}, 1, nil, "no such file"},
 		{"no args", nil, 2, nil, "usage"},

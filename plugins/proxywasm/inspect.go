@@ -6,7 +6,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/rs/zerolog"
 	"github.com/tetratelabs/wazero"
+
+	"github.com/weir-gateway/weir/plugins/wasmhost"
 )
 
 // Report describes a proxy-wasm module for `weir plugin inspect`.
@@ -19,10 +22,15 @@ type Report struct {
 	Missing []string `json:"missing_imports,omitempty"`
 	// Unimplemented are imported host functions that exist but answer Unimplemented.
 	Unimplemented []string `json:"unimplemented_imports,omitempty"`
+	// Loads says whether the module would load as a plugin with default settings and an empty
+	// JSON config (its instances are started: proxy_on_vm_start and proxy_on_configure run);
+	// LoadError says why not.
+	Loads     bool   `json:"loads"`
+	LoadError string `json:"load_error,omitempty"`
 }
 
-// Inspect compiles wasm (without instantiating it) and reports what a proxy-wasm host needs
-// to know about it.
+// Inspect compiles wasm and reports what a proxy-wasm host needs to know about it, and
+// whether it loads (one instance is started and closed to find out).
 func Inspect(wasm []byte) (*Report, error) {
 	ctx := context.Background()
 	rt := wazero.NewRuntime(ctx)
@@ -48,5 +56,16 @@ func Inspect(wasm []byte) (*Report, error) {
 	}
 	sort.Strings(r.Callbacks)
 	sort.Strings(r.Unimplemented)
+	if r.Version == "" {
+		r.LoadError = "not a proxy-wasm module (it exports no proxy_abi_version_0_1_0, _0_2_0 or _0_2_1)"
+		return r, nil
+	}
+	p, err := load(wasmhost.Spec{Name: "inspect", Wasm: wasm, CacheDir: "off", PoolMin: 1, PoolMax: 1, Config: []byte("{}")}, zerolog.Nop())
+	if err != nil {
+		r.LoadError = err.Error()
+	} else {
+		r.Loads = true
+		_ = p.Close()
+	}
 	return r, nil
 }
