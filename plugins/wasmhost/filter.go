@@ -53,8 +53,8 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 		return f.fail(c, fasthttp.StatusServiceUnavailable, err)
 	}
 	in.state.Begin(c.RequestCtx)
-	m.stats.Calls.Add(1)
 	if err := in.call(in.req); err != nil {
+		m.stats.Calls.Add(1)
 		if err != errStale {
 			m.discard(in)
 			return f.fault(c, err)
@@ -69,6 +69,7 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 	ctxNext := in.stack[0]
 	if ctxNext&1 == 0 {
 		// The guest wrote the response (or accepted the default empty 200).
+		m.stats.Calls.Add(1)
 		m.put(in)
 		return filter.Stop
 	}
@@ -88,7 +89,11 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 	}
 	m := f.m
 	failed := c.Err() != nil // the host failed to produce a response
+	// handle_request's call is counted here with handle_response's: one shared atomic add per
+	// request rather than two. OnResponse runs for every request whose handle_request
+	// continued, so the count is only late, never lost.
 	if err := in.state.MergeResponse(failed); err != nil {
+		m.stats.Calls.Add(1)
 		// The guest's response could not be put back together with the upstream's; the
 		// instance is fine, but handle_response has nothing true to look at.
 		m.put(in)
@@ -101,7 +106,7 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 	if failed {
 		in.stack[1] = 1
 	}
-	m.stats.Calls.Add(1)
+	m.stats.Calls.Add(2)
 	if err := in.call(in.resp); err != nil {
 		m.discard(in)
 		if err != errStale {
