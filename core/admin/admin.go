@@ -347,6 +347,9 @@ func (a *Server) stats(rc *fasthttp.RequestCtx) {
 		// Per plugin name: calls, traps, timeouts, pool waits, live instances (plugins/README.md).
 		"plugins":          telemetry.Metrics.Group("plugins"),
 		"plugin_instances": telemetry.Metrics.Sum("plugins", "instances"),
+		// Per breaker name: state (0 closed, 1 open, 2 half-open), opened, rejected, probes
+		// (filters/breaker/README.md).
+		"breakers": telemetry.Metrics.Group("breakers"),
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	_ "github.com/weir-gateway/weir/filters/acl"       // "acl"
 	_ "github.com/weir-gateway/weir/filters/apikey"    // "apikey"
 	_ "github.com/weir-gateway/weir/filters/basicauth" // "basicauth"
+	_ "github.com/weir-gateway/weir/filters/breaker"   // "breaker"
 	_ "github.com/weir-gateway/weir/filters/cors"      // "cors"
 	_ "github.com/weir-gateway/weir/filters/extauth"   // "extauth"
 	_ "github.com/weir-gateway/weir/filters/headers"   // "headers"
