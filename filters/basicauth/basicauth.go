@@ -95,20 +95,47 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 	}
 	k, hash := f.lookup(user)
 
-	var key [sha256.Size]byte
 	cacheable := f.cache != nil && k != nil // user and password fit entryKey's buffer: maxCredentials
-	if cacheable {
-		key = f.entryKey(user, pass)
-		if f.cache.get(key, k) {
-			return f.accept(c, k)
-		}
+	if !cacheable {
+		return f.answer(c, k, f.check(k, hash, pass))
 	}
+	key := f.entryKey(user, pass)
+	if f.cache.get(key, k) {
+		return f.accept(c, k)
+	}
+	// When an entry expires, every request a busy client has in flight misses at once: one of
+	// them checks the password and the others wait for its verdict, rather than each taking a
+	// bcrypt slot (and most getting 503 because the slots are few).
+	fl, leader := f.cache.join(key)
+	if leader {
+		v := f.check(k, hash, pass)
+		if v == verified {
+			f.cache.put(key, k)
+		}
+		f.cache.land(key, fl, v)
+	} else {
+		<-fl.done
+	}
+	return f.answer(c, k, fl.v)
+}
+
+// verdict is the outcome of one password check.
+type verdict uint8
+
+const (
+	verified verdict = iota
+	wrong
+	busy
+)
+
+// check runs bcrypt for user k (nil: unknown, checked against dummyHash for the same cost), at
+// most max_concurrent at a time.
+func (f *Filter) check(k *filter.Consumer, hash, pass []byte) verdict {
 	select {
 	case f.sem <- struct{}{}:
 	default:
 		// Queueing would let a flood of wrong passwords hold every request for seconds.
-		c.Response.Header.SetCanonical(hRetryAfter, vRetryAfter)
-		return c.Fail(503, errBusy)
+		return busy
 	}
 	if k == nil {
 		hash = dummyHash()
@@ -116,12 +143,20 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 	err := bcrypt.CompareHashAndPassword(hash, pass)
 	<-f.sem
 	if err != nil || k == nil {
-		return f.refuse(c, errUnknown)
+		return wrong
 	}
-	if cacheable {
-		f.cache.put(key, k)
+	return verified
+}
+
+func (f *Filter) answer(c *filter.Ctx, k *filter.Consumer, v verdict) filter.Status {
+	switch v {
+	case verified:
+		return f.accept(c, k)
+	case busy:
+		c.Response.Header.SetCanonical(hRetryAfter, vRetryAfter)
+		return c.Fail(503, errBusy)
 	}
-	return f.accept(c, k)
+	return f.refuse(c, errUnknown)
 }
 
 // OnResponse does nothing.
@@ -216,6 +251,35 @@ type cache struct {
 
 	mu      sync.RWMutex
 	entries map[[sha256.Size]byte]entry
+	flights map[[sha256.Size]byte]*flight // checks under way, by key
+}
+
+// flight is one password check that other requests with the same credentials wait for.
+type flight struct {
+	done chan struct{} // closed once v is set
+	v    verdict
+}
+
+// join returns the check under way for key, or starts one that the caller (leader) runs and
+// ends with land.
+func (c *cache) join(key [sha256.Size]byte) (fl *flight, leader bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if fl := c.flights[key]; fl != nil {
+		return fl, false
+	}
+	fl = &flight{done: make(chan struct{})}
+	c.flights[key] = fl
+	return fl, true
+}
+
+// land ends the check of key with v and wakes the requests waiting for it.
+func (c *cache) land(key [sha256.Size]byte, fl *flight, v verdict) {
+	c.mu.Lock()
+	delete(c.flights, key)
+	c.mu.Unlock()
+	fl.v = v
+	close(fl.done)
 }
 
 type entry struct {
@@ -224,7 +288,7 @@ type entry struct {
 }
 
 func newCache(ttl time.Duration, max int) *cache {
-	return &cache{ttl: ttl, max: max, entries: make(map[[sha256.Size]byte]entry)}
+	return &cache{ttl: ttl, max: max, entries: make(map[[sha256.Size]byte]entry), flights: make(map[[sha256.Size]byte]*flight)}
 }
 
 // get reports whether key was verified lately for consumer k.

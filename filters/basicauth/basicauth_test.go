@@ -334,3 +334,40 @@ func BenchmarkBasicAuthCached(b *testing.B) {
 		f.OnResponse(c)
 	}
 }
+
+// TestConcurrentMissesShareOneCheck: when a busy client's cache entry is missing or expired,
+// all its requests in flight miss at once; they must share one password check instead of
+// competing for the few bcrypt slots (which answered most of them 503 before).
+func TestConcurrentMissesShareOneCheck(t *testing.T) {
+	f := mustBuild(t, "{ max_concurrent: 1, cache_ttl: 1m }")
+	const n = 32
+	var wg sync.WaitGroup
+	statuses := make(chan int, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		c := filtertest.NewCtx(t, "GET / HTTP/1.1\nHost: h\nAuthorization: "+basic("alice:"+alicePass)+"\n")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if f.OnRequest(c) == filter.Continue {
+				statuses <- 200
+			} else {
+				statuses <- c.Response.StatusCode()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != 200 {
+			t.Errorf("a request with the right password got %d", s)
+		}
+	}
+	// Wrong passwords still wait for nobody's verdict but their own.
+	c := filtertest.NewCtx(t, "GET / HTTP/1.1\nHost: h\nAuthorization: "+basic("alice:wrong")+"\n")
+	if f.OnRequest(c) != filter.Stop || c.Response.StatusCode() != 401 {
+		t.Errorf("wrong password: status %d, want 401", c.Response.StatusCode())
+	}
+}
