@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds every SDK example from source into sdk/out/<lang>-<example>.wasm.
 #
-#   sdk/build.sh [c|rust|assemblyscript|go|wat ...]     (default: all)
+#   sdk/build.sh [c|rust|assemblyscript|go|wat|proxywasm ...]     (default: all)
+#
+# proxywasm builds the proxy-wasm filters written against the raw ABI in C and Rust
+# (sdk/proxywasm/<lang>/examples) into sdk/out/proxywasm-<lang>-<example>.wasm.
 #
 # A language whose toolchain is missing is reported and skipped, unless WEIR_REQUIRE_ALL=1
 # (CI sets it), which turns a missing toolchain into a failure. A failing build always fails.
@@ -67,29 +70,35 @@ fresh() {
 		[ -z "$(find "$2" -path '*/node_modules' -prune -o -newer "$1" -print -quit)" ]
 }
 
-# uptodate LANG: every example of LANG is fresh; says so.
+# uptodate LANG [DIR]: every example of LANG (in DIR/examples, DIR defaulting to LANG) is
+# fresh; says so.
 uptodate() {
-	local d
-	for d in "$1"/examples/*/; do
-		fresh "$OUT/$1-$(basename "$d").wasm" "$1" || return 1
+	local d src=${2:-$1}
+	for d in "$src"/examples/*/; do
+		fresh "$OUT/$1-$(basename "$d").wasm" "$src" || return 1
 	done
 	echo "plugins: $1: up to date"
 }
 
-build_c() {
+# have_clang LANG: clang links for wasm32-wasi; otherwise LANG is skipped with what to install.
+have_clang() {
 	if ! command -v "${CLANG:-clang}" >/dev/null; then
-		skip c "clang not found (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)"
-		return
+		skip "$1" "clang not found (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)"
+		return 1
 	fi
 	local probe
 	probe=$(mktemp -d)
 	echo 'int x;' >"$probe/p.c"
 	if ! "${CLANG:-clang}" --target=wasm32-wasi -mexec-model=reactor -o "$probe/p.wasm" "$probe/p.c" 2>"$probe/err"; then
-		skip c "clang cannot link for wasm32-wasi (apt-get install lld wasi-libc libclang-rt-14-dev-wasm32): $(head -1 "$probe/err")"
+		skip "$1" "clang cannot link for wasm32-wasi (apt-get install lld wasi-libc libclang-rt-14-dev-wasm32): $(head -1 "$probe/err")"
 		rm -rf "$probe"
-		return
+		return 1
 	fi
 	rm -rf "$probe"
+}
+
+build_c() {
+	have_clang c || return
 	uptodate c && return
 	weir version >/dev/null # build it before the loop
 	for d in c/examples/*/; do
@@ -169,6 +178,25 @@ build_go() {
 	done
 }
 
+# proxy-wasm filters against the raw ABI, C then Rust, with the toolchains the SDKs use.
+build_proxywasm() {
+	local d
+	if have_clang proxywasm-c && ! uptodate proxywasm-c proxywasm/c; then
+		weir version >/dev/null
+		for d in proxywasm/c/examples/*/; do
+			CFLAGS="-Werror ${CFLAGS:-}" plugin_build proxywasm-c "$(basename "$d")" "$d" || status=1
+		done
+	fi
+	if ! find_rustc; then
+		skip proxywasm-rust "no rustc with the wasm32-wasi standard library (apt-get install rustc libstd-rust-dev-wasm32)"
+	elif ! uptodate proxywasm-rust proxywasm/rust; then
+		weir version >/dev/null
+		for d in proxywasm/rust/examples/*/; do
+			RUSTC=$RUST plugin_build proxywasm-rust "$(basename "$d")" "$d" || status=1
+		done
+	fi
+}
+
 # The WAT guests (sdk/wat/*.wat) are single files, not examples/ folders.
 build_wat() {
 	if ! command -v "${WAT2WASM:-wat2wasm}" >/dev/null; then
@@ -194,10 +222,10 @@ build_wat() {
 }
 
 langs=("$@")
-[ ${#langs[@]} -eq 0 ] && langs=(c rust assemblyscript go wat)
+[ ${#langs[@]} -eq 0 ] && langs=(c rust assemblyscript go wat proxywasm)
 for l in "${langs[@]}"; do
 	case $l in
-	c | rust | assemblyscript | go | wat) "build_$l" ;;
+	c | rust | assemblyscript | go | wat | proxywasm) "build_$l" ;;
 	*)
 		echo "plugins: unknown language $l" >&2
 		status=1

@@ -99,22 +99,12 @@ func cmdPluginInspect(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "weir plugin inspect: %v\n", err)
 		return 1
 	}
-	r, err := wasmhost.Inspect(wasm)
+	report, err := inspectModule(wasm)
 	if err != nil {
 		fmt.Fprintf(stderr, "weir plugin inspect: %s: %v\n", path, err)
 		return 1
 	}
-	report := inspectReport{Report: r}
-	if r.ABI == wasmhost.ABIProxyWasm {
-		// The http-wasm loader refuses it; whether it loads is the proxy-wasm loader's answer.
-		pw, err := proxywasm.Inspect(wasm)
-		if err != nil {
-			fmt.Fprintf(stderr, "weir plugin inspect: %s: %v\n", path, err)
-			return 1
-		}
-		report.ProxyWasm = pw
-		r.Loads, r.LoadError = pw.Loads, pw.LoadError
-	}
+	r := report.Report
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -134,6 +124,25 @@ func cmdPluginInspect(args []string, stdout, stderr io.Writer) int {
 type inspectReport struct {
 	*wasmhost.Report
 	ProxyWasm *proxywasm.Report `json:"proxy_wasm,omitempty"`
+}
+
+// inspectModule reports on a module with the loader of its ABI: Loads and LoadError are the
+// proxy-wasm loader's answer for a proxy-wasm module (the http-wasm loader refuses them all).
+func inspectModule(wasm []byte) (inspectReport, error) {
+	r, err := wasmhost.Inspect(wasm)
+	if err != nil {
+		return inspectReport{}, err
+	}
+	report := inspectReport{Report: r}
+	if r.ABI == wasmhost.ABIProxyWasm {
+		pw, err := proxywasm.Inspect(wasm)
+		if err != nil {
+			return inspectReport{}, err
+		}
+		report.ProxyWasm = pw
+		r.Loads, r.LoadError = pw.Loads, pw.LoadError
+	}
+	return report, nil
 }
 
 func printReport(w io.Writer, path string, rep inspectReport) {

@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/weir-gateway/weir/plugins/wasmhost"
 	"github.com/weir-gateway/weir/sdk"
 )
 
@@ -78,10 +77,11 @@ func cmdPluginBuild(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	r, err := wasmhost.Inspect(wasm)
+	rep, err := inspectModule(wasm)
 	if err != nil {
 		return fail("built %s, but it does not compile: %v", *out, err)
 	}
+	r := rep.Report
 	if !r.Loads {
 		return fail("built %s (%s), but it would not load: %s", *out, lang, r.LoadError)
 	}
