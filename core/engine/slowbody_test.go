@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/plugins/wasmhost/wasmtest"
@@ -282,4 +283,54 @@ func TestSlowBodyLoad(t *testing.T) {
 	if ok < 0.99 {
 		t.Fatalf("%.2f%% of normal requests succeeded beside %d slow bodies, want >= 99%% (first failure: %s)", 100*ok, *slowBodies, firstErr)
 	}
+}
+
+// TestEmptyDeclaredBodyIsNotReadWhole: a request that declares Content-Length: 0 arrives as an
+// empty stream; nothing on its way may read the stream whole (fasthttp logs a warning for each
+// such read, which would be a log line per request).
+func TestEmptyDeclaredBodyIsNotReadWhole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weir.yaml")
+	cfg := fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "" }
+access_log: { enabled: false }
+upstreams: { be: { targets: [%q] } }
+routes: [ { name: all, match: { path_prefix: / }, upstream: be } ]
+`, backend(t))
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	e, err := New(path, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, e)
+	for _, method := range []string{"GET", "POST", "PUT"} {
+		conn, br := dial(t, addr)
+		ex := send(t, conn, br, method+" /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+		if ex.status != 200 {
+			t.Fatalf("%s with an empty body: status %d", method, ex.status)
+		}
+	}
+	if strings.Contains(logs.String(), "entire stream") {
+		t.Errorf("a request body stream was read whole: %s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines to log into.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -442,10 +442,10 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 	}
 	u.pool.budget.request(now.Unix())
 	// Resending is safe only when nothing of the request can have had an effect twice: an
-	// idempotent method and no body at all.
-	// (A declared empty body may arrive as an empty stream; it carries nothing either.)
-	resendable := (rb == nil || c.Request.Header.ContentLength() == 0) && len(c.Request.Body()) == 0 &&
-		idempotent(&c.Request.Header)
+	// idempotent method and no body at all. A declared empty body arrives as an empty stream
+	// and carries nothing either; reading a stream to see (Body) would pull it into memory.
+	resendable := idempotent(&c.Request.Header) &&
+		(rb == nil && len(c.Request.Body()) == 0 || rb != nil && c.Request.Header.ContentLength() == 0)
 	key := u.hashKey(c)
 
 	exclude := -1
