@@ -141,7 +141,8 @@ type Exchange struct {
 // "## Examples" heading (up to the next level-2 heading). A ```yaml block starts an example;
 // ```http request starts an exchange of the latest example (```http request from 2001:db8::1
 // sets the client address the edge resolved); ```http upstream-request,
-// ```http upstream-response and ```http response complete that exchange.
+// ```http upstream-response (a head, then optionally an empty line and a body) and
+// ```http response complete that exchange.
 func Examples(path string, src string) ([]Example, error) {
 	lines := strings.Split(src, "\n")
 	var out []Example
@@ -278,8 +279,13 @@ func runExchange(t *testing.T, where string, p *filter.Pipeline, x Exchange, opt
 			compareRequest(t, where, &c.Request, &want, opts)
 		}
 		if x.UpstreamResponse != "" {
-			if err := ReadResponse(x.UpstreamResponse, &c.Response); err != nil {
+			// Text after an empty line is the upstream's body (filters that transform bodies).
+			head, body, _ := strings.Cut(x.UpstreamResponse, "\n\n")
+			if err := ReadResponse(head, &c.Response); err != nil {
 				t.Fatalf("%s: parse upstream-response: %v", where, err)
+			}
+			if body != "" {
+				c.Response.SetBodyString(body)
 			}
 		}
 	})

@@ -1,0 +1,234 @@
+// Package compress implements the "compress" filter: it compresses response bodies with zstd,
+// brotli or gzip, whichever the client's Accept-Encoding accepts and the server prefers, and
+// marks every response whose encoding depends on that header with Vary: Accept-Encoding so
+// that caches (the gateway's own among them) keep one variant per coding.
+//
+// The compressors are those fasthttp already links: klauspost/compress for gzip and zstd and
+// molecule-man/go-brrr for brotli.
+package compress
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/httpsyntax"
+)
+
+// Filter compresses responses. It is immutable after New and safe for concurrent use.
+type Filter struct {
+	slot    int
+	prefs   []coding
+	enc     [numCodings]*encoders
+	minSize int
+	maxSize int
+	types   []typeRule
+}
+
+var (
+	hAcceptEncoding = []byte("Accept-Encoding")
+	hVary           = []byte("Vary")
+	hETag           = []byte("ETag")
+	vAny            = []byte("*")
+)
+
+// headersOfTheIdentity describe the uncompressed bytes and are wrong for the compressed ones:
+// digests of the content, and byte ranges.
+var headersOfTheIdentity = []string{"Accept-Ranges", "Content-MD5", "Content-Digest", "Repr-Digest", "Digest"}
+
+// OnRequest reads Accept-Encoding and keeps the coding it chose for the response phase.
+// A HEAD request gets no coding (its response has no body to compress).
+func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
+	chosen := none
+	if !c.Request.Header.IsHead() {
+		var a accepted
+		a.reset()
+		for _, v := range c.Request.Header.PeekAll(string(hAcceptEncoding)) {
+			a.add(v)
+		}
+		chosen = a.choose(f.prefs)
+	}
+	// A uint8 in an interface does not allocate.
+	*c.Slot(f.slot) = uint8(chosen)
+	return filter.Continue
+}
+
+// OnResponse compresses the body when the response is eligible and a coding was chosen.
+func (f *Filter) OnResponse(c *filter.Ctx) {
+	r := &c.Response
+	h := &r.Header
+	if !f.eligible(h, r.StatusCode()) {
+		return
+	}
+	var size int
+	if !r.IsBodyStream() {
+		size = len(r.Body())
+	} else { // not r.Body(), which would read the whole stream
+		size = h.ContentLength()
+		if size < 0 {
+			// Chunked from the upstream: its length is unknown until it has all passed, and
+			// the proxy streams it, so it goes out as it came (see the README).
+			return
+		}
+	}
+	if size < f.minSize || size > f.maxSize {
+		return
+	}
+	// From here, what the client receives depends on Accept-Encoding.
+	addVary(h, hAcceptEncoding)
+	v, _ := (*c.Slot(f.slot)).(uint8)
+	chosen := coding(v)
+	if chosen == none {
+		return
+	}
+	enc := f.enc[chosen].get()
+	defer f.enc[chosen].put(enc)
+	var body []byte
+	if r.IsBodyStream() {
+		if body = readStream(c, size, enc); body == nil {
+			return
+		}
+	} else {
+		body = r.Body()
+	}
+	out, err := enc.compress(body)
+	if err != nil || len(out) >= len(body) {
+		// Incompressible (already compressed media under a generic type): the original is
+		// smaller, and still a correct answer for this client.
+		if r.IsBodyStream() {
+			r.SetBody(body) // copies, and closes the stream, which is at its end
+		}
+		return
+	}
+	// The response takes the encoder's buffer and the encoder keeps the response's old one
+	// for next time: no copy, no allocation.
+	enc.sink.b = r.SwapBody(out)[:0]
+	h.SetContentLength(len(out))
+	h.SetContentEncoding(codingNames[chosen])
+	for _, n := range headersOfTheIdentity {
+		h.Del(n)
+	}
+	// A strong validator promises identical bytes, which the compressed variant is not; a
+	// weak one (as nginx does) still lets If-None-Match revalidate it.
+	if et := h.PeekBytes(hETag); len(et) > 0 && et[0] == '"' {
+		enc.sink.b = append(append(enc.sink.b, "W/"...), et...)
+		h.SetBytesKV(hETag, enc.sink.b)
+		enc.sink.b = enc.sink.b[:0]
+	}
+}
+
+// eligible reports whether the response may be compressed at all, whatever the client accepts.
+func (f *Filter) eligible(h *fasthttp.ResponseHeader, status int) bool {
+	switch {
+	case status < 200, status == fasthttp.StatusNoContent, status == fasthttp.StatusNotModified,
+		status == fasthttp.StatusPartialContent: // ranges count bytes of the identity
+		return false
+	case len(h.ContentEncoding()) > 0: // already encoded: never twice
+		return false
+	case len(h.Peek("Content-Range")) > 0:
+		return false
+	case noTransform(h):
+		return false
+	}
+	return f.typeMatches(h.ContentType())
+}
+
+// noTransform reports whether any Cache-Control field of the response holds no-transform,
+// which forbids intermediaries to change the content coding (RFC 9111 section 5.2.2.6).
+func noTransform(h *fasthttp.ResponseHeader) bool {
+	for _, v := range h.PeekAll("Cache-Control") {
+		for len(v) > 0 {
+			var d []byte
+			d, v = httpsyntax.NextElement(v)
+			if i := indexByte(d, '='); i >= 0 {
+				d = httpsyntax.TrimOWS(d[:i])
+			}
+			if httpsyntax.EqualFold(d, "no-transform") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// typeMatches reports whether the media type of ct (parameters and case ignored) is listed.
+func (f *Filter) typeMatches(ct []byte) bool {
+	if i := indexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = httpsyntax.TrimOWS(ct)
+	if len(ct) == 0 {
+		return false // no type: it may be anything, and a client would sniff it
+	}
+	for _, r := range f.types {
+		switch {
+		case r.exact != "":
+			if httpsyntax.EqualFold(ct, r.exact) {
+				return true
+			}
+		case len(ct) > len(r.prefix)+len(r.suffix) && httpsyntax.EqualFold(ct[:len(r.prefix)], r.prefix) &&
+			httpsyntax.EqualFold(ct[len(ct)-len(r.suffix):], r.suffix):
+			return true
+		}
+	}
+	return false
+}
+
+// readStream reads a streamed body of declared length n (at most max_size) into enc's input
+// buffer, so it can be compressed whole. A body that breaks off is answered 502, as the proxy
+// answers a small body that does, and readStream returns nil.
+func readStream(c *filter.Ctx, n int, enc *encoder) []byte {
+	r := &c.Response
+	if cap(enc.in) < n {
+		enc.in = make([]byte, n)
+	}
+	body := enc.in[:n]
+	_, err := io.ReadFull(r.BodyStream(), body)
+	if err != nil {
+		r.Reset() // closes the stream and drops the upstream's headers
+		c.Fail(fasthttp.StatusBadGateway, fmt.Errorf("compress: read upstream body: %w", err))
+		return nil
+	}
+	return body
+}
+
+// addVary adds token to the response's Vary list unless it, or "*", is already there. Several
+// Vary fields are merged into one.
+func addVary(h *fasthttp.ResponseHeader, token []byte) {
+	all := h.PeekAll("Vary")
+	if len(all) == 0 {
+		h.SetCanonical(hVary, token)
+		return
+	}
+	for _, v := range all {
+		for len(v) > 0 {
+			var e []byte
+			e, v = httpsyntax.NextElement(v)
+			if httpsyntax.EqualFold(e, token) || httpsyntax.EqualFold(e, vAny) {
+				return
+			}
+		}
+	}
+	var buf [256]byte
+	b := buf[:0]
+	for _, v := range all {
+		if v = httpsyntax.TrimOWS(v); len(v) > 0 {
+			b = append(b, v...)
+			b = append(b, ", "...)
+		}
+	}
+	b = append(b, token...)
+	h.DelBytes(hVary)
+	h.SetCanonical(hVary, b)
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
