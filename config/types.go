@@ -204,10 +204,12 @@ type Certificate struct {
 
 // Route sends matching requests through its filters to its upstream.
 type Route struct {
-	Name     string         `mapstructure:"name" json:"name"`
-	Match    Match          `mapstructure:"match" json:"match"`
-	Upstream string         `mapstructure:"upstream" json:"upstream"`
-	Filters  []FilterConfig `mapstructure:"-" json:"filters"`
+	Name     string `mapstructure:"name" json:"name"`
+	Match    Match  `mapstructure:"match" json:"match"`
+	Upstream string `mapstructure:"upstream" json:"upstream"`
+	// Split, instead of Upstream, spreads the route's requests over several upstreams.
+	Split   *Split         `mapstructure:"split" json:"split,omitempty"`
+	Filters []FilterConfig `mapstructure:"-" json:"filters"`
 	// Timeout, RequestTimeout and Retries, when set, override the upstream's for this route.
 	// A route's retries block replaces the upstream's whole block.
 	Timeout        *time.Duration `mapstructure:"timeout" json:"timeout,omitempty"`
@@ -217,6 +219,31 @@ type Route struct {
 	// unchanged, for upstreams that need what normalising changes or refuses (an encoded "/").
 	// By default (true) every path is normalised at the edge: see config/README.md.
 	NormalizePath *bool `mapstructure:"normalize_path" json:"normalize_path,omitempty"`
+}
+
+// Split spreads a route's requests over upstreams: by weight (a canary), by a header or cookie
+// naming the upstream (blue/green, testers opting in), and sticky by a cookie holding the
+// client's place in the weights, so a client stays on one side while the weights do not change.
+type Split struct {
+	Upstreams []SplitUpstream `mapstructure:"upstreams" json:"upstreams"`
+	// Header and Cookie, when the request carries them with the name of one of Upstreams,
+	// send it there whatever the weights.
+	Header string `mapstructure:"header" json:"header,omitempty"`
+	Cookie string `mapstructure:"cookie" json:"cookie,omitempty"`
+	// Sticky keeps each client on its side across requests.
+	Sticky *Sticky `mapstructure:"sticky" json:"sticky,omitempty"`
+}
+
+// SplitUpstream is one side of a split: an upstream and its share of the requests.
+type SplitUpstream struct {
+	Upstream string `mapstructure:"upstream" json:"upstream"`
+	Weight   int    `mapstructure:"weight" json:"weight"`
+}
+
+// Sticky names the cookie that keeps a client's place in the weights, and how long it lasts.
+type Sticky struct {
+	Cookie string        `mapstructure:"cookie" json:"cookie"`
+	TTL    time.Duration `mapstructure:"ttl" json:"ttl"`
 }
 
 // Match selects requests. Empty fields match everything; at most one of Path, PathPrefix and

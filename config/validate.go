@@ -256,6 +256,11 @@ func validateRoutes(p *problems, c *Config, knownFilter func(string) bool) {
 			names[r.Name] = i
 		}
 		switch {
+		case r.Split != nil:
+			if r.Upstream != "" {
+				p.add(path, r.Name, "", errors.New("set upstream or split, not both"))
+			}
+			validateSplit(p, c, path+".split", r.Name, r.Split)
 		case r.Upstream == "":
 			p.add(path, r.Name, "", errors.New("route has no upstream"))
 		case !hasUpstream(c.Upstreams, r.Upstream):
@@ -279,6 +284,54 @@ func validateRoutes(p *problems, c *Config, knownFilter func(string) bool) {
 			case knownFilter != nil && !knownFilter(f.Name) && !hasPlugin(c, f.Name):
 				p.add(fpath, r.Name, f.Name, errors.New("unknown filter"))
 			}
+		}
+	}
+}
+
+// MaxSplitWeight bounds one side's weight of a split, so weights sum without overflow.
+const MaxSplitWeight = 1_000_000
+
+func validateSplit(p *problems, c *Config, path, route string, s *Split) {
+	if len(s.Upstreams) < 2 {
+		p.add(path+".upstreams", route, "", fmt.Errorf("%d upstreams; a split needs at least 2", len(s.Upstreams)))
+	}
+	total := 0
+	seen := map[string]int{}
+	for i, u := range s.Upstreams {
+		upath := fmt.Sprintf("%s.upstreams[%d]", path, i)
+		switch {
+		case u.Upstream == "":
+			p.add(upath+".upstream", route, "", errors.New("is empty"))
+		case !hasUpstream(c.Upstreams, u.Upstream):
+			p.add(upath+".upstream", route, "", fmt.Errorf("unknown upstream %q (defined: %s)", u.Upstream, strings.Join(sortedKeys(c.Upstreams), ", ")))
+		}
+		if first, dup := seen[u.Upstream]; dup {
+			p.add(upath+".upstream", route, "", fmt.Errorf("upstream %q listed twice (also upstreams[%d])", u.Upstream, first))
+		}
+		seen[u.Upstream] = i
+		if u.Weight < 0 || u.Weight > MaxSplitWeight {
+			p.add(upath+".weight", route, "", fmt.Errorf("is %d; want 0 to %d", u.Weight, MaxSplitWeight))
+		} else {
+			total += u.Weight
+		}
+	}
+	if len(s.Upstreams) > 0 && total == 0 {
+		p.add(path+".upstreams", route, "", errors.New("every weight is 0; at least one side must take requests"))
+	}
+	if s.Header != "" && !httpsyntax.IsToken(s.Header) {
+		p.add(path+".header", route, "", fmt.Errorf("%q is not a valid header name", s.Header))
+	}
+	if s.Cookie != "" && !httpsyntax.IsToken(s.Cookie) {
+		p.add(path+".cookie", route, "", fmt.Errorf("%q is not a valid cookie name", s.Cookie))
+	}
+	if st := s.Sticky; st != nil {
+		if st.Cookie != "" && !httpsyntax.IsToken(st.Cookie) {
+			p.add(path+".sticky.cookie", route, "", fmt.Errorf("%q is not a valid cookie name", st.Cookie))
+		} else if st.Cookie != "" && st.Cookie == s.Cookie {
+			p.add(path+".sticky.cookie", route, "", errors.New("is the same cookie as split.cookie"))
+		}
+		if st.TTL < 0 {
+			p.add(path+".sticky.ttl", route, "", fmt.Errorf("is negative (%s)", st.TTL))
 		}
 	}
 }

@@ -305,16 +305,18 @@ func (a *Server) config(rc *fasthttp.RequestCtx) {
 
 func (a *Server) routes(rc *fasthttp.RequestCtx) {
 	type routeView struct {
-		Name     string   `json:"name"`
-		Match    any      `json:"match"`
-		Upstream string   `json:"upstream"`
-		Filters  []string `json:"filters"`
+		Name     string `json:"name"`
+		Match    any    `json:"match"`
+		Upstream string `json:"upstream"`
+		// Split is the route's traffic split, when it has one instead of an upstream.
+		Split   *config.Split `json:"split,omitempty"`
+		Filters []string      `json:"filters"`
 	}
 	// Match headers may name secret values (a shared key a route requires).
 	cfg := a.eng.Config().Redacted()
 	out := make([]routeView, 0, len(cfg.Routes))
 	for _, r := range cfg.Routes {
-		v := routeView{Name: r.Name, Match: r.Match, Upstream: r.Upstream, Filters: []string{}}
+		v := routeView{Name: r.Name, Match: r.Match, Upstream: r.Upstream, Split: r.Split, Filters: []string{}}
 		for _, f := range r.Filters {
 			v.Filters = append(v.Filters, f.Name)
 		}

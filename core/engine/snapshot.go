@@ -133,7 +133,12 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 			errs = append(errs, err)
 			continue
 		}
-		term, err := s.routeTerminal(cfg, i, terminals[rc.Upstream])
+		var term func(*filter.Ctx)
+		if rc.Split != nil {
+			term, err = s.splitTerminal(cfg, i, terminals)
+		} else {
+			term, err = s.routeTerminal(cfg, i, rc.Upstream, terminals[rc.Upstream])
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

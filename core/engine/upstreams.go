@@ -122,14 +122,14 @@ func (s *snapshot) upstream(cfg *config.Config, name string, u config.Upstream, 
 	return up.Forward, nil
 }
 
-// routeTerminal is the route's terminal step: the upstream's, or one with the route's own
-// timeouts and retries.
-func (s *snapshot) routeTerminal(cfg *config.Config, i int, def func(*filter.Ctx)) (func(*filter.Ctx), error) {
+// routeTerminal is route i's terminal step to upstream name: the upstream's, or one with the
+// route's own timeouts and retries.
+func (s *snapshot) routeTerminal(cfg *config.Config, i int, name string, def func(*filter.Ctx)) (func(*filter.Ctx), error) {
 	rc := cfg.Routes[i]
 	if rc.Timeout == nil && rc.RequestTimeout == nil && rc.Retries == nil {
 		return def, nil
 	}
-	up := s.upstreams[rc.Upstream]
+	up := s.upstreams[name]
 	if up == nil {
 		// An echo upstream has nothing to time out or retry.
 		return def, nil
