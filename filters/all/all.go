@@ -15,6 +15,7 @@ import (
 	_ "github.com/weir-gateway/weir/filters/ipfilter"  // "ipfilter"
 	_ "github.com/weir-gateway/weir/filters/jwt"       // "jwt"
 	_ "github.com/weir-gateway/weir/filters/ratelimit" // "ratelimit"
+	_ "github.com/weir-gateway/weir/filters/redirect"  // "redirect"
 	_ "github.com/weir-gateway/weir/filters/requestid" // "request-id"
 	_ "github.com/weir-gateway/weir/filters/respond"   // "respond"
 	_ "github.com/weir-gateway/weir/filters/rewrite"   // "rewrite"
