@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -152,7 +153,7 @@ func MustNew(t testing.TB, cfg string) filter.Filter {
 func TestRoundTrip(t *testing.T) {
 	for _, enc := range []string{"gzip", "br", "zstd"} {
 		for _, level := range []int{1, 5, 9} {
-			f := MustNew(t, fmt.Sprintf("{ encodings: [%s], levels: { %s: %d } }", enc, enc, level))
+			f := MustNew(t, fmt.Sprintf("{ encodings: [%s], levels: { %s: %d }, max_size: 4MiB }", enc, enc, level))
 			for _, n := range []int{1024, 64 << 10, 1 << 20} {
 				body := jsonBody(n)
 				c := run(t, f, "GET / HTTP/1.1\nHost: x\nAccept-Encoding: "+enc+"\n", jsonHead, body)
@@ -396,6 +397,33 @@ func (l localReply) OnRequest(c *filter.Ctx) filter.Status {
 	return c.Reply(200, l.body) // SetBodyRaw: shared memory the filter must not write to
 }
 func (localReply) OnResponse(*filter.Ctx) {}
+
+// TestConcurrent shares one filter between goroutines, each with its own coding and body, as
+// a route's requests do: pooled encoders must never mix two responses (run under -race).
+func TestConcurrent(t *testing.T) {
+	f := MustNew(t, "{ min_size: 1 }")
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			enc := []string{"gzip", "br", "zstd"}[g%3]
+			for i := range 30 {
+				body := jsonBody(200 + 997*((g*31+i)%70))
+				c := run(t, f, "GET / HTTP/1.1\nHost: x\nAccept-Encoding: "+enc+"\n", jsonHead, body)
+				if got := string(c.Response.Header.ContentEncoding()); got != enc {
+					t.Errorf("Content-Encoding %q, want %q", got, enc)
+					return
+				}
+				if !bytes.Equal(decode(t, enc, c.Response.Body()), body) {
+					t.Errorf("%s: round trip changed a %d-byte body", enc, len(body))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
 
 func TestConfigErrors(t *testing.T) {
 	for _, tt := range []struct{ cfg, want string }{

@@ -55,9 +55,12 @@ var (
 	}
 )
 
+// A body is compressed whole in memory, so max_size bounds what one response may hold beyond
+// what the proxy already buffers (64 KiB): 1 MiB covers API answers and pages, and a larger
+// body, usually a download, passes as it is.
 const (
 	defaultMinSize = 1 << 10
-	defaultMaxSize = 8 << 20
+	defaultMaxSize = 1 << 20
 )
 
 // New is the filter's factory: it resolves codings and levels, builds one compressor per coding
