@@ -200,6 +200,7 @@ func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, lo
 			Shared:    shared,
 			Consumers: s.consumers,
 			Dir:       configDir(cfg),
+			Upstreams: s,
 		}
 		var sub any = fc.Config
 		if fc.Config == nil {

@@ -55,6 +55,8 @@ func forbidden(dir, imp string) string {
 			return "plugins never import filters"
 		case under(imp, "core/engine"), under(imp, "core/admin"):
 			return "plugins reach the engine only through core/filter"
+		case under(imp, "core/proxy"):
+			return "plugins reach upstreams only through core/filter (Env.Upstreams)"
 		}
 	}
 	return ""
@@ -89,6 +91,14 @@ func TestForbidden(t *testing.T) {
 		{"plugins/wasmhost", "plugins/httpwasm", true},
 		{"plugins/wasmhost", "core/engine", false},
 		{"plugins/wasmhost", "filters/jwt", false},
+		{"core/engine", "plugins/proxywasm", false},
+		{"core/admin", "plugins/proxywasm", false},
+		{"plugins/proxywasm", "core/filter", true},
+		{"plugins/proxywasm", "plugins/wasmhost", true},
+		{"plugins/proxywasm", "core/engine", false},
+		{"plugins/proxywasm", "core/admin", false},
+		{"plugins/proxywasm", "core/proxy", false},
+		{"plugins/proxywasm", "filters/jwt", false},
 		{"cmd/weir", "plugins/wasmhost", true},
 		{"core/engine", "core/testkit", false},
 		{"plugins/wasmhost", "core/testkit", false},

@@ -57,6 +57,9 @@ type Env struct {
 	// Dir is the config file's directory ("" for the working directory): relative file paths
 	// in a filter's config resolve against it (see Path), as plugin and key files do.
 	Dir string
+	// Upstreams are the snapshot's upstreams, for filters that send requests of their own
+	// (HTTP callouts); nil when none can be called.
+	Upstreams Upstreams
 }
 
 // Path resolves a file path written in a filter's config against the config file's directory.

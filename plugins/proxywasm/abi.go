@@ -74,6 +74,9 @@ const (
 	mapRequestTrailers = 1
 	mapResponseHeaders = 2
 	mapResponseTrailer = 3
+	// The response to an HTTP callout, readable in proxy_on_http_call_response.
+	mapHTTPCallResponseHeaders  = 6
+	mapHTTPCallResponseTrailers = 7
 )
 
 // proxy_stream_type_t.
@@ -178,8 +181,8 @@ func init() {
 	impl("proxy_get_metric", 2, proxyGetMetric)
 	// Foreign functions: none are registered, so every name is NotFound.
 	impl("proxy_call_foreign_function", 6, proxyCallForeignFunction)
-	// Outbound calls: not provided.
-	unimpl("proxy_http_call", 10)
+	// Outbound calls: HTTP to the config's upstreams; gRPC is not provided.
+	impl("proxy_http_call", 10, proxyHTTPCall)
 	unimpl("proxy_grpc_call", 12)
 	unimpl("proxy_grpc_stream", 9)
 	unimpl("proxy_grpc_send", 4)

@@ -55,6 +55,9 @@ type plugin struct {
 
 	slots []*vmSlot
 	next  atomic.Uint32
+	// latest is the filter built last for this plugin: its snapshot's upstreams are the ones
+	// a root context (a tick, a queue callback) may call.
+	latest atomic.Pointer[Filter]
 }
 
 type vmSlot struct {
@@ -139,10 +142,11 @@ func (p *plugin) Close() error {
 
 // Filter runs a proxy-wasm plugin on a route.
 type Filter struct {
-	p       *plugin
-	slot    int
-	name    string
-	release func() error
+	p         *plugin
+	slot      int
+	name      string
+	upstreams filter.Upstreams
+	release   func() error
 }
 
 var (
@@ -163,11 +167,16 @@ func NewFilter(env filter.Env, spec wasmhost.Spec) (*Filter, error) {
 		}
 		return nil, fmt.Errorf("load plugin %q: %w", spec.Name, inner)
 	}
-	return &Filter{p: v.(*plugin), slot: env.Slot, name: spec.Name, release: release}, nil
+	f := &Filter{p: v.(*plugin), slot: env.Slot, name: spec.Name, upstreams: env.Upstreams, release: release}
+	f.p.latest.Store(f)
+	return f, nil
 }
 
 // Close releases the filter's reference on the shared plugin.
-func (f *Filter) Close() error { return f.release() }
+func (f *Filter) Close() error {
+	f.p.latest.CompareAndSwap(f, nil)
+	return f.release()
+}
 
 // Version returns the ABI version the plugin's module declares.
 func (f *Filter) Version() string { return f.p.version }

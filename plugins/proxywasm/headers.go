@@ -72,6 +72,9 @@ func owned(name []byte) bool { return httpsyntax.IsFraming(name) || httpsyntax.I
 // fields calls fn for each field of a map of h, pseudo-headers first. It reports false when
 // the map is not available in this context.
 func (v *vm) fields(h *httpCtx, kind uint32, fn func(k, val []byte)) bool {
+	if callMap(kind) {
+		return v.callFields(kind, fn)
+	}
 	switch kind {
 	case mapRequestHeaders:
 		req := &h.c.Request
@@ -116,7 +119,7 @@ func lowerInto(dst, src []byte) {
 func proxyGetHeaderMapSize(ctx context.Context, mod api.Module, stack []uint64) {
 	v := vmOf(ctx)
 	h := v.cur
-	if h == nil {
+	if h == nil && !callMap(u32(stack[0])) {
 		stack[0] = statusNotFound
 		return
 	}
@@ -136,7 +139,7 @@ func proxyGetHeaderMapPairs(ctx context.Context, mod api.Module, stack []uint64)
 	v := vmOf(ctx)
 	h := v.cur
 	kind, retPtr, retSize := u32(stack[0]), u32(stack[1]), u32(stack[2])
-	if h == nil {
+	if h == nil && !callMap(kind) {
 		stack[0] = statusNotFound
 		return
 	}
@@ -212,6 +215,10 @@ func proxyGetHeaderMapValue(ctx context.Context, mod api.Module, stack []uint64)
 	v := vmOf(ctx)
 	h := v.cur
 	kind := u32(stack[0])
+	if callMap(kind) {
+		proxyGetCallHeaderValue(ctx, v, mod, stack)
+		return
+	}
 	if h == nil || !mapAvailable(h, kind) {
 		stack[0] = statusNotFound
 		return
@@ -264,6 +271,8 @@ func writable(h *httpCtx, kind uint32) uint64 {
 		return statusOK
 	case kind == mapRequestTrailers || kind == mapResponseTrailer:
 		return statusUnimplemented
+	case callMap(kind):
+		return statusBadArgument // a callout's response is read-only
 	case kind == mapRequestHeaders || kind == mapResponseHeaders:
 		return statusBadArgument // the other direction's headers are gone or not yet there
 	}

@@ -205,6 +205,11 @@ func (v *vm) buffer(kind int) []byte {
 		return nil // Weir has no VM configuration
 	case bufferPluginConfig:
 		return v.p.spec.Config
+	case bufferHTTPCallResponse:
+		if v.callResp == nil {
+			return nil
+		}
+		return v.callResp.Body()
 	}
 	h := v.cur
 	if h == nil {
@@ -227,7 +232,7 @@ func (v *vm) buffer(kind int) []byte {
 
 func knownBuffer(kind uint32) bool {
 	switch kind {
-	case bufferRequestBody, bufferResponseBody, bufferVMConfiguration, bufferPluginConfig:
+	case bufferRequestBody, bufferResponseBody, bufferVMConfiguration, bufferPluginConfig, bufferHTTPCallResponse:
 		return true
 	}
 	return false

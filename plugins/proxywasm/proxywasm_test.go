@@ -35,7 +35,7 @@ func TestTestdataUpToDate(t *testing.T) {
 	if _, err := exec.LookPath("wat2wasm"); err != nil {
 		t.Skip("wat2wasm not installed")
 	}
-	for _, name := range []string{"filter", "v010", "addheader"} {
+	for _, name := range []string{"filter", "v010", "addheader", "callout"} {
 		out := filepath.Join(t.TempDir(), name+".wasm")
 		if b, err := exec.Command("wat2wasm", filepath.Join("testdata", name+".wat"), "-o", out).CombinedOutput(); err != nil {
 			t.Fatalf("wat2wasm %s: %v\n%s", name, err, b)
@@ -410,7 +410,7 @@ func TestHostFunctionEdgeCases(t *testing.T) {
 		{"enqueue, unknown queue", nil, proxyEnqueueSharedQueue, []uint64{1 << 31, k, kn}, statusNotFound},
 		{"shared data, absent key", nil, proxyGetSharedData, []uint64{k, kn, ret, retSize, 3108}, statusNotFound},
 		{"property, unknown", e.h, proxyGetProperty, append(pathArgs(e, "no.such"), ret, retSize), statusNotFound},
-		{"http call", nil, unimplemented, []uint64{0}, statusUnimplemented},
+		{"grpc call", nil, unimplemented, []uint64{0}, statusUnimplemented},
 		{"foreign function", nil, proxyCallForeignFunction, []uint64{k, kn, 0, 0, ret, retSize}, statusNotFound},
 	}
 	for _, tt := range tests {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
+	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/plugins/wasmhost"
@@ -33,6 +34,7 @@ type vm struct {
 	onRequestHeaders, onRequestBody               api.Function
 	onResponseHeaders, onResponseBody             api.Function
 	onDone, onLog, onDelete, onTick, onQueueReady api.Function
+	onHTTPCallResponse                            api.Function
 	stack                                         [8]uint64
 	allocStack                                    [1]uint64
 	nextID                                        uint32
@@ -47,6 +49,12 @@ type vm struct {
 	// configuration proxy_get_configuration returns (v0.1.0).
 	cur          *httpCtx
 	configBuffer int
+	// callResp is the response proxy_on_http_call_response is reading (nil: none, or the
+	// callout failed); callouts counts this instance's callouts in flight, nextCallout numbers
+	// them.
+	callResp    *fasthttp.Response
+	callouts    int
+	nextCallout uint32
 }
 
 // httpCtx is one request's HTTP context. It lives from OnRequest to the end of OnResponse (or
@@ -123,6 +131,7 @@ func (p *plugin) newVM() (*vm, error) {
 	v.onDelete = fn("proxy_on_delete")
 	v.onTick = fn("proxy_on_tick")
 	v.onQueueReady = fn("proxy_on_queue_ready")
+	v.onHTTPCallResponse = fn("proxy_on_http_call_response")
 	if v.alloc == nil {
 		g.Close()
 		return nil, errors.New("the module exports neither proxy_on_memory_allocate nor malloc, which the host needs to return data")
