@@ -63,9 +63,11 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 		return
 	}
 	var size int
-	if !r.IsBodyStream() {
+	if !r.IsBodyStream() && !c.Request.Header.IsHead() {
 		size = len(r.Body())
-	} else { // not r.Body(), which would read the whole stream
+	} else {
+		// A stream's declared length (r.Body() would read it whole), or the length a GET
+		// would get, so that HEAD carries the same Vary.
 		size = h.ContentLength()
 		if size < 0 {
 			// Chunked from the upstream: its length is unknown until it has all passed, and

@@ -307,6 +307,21 @@ func TestHeadersOfTheCompressedVariant(t *testing.T) {
 	}
 }
 
+// TestHEAD: no body is compressed, but the response varies as the GET's would.
+func TestHEAD(t *testing.T) {
+	f := MustNew(t, "{}")
+	c := filtertest.NewCtx(t, "HEAD / HTTP/1.1\nHost: x\nAccept-Encoding: gzip\n")
+	filter.NewPipeline([]filter.Filter{f}, []string{Name}).Run(c, func(c *filter.Ctx) {
+		c.Response.SkipBody = true
+		c.Response.Header.SetContentType("application/json")
+		c.Response.Header.SetContentLength(4096)
+	})
+	h := &c.Response.Header
+	if len(h.ContentEncoding()) > 0 || string(h.Peek("Vary")) != "Accept-Encoding" || h.ContentLength() != 4096 {
+		t.Fatalf("Content-Encoding %q, Vary %q, Content-Length %d", h.ContentEncoding(), h.Peek("Vary"), h.ContentLength())
+	}
+}
+
 // brokenReader returns some bytes, then an error, as an upstream that dies mid-body.
 type brokenReader struct{ left int }
 
