@@ -294,7 +294,10 @@ func TestReadTimeout(t *testing.T) {
 		elapsed := time.Since(start)
 		close(done)
 		conn.Close()
-		if err != nil {
+		// The server closes with the trickled bytes unread, so the kernel may answer the next
+		// byte with a reset rather than the client reading EOF: both mean the server closed it.
+		// Only running into the client's own deadline means it did not.
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			t.Errorf("trickle=%v: connection not closed by the server: %v", trickle, err)
 		}
 		if elapsed < timeout/2 || elapsed > 3*time.Second {
