@@ -8,6 +8,7 @@
 package compress
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 
@@ -27,8 +28,10 @@ type Filter struct {
 	types   []typeRule
 }
 
+const acceptEncoding = "Accept-Encoding"
+
 var (
-	hAcceptEncoding = []byte("Accept-Encoding")
+	hAcceptEncoding = []byte(acceptEncoding)
 	hVary           = []byte("Vary")
 	hETag           = []byte("ETag")
 	vAny            = []byte("*")
@@ -45,7 +48,7 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 	if !c.Request.Header.IsHead() {
 		var a accepted
 		a.reset()
-		for _, v := range c.Request.Header.PeekAll(string(hAcceptEncoding)) {
+		for _, v := range c.Request.Header.PeekAll(acceptEncoding) {
 			a.add(v)
 		}
 		chosen = a.choose(f.prefs)
@@ -144,7 +147,7 @@ func noTransform(h *fasthttp.ResponseHeader) bool {
 		for len(v) > 0 {
 			var d []byte
 			d, v = httpsyntax.NextElement(v)
-			if i := indexByte(d, '='); i >= 0 {
+			if i := bytes.IndexByte(d, '='); i >= 0 {
 				d = httpsyntax.TrimOWS(d[:i])
 			}
 			if httpsyntax.EqualFold(d, "no-transform") {
@@ -157,7 +160,7 @@ func noTransform(h *fasthttp.ResponseHeader) bool {
 
 // typeMatches reports whether the media type of ct (parameters and case ignored) is listed.
 func (f *Filter) typeMatches(ct []byte) bool {
-	if i := indexByte(ct, ';'); i >= 0 {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
 	ct = httpsyntax.TrimOWS(ct)
@@ -224,13 +227,4 @@ func addVary(h *fasthttp.ResponseHeader, token []byte) {
 	b = append(b, token...)
 	h.DelBytes(hVary)
 	h.SetCanonical(hVary, b)
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
