@@ -209,3 +209,43 @@ func FuzzRedirect(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTemplate: whatever template the config build accepts, a hostile path, query and
+// parameter never choose the host of the Location, and a relative one never names a host.
+func FuzzTemplate(f *testing.F) {
+	for _, s := range []string{"https://{host}{path}", "/new/{id}", "{scheme}://a.example:8443/{id}?x={query}",
+		"{path}", "http://{hostname}", "https://a.example?{id}", "HTTPS://{host}/{id}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, to string) {
+		tpl, err := parseTemplate(to)
+		if err != nil {
+			return
+		}
+		fl := &Filter{tpl: tpl, status: 307, keepQuery: !tpl.queryVar}
+		c := newCtx(t, "GET / HTTP/1.1\nHost: h.example\n", "id=@evil.example/")
+		c.URI().SetPath("//evil.example/x")
+		c.URI().SetQueryString("u=@evil.example")
+		fl.OnRequest(c)
+		loc := string(c.Response.Header.Peek("Location"))
+		if strings.ContainsAny(loc, "\r\n\x00 #\\") {
+			t.Fatalf("%q: Location %q", to, loc)
+		}
+		if tpl.relative {
+			if !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") {
+				t.Fatalf("%q: relative Location %q", to, loc)
+			}
+			return
+		}
+		_, rest, ok := strings.Cut(loc, "://")
+		if !ok {
+			t.Fatalf("%q: Location %q has no scheme", to, loc)
+		}
+		if end := strings.IndexAny(rest, "/?"); end >= 0 {
+			rest = rest[:end]
+		}
+		if strings.Contains(rest, "evil") || strings.Contains(rest, "@") {
+			t.Fatalf("%q: the request chose the host of %q", to, loc)
+		}
+	})
+}
