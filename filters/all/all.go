@@ -14,6 +14,7 @@ import (
 	_ "github.com/weir-gateway/weir/filters/headers"   // "headers"
 	_ "github.com/weir-gateway/weir/filters/ipfilter"  // "ipfilter"
 	_ "github.com/weir-gateway/weir/filters/jwt"       // "jwt"
+	_ "github.com/weir-gateway/weir/filters/mirror"    // "mirror"
 	_ "github.com/weir-gateway/weir/filters/ratelimit" // "ratelimit"
 	_ "github.com/weir-gateway/weir/filters/redirect"  // "redirect"
 	_ "github.com/weir-gateway/weir/filters/requestid" // "request-id"
