@@ -11,7 +11,9 @@ import (
 
 // encoders hands out compressor state for one coding at one level. The state (gzip's and
 // brotli's hash tables, zstd's encoder, the output buffer) is large, so it is pooled rather
-// than built per response: a pooled compression allocates nothing.
+// than built per response: a pooled compression allocates nothing. sync.Pool suits it (unlike
+// plugin instances, an encoder holds nothing that must be closed), and lets the garbage
+// collector shrink the pool after a burst.
 type encoders struct {
 	coding coding
 	level  int
@@ -39,7 +41,21 @@ func (s *sink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// pools holds one *encoders per coding and level, shared by every route and every config
+// snapshot: an encoder carries no configuration beyond these two, so a reload or a second
+// route with the same level reuses the warm pool instead of building its own.
+var pools sync.Map // poolKey -> *encoders
+
+type poolKey struct {
+	coding coding
+	level  int
+}
+
 func newEncoders(c coding, level int) (*encoders, error) {
+	k := poolKey{c, level}
+	if e, ok := pools.Load(k); ok {
+		return e.(*encoders), nil
+	}
 	e := &encoders{coding: c, level: level}
 	// Build one now so a level the library refuses fails the config build, not a request.
 	first, err := e.build()
@@ -47,7 +63,8 @@ func newEncoders(c coding, level int) (*encoders, error) {
 		return nil, err
 	}
 	e.pool.Put(first)
-	return e, nil
+	actual, _ := pools.LoadOrStore(k, e)
+	return actual.(*encoders), nil
 }
 
 func (e *encoders) build() (*encoder, error) {
