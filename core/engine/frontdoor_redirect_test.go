@@ -5,7 +5,17 @@ package engine
 // refused by the edge before any filter), and a redirect never reaches the upstream.
 
 import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 )
 
 const redirectRoutes = `
@@ -36,6 +46,7 @@ func TestFrontdoorRedirect(t *testing.T) {
 		{"escapes stay escaped", "GET /users/a%20b%3fc/files/z HTTP/1.1\r\nHost: old.example\r\n\r\n", "https://api.example.com/v2/accounts/a%20b%3Fc/z", 301},
 		{"encoded CR LF: refused by the edge", "GET /users/4%0d%0aX:%20y/files/z HTTP/1.1\r\nHost: old.example\r\n\r\n", "", 400},
 		{"http to https, port dropped", "POST /shop/cart HTTP/1.1\r\nHost: shop.example:8080\r\nContent-Length: 0\r\n\r\n", "https://shop.example/shop/cart", 308},
+		{"spoofed X-Forwarded-Proto is replaced by the edge", "GET /shop HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-Proto: https\r\n\r\n", "https://shop.example/shop", 308},
 		{"absolute-form target: its host", "GET http://shop.example/shop?q=1 HTTP/1.1\r\nHost: other.example\r\n\r\n", "https://shop.example/shop?q=1", 308},
 		{"relative, normal form path", "GET /local//evil.example/%2e%2e/x HTTP/1.1\r\nHost: a.example\r\n\r\n", "/new/local/x", 307},
 	} {
@@ -57,5 +68,57 @@ func TestFrontdoorRedirect(t *testing.T) {
 	resp := roundTrip(t, addr, "GET /shop HTTP/1.1\r\nHost: a.example\rX\r\n\r\n")
 	if resp.StatusCode() != 400 || len(resp.Header.Peek("Location")) > 0 {
 		t.Errorf("bad Host: status %d, Location %q", resp.StatusCode(), resp.Header.Peek("Location"))
+	}
+}
+
+// TestRedirectHTTPSOverTLS: with https: true, a request that came over TLS is not redirected
+// but proxied.
+func TestRedirectHTTPSOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, pool := selfSigned(t, dir, "a", "a.example.com")
+	path := filepath.Join(dir, "weir.yaml")
+	cfgText := fmt.Sprintf(`
+server:
+  listen: "127.0.0.1:0"
+  admin: ""
+  tls: { certificates: [ { cert_file: %q, key_file: %q } ] }
+access_log: { enabled: false }
+upstreams: { demo: { kind: echo } }
+routes: [ { name: r, upstream: demo, filters: [ { redirect: { https: true } } ] } ]
+`, cert, key)
+	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Serve(tls.NewListener(ln, e.TLSConfig())) }()
+	t.Cleanup(func() {
+		_ = e.Shutdown(t.Context())
+		<-done
+	})
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "a.example.com", RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /p HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(conn)); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != 200 || len(resp.Header.Peek("Location")) > 0 {
+		t.Fatalf("over TLS: status %d, Location %q; want the upstream's 200", resp.StatusCode(), resp.Header.Peek("Location"))
 	}
 }
