@@ -352,6 +352,10 @@ func (a *Server) stats(rc *fasthttp.RequestCtx) {
 		// Per breaker name: state (0 closed, 1 open, 2 half-open), opened, rejected, probes
 		// (filters/breaker/README.md).
 		"breakers": telemetry.Metrics.Group("breakers"),
+		// Per route: requests sent to each side of its split (config/README.md, Routes).
+		"split": telemetry.Metrics.Group("split"),
+		// Per route: queued, sent, failed, dropped, skipped copies (filters/mirror/README.md).
+		"mirror": telemetry.Metrics.Group("mirror"),
 	})
 }
 

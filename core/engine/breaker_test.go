@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -159,4 +161,81 @@ func TestBreakerBackendKilled(t *testing.T) {
 			t.Fatalf("closed again: status %d", st)
 		}
 	}
+}
+
+// TestBreakerUnderLoad: with 8 clients sending without pause, the backend is killed; the
+// breaker opens after its 5 failures in a row (plus at most the requests already in flight),
+// from then on every answer is the breaker's, and the revived backend sees no request until
+// the cool-down is over, when the breaker closes.
+func TestBreakerUnderLoad(t *testing.T) {
+	addr, _, stop := countingBackend(t, "127.0.0.1:0")
+	openFor := 2 * time.Second
+	cfg, err := parseConfig("breaker.yaml", []byte(strings.Replace(fmt.Sprintf(breakerConfig, addr, openFor),
+		"e2e-guarded", "e2e-load", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := serve(t, e)
+	state := func() int64 { return telemetry.Metrics.Group("breakers")["e2e-load"]["state"] }
+
+	const clients = 8
+	var (
+		mu       sync.Mutex
+		statuses = map[int]int{}
+		stopLoad atomic.Bool
+		wg       sync.WaitGroup
+	)
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &fasthttp.HostClient{Addr: gw}
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://x/orders")
+			for !stopLoad.Load() {
+				if err := client.DoTimeout(req, resp, 5*time.Second); err != nil {
+					t.Errorf("gateway: %v", err)
+					return
+				}
+				mu.Lock()
+				statuses[resp.StatusCode()]++
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	waitUntil(t, "the breaker to open", func() bool { return state() == 1 })
+	opened := time.Now()
+	_, hits, _ := countingBackend(t, addr)
+	time.Sleep(openFor / 4)
+	mu.Lock()
+	fails, rejected := statuses[502], statuses[503]
+	mu.Unlock()
+	if h := hits.Load(); h != 0 {
+		t.Errorf("open breaker let %d requests through", h)
+	}
+	if rejected == 0 {
+		t.Errorf("no 503 from the open breaker: %v", statuses)
+	}
+	// An answer already in flight at the kill may still succeed after a few failures and
+	// restart the count, and requests in flight when it opens still fail: at most 2×clients
+	// beyond the configured 5.
+	if n := fails; n < 5 || n > 5+2*clients {
+		t.Errorf("%d upstream failures before the breaker opened, want 5 to %d", n, 5+2*clients)
+	}
+	waitUntil(t, "the breaker to close after the cool-down", func() bool { return state() == 0 })
+	// opened is when the test saw it open, a little after it did: a loose lower bound.
+	if d := time.Since(opened); d < openFor/2 {
+		t.Errorf("closed after %s, before the %s cool-down", d, openFor)
+	}
+	stopLoad.Store(true)
+	wg.Wait()
+	t.Logf("statuses under load: %v; backend requests after reviving: %d", statuses, hits.Load())
 }
