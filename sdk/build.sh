@@ -3,8 +3,9 @@
 #
 #   sdk/build.sh [c|rust|assemblyscript|go|wat|proxywasm ...]     (default: all)
 #
-# proxywasm builds the proxy-wasm filters written against the raw ABI in C and Rust
-# (sdk/proxywasm/<lang>/examples) into sdk/out/proxywasm-<lang>-<example>.wasm.
+# proxywasm builds the proxy-wasm filters written against the raw ABI in C and Rust, and in
+# AssemblyScript with @solo-io/proxy-runtime (sdk/proxywasm/<lang>/examples), into
+# sdk/out/proxywasm-<lang>-<example>.wasm.
 #
 # A language whose toolchain is missing is reported and skipped, unless WEIR_REQUIRE_ALL=1
 # (CI sets it), which turns a missing toolchain into a failure. A failing build always fails.
@@ -178,7 +179,9 @@ build_go() {
 	done
 }
 
-# proxy-wasm filters against the raw ABI, C then Rust, with the toolchains the SDKs use.
+# proxy-wasm filters: against the raw ABI in C then Rust, with the toolchains the SDKs use, and
+# in AssemblyScript with @solo-io/proxy-runtime from npm (which pins its own AssemblyScript,
+# 0.14, so it has its own node_modules).
 build_proxywasm() {
 	local d
 	if have_clang proxywasm-c && ! uptodate proxywasm-c proxywasm/c; then
@@ -195,6 +198,32 @@ build_proxywasm() {
 			RUSTC=$RUST plugin_build proxywasm-rust "$(basename "$d")" "$d" || status=1
 		done
 	fi
+	local asdir=proxywasm/assemblyscript name out
+	if ! command -v node >/dev/null; then
+		skip proxywasm-assemblyscript "node not found (apt-get install nodejs npm)"
+		return
+	fi
+	if [ ! -x "$asdir/node_modules/.bin/asc" ] && command -v npm >/dev/null && [ "${WEIR_NO_INSTALL:-0}" != 1 ]; then
+		(cd "$asdir" && npm ci --no-audit --no-fund --silent) >&2
+	fi
+	if [ ! -x "$asdir/node_modules/.bin/asc" ]; then
+		skip proxywasm-assemblyscript "@solo-io/proxy-runtime and its AssemblyScript are not installed (cd sdk/proxywasm/assemblyscript && npm ci)"
+		return
+	fi
+	uptodate proxywasm-assemblyscript "$asdir" && return
+	for d in "$asdir"/examples/*/; do
+		name=$(basename "$d")
+		out="$OUT/proxywasm-assemblyscript-$name.wasm"
+		# abort goes to the runtime's abort_proc_exit: the module then imports nothing but the
+		# proxy-wasm ABI and WASI.
+		if (cd "$asdir" && node_modules/.bin/asc "examples/$name/index.ts" -b "$out" -O3 --noAssert \
+			--use abort=abort_proc_exit) >&2; then
+			built "$out"
+		else
+			echo "plugins: proxywasm-assemblyscript: $name failed to build" >&2
+			status=1
+		fi
+	done
 }
 
 # The WAT guests (sdk/wat/*.wat) are single files, not examples/ folders.

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,11 +11,18 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-gateway/weir/core/engine"
 )
 
-// ProxyWasmLanguages are the languages of the proxy-wasm filters written against the raw ABI,
-// in sdk/proxywasm/<lang>/examples, which sdk/build.sh builds as language "proxywasm".
-var ProxyWasmLanguages = []string{"c", "rust"}
+// ProxyWasmLanguages are the languages of the proxy-wasm filters in sdk/proxywasm/<lang>/examples
+// (C and Rust against the raw ABI, AssemblyScript with @solo-io/proxy-runtime), which
+// sdk/build.sh builds as language "proxywasm".
+var ProxyWasmLanguages = []string{"c", "rust", "assemblyscript"}
 
 var (
 	proxyWasmOnce   sync.Once
@@ -126,6 +136,93 @@ func TestProxyWasmAuthDeny(t *testing.T) {
 						t.Errorf("Authorization %q: WWW-Authenticate %q, want Bearer", tt.auth, wa)
 					}
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkAddHeaderPerABI measures what a header-setting filter adds to a request per plugin
+// ABI, as BenchmarkAddHeader does per SDK: the C add-header for http-wasm (sdk/c) beside the
+// proxy-wasm add-header filters (sdk/proxywasm), each setting a request and a response header,
+// on routes ending in a local 200, against the route with that `respond` filter alone ("none").
+// The added cost is a route's ns/op minus none's.
+func BenchmarkAddHeaderPerABI(b *testing.B) {
+	type guest struct{ name, wasm, header, plugin string }
+	var guests []guest
+	if bl := buildAll(b)["c"]; bl.failed == "" && bl.skip == "" {
+		guests = append(guests, guest{"http-wasm-c", filepath.Join(bl.dir, "c-add-header.wasm"), "c", "c-add-header"})
+	}
+	for _, lang := range ProxyWasmLanguages {
+		proxyWasm(b, "c", "add-header") // builds them all once; skips b when C cannot be built
+		if bl := proxyWasmBuilds[lang]; bl.failed == "" && bl.skip == "" {
+			guests = append(guests, guest{"proxy-wasm-" + lang, filepath.Join(bl.dir, "proxywasm-"+lang+"-add-header.wasm"),
+				"proxywasm-" + lang, "proxywasm-" + lang + "-add-header"})
+		}
+	}
+	var routes, plugins strings.Builder
+	for _, g := range guests {
+		fmt.Fprintf(&plugins, "  %s: { file: %q, timeout: 1s }\n", g.name, g.wasm)
+		fmt.Fprintf(&routes, `  - name: %[1]s
+    match: { path_prefix: /%[1]s/ }
+    upstream: none
+    filters:
+      - %[1]s: {}
+      - respond: { status: 200, body: ok }
+`, g.name)
+	}
+	path := filepath.Join(b.TempDir(), "weir.yaml")
+	cfg := fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "", plugin_cache_dir: %q }
+access_log: { enabled: false }
+upstreams:
+  none: { kind: echo }
+plugins:
+%s
+routes:
+  - name: none
+    match: { path_prefix: /none/ }
+    upstream: none
+    filters:
+      - respond: { status: 200, body: ok }
+%s`, cacheDir, plugins.String(), routes.String())
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	e, err := engine.New(path, zerolog.Nop())
+	if err != nil {
+		b.Fatalf("engine: %v\nconfig:\n%s", err, cfg)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.Shutdown(ctx)
+	})
+	for _, g := range append([]guest{{name: "none"}}, guests...) {
+		b.Run(g.name, func(b *testing.B) {
+			var req fasthttp.Request
+			req.SetRequestURI("http://bench.local/" + g.name + "/x")
+			var rc fasthttp.RequestCtx
+			rc.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
+			serve := func() {
+				rc.Response.Reset()
+				e.Handle(&rc)
+			}
+			serve()
+			if rc.Response.StatusCode() != 200 {
+				b.Fatalf("status %d: %s", rc.Response.StatusCode(), rc.Response.Body())
+			}
+			if g.name != "none" {
+				if got := string(rc.Response.Header.Peek("X-Wasm-Plugin")); got != g.plugin {
+					b.Fatalf("X-Wasm-Plugin %q, want %q", got, g.plugin)
+				}
+				if got := string(rc.Request.Header.Peek("X-Wasm")); got != g.header {
+					b.Fatalf("request X-Wasm %q, want %q", got, g.header)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				serve()
 			}
 		})
 	}
