@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/telemetry"
 )
 
@@ -238,4 +239,64 @@ func TestBreakerUnderLoad(t *testing.T) {
 	stopLoad.Store(true)
 	wg.Wait()
 	t.Logf("statuses under load: %v; backend requests after reviving: %d", statuses, hits.Load())
+}
+
+// TestBreakerKeptAcrossReload: an open breaker stays open through a reload that keeps its
+// definition (the backend, revived meanwhile, still sees nothing), and a reload that changes
+// the definition starts a closed one.
+func TestBreakerKeptAcrossReload(t *testing.T) {
+	addr, _, stop := countingBackend(t, "127.0.0.1:0")
+	mk := func(extra string) *config.Config {
+		src := strings.Replace(fmt.Sprintf(breakerConfig, addr, "1h"), "e2e-guarded", "e2e-reload", 1) + extra
+		cfg, err := parseConfig("breaker.yaml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	e, err := NewFromConfig(mk(""), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := serve(t, e)
+	client := &fasthttp.HostClient{Addr: gw}
+	status := func(path string) int {
+		code, _, err := client.GetTimeout(nil, "http://x"+path, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code
+	}
+	stop()
+	for i := 0; i < 5; i++ {
+		status("/orders")
+	}
+	if got := status("/orders"); got != 503 {
+		t.Fatalf("after 5 failures: %d, want 503", got)
+	}
+	_, hits, _ := countingBackend(t, addr)
+
+	// Another route added: the breaker's definition is the same.
+	if _, err := e.Apply(mk(`  - name: extra
+    match: { path_prefix: /extra }
+    upstream: be
+`), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := status("/orders"); got != 503 || hits.Load() != 0 {
+		t.Fatalf("after a reload keeping the breaker: status %d, backend requests %d; want 503, 0", got, hits.Load())
+	}
+	// Its definition changed: a new, closed breaker.
+	changed := strings.Replace(fmt.Sprintf(breakerConfig, addr, "1h"), "e2e-guarded", "e2e-reload", 1)
+	changed = strings.Replace(changed, "consecutive_failures: 5", "consecutive_failures: 6", 1)
+	cfg, err := parseConfig("breaker.yaml", []byte(changed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(cfg, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := status("/orders"); got != 200 || hits.Load() != 1 {
+		t.Fatalf("after a reload changing the breaker: status %d, backend requests %d; want 200, 1", got, hits.Load())
+	}
 }
