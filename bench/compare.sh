@@ -9,7 +9,8 @@
 #
 # Settings (environment):
 #   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 WARMUP=2s   wrk run shape
-#   SCENARIOS="small big post plugin filters"   which scenarios, in order (see add_scenario below)
+#   SCENARIOS="small big post plugin httpwasm proxywasm filters"   which scenarios, in order
+#                         (see add_scenario below)
 #   WORKERS=<nproc>       Weir's and the ceiling's GOMAXPROCS, nginx's workers, HAProxy's threads
 #   PROXIES="nginx haproxy ceiling weir"   which proxies to measure, in first-round order
 #   URL_PATH=/            a custom scenario: this path through every proxy...
@@ -70,6 +71,8 @@ add_scenario small "13-byte GET" / / ""
 add_scenario big "64 KiB GET" /big /big ""
 add_scenario post "1 KiB POST" /post /post post1k.lua
 add_scenario plugin "13-byte GET, route with a WASM plugin vs the plain route" / /wasm/ "" "weir weir-plain"
+add_scenario httpwasm "13-byte GET, route with a C add-header filter (http-wasm) vs the plain route" / /hw/ "" "weir weir-plain"
+add_scenario proxywasm "13-byte GET, route with a C add-header filter (proxy-wasm) vs the plain route" / /pw/ "" "weir weir-plain"
 add_scenario filters "13-byte GET, route with request-id, rewrite, headers vs the plain route" / /f/ "" "weir weir-plain"
 
 if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
@@ -78,7 +81,7 @@ if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
 	add_scenario custom "GET $URL_PATH (weir: ${WEIR_URL_PATH:-$URL_PATH})" "$URL_PATH" "${WEIR_URL_PATH:-$URL_PATH}" ""
 	SCENARIOS=${SCENARIOS:-custom}
 fi
-SCENARIOS=${SCENARIOS:-small big post plugin filters}
+SCENARIOS=${SCENARIOS:-small big post plugin httpwasm proxywasm filters}
 for s in $SCENARIOS; do
 	[ -n "${sc_desc[$s]:-}" ] || die "unknown scenario \"$s\" (have: ${!sc_desc[*]})"
 done
@@ -178,6 +181,12 @@ case " $PROXIES " in *" weir "*)
 		make build >&2 || die "make build failed; PROXIES=\"nginx haproxy ceiling\" measures the others alone"
 	fi
 	[ -x "$WEIR_BIN" ] || die "no Weir binary at $WEIR_BIN"
+	# The per-ABI routes run C filters built from source into sdk/out, as make plugins does.
+	if grep -q 'file: \.\./sdk/out/' "$WEIR_CONFIG"; then
+		log "sdk/build.sh c proxywasm"
+		GO=$GO WEIR="$(cd "$(dirname "$WEIR_BIN")" && pwd)/$(basename "$WEIR_BIN")" ./sdk/build.sh c proxywasm >&2 ||
+			die "building the C plugins failed (they need clang lld wasi-libc libclang-rt-14-dev-wasm32)"
+	fi
 	;;
 esac
 log "building the backend, the ceiling proxy and the probe"
@@ -227,6 +236,7 @@ fill bench/haproxy.cfg.tmpl "${addr[haproxy]}" >"$tmp/haproxy/haproxy.cfg"
 # the compile cache a fresh directory; everything else is used as written.
 sed -e "s/127\.0\.0\.1:18084/${addr[weir]}/g" -e "s/127\.0\.0\.1:18081/$backend_addr/g" \
 	-e "s#file: \.\./config/plugins/#file: $root/config/plugins/#" \
+	-e "s#file: \.\./sdk/out/#file: $root/sdk/out/#" \
 	-e "s#plugin_cache_dir: \"off\"#plugin_cache_dir: \"$tmp/wasm-cache\"#" \
 	"$WEIR_CONFIG" >"$tmp/weir.yaml"
 
