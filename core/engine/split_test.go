@@ -274,3 +274,26 @@ func taggedBackend(t *testing.T, tag string) string {
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return ln.Addr().String()
 }
+
+// BenchmarkSplit is the split's choice per request: a sticky client with its cookie, and a new
+// client drawing a bucket and getting Set-Cookie.
+func BenchmarkSplit(b *testing.B) {
+	cfg := canarySplit(10)
+	cfg.Header = "X-Canary"
+	cfg.Sticky = &config.Sticky{TTL: time.Hour}
+	for _, bc := range []struct{ name, raw string }{
+		{"sticky", "GET / HTTP/1.1\r\nHost: h\r\nCookie: a=b; weir_split=4242\r\n\r\n"},
+		{"new", "GET / HTTP/1.1\r\nHost: h\r\n\r\n"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var got string
+			sp := testSplitter(b, cfg, &got)
+			c := splitCtx(bc.raw)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				c.Response.Reset()
+				sp.forward(c)
+			}
+		})
+	}
+}
