@@ -81,6 +81,9 @@ func New(eng *engine.Engine, opts Options, log zerolog.Logger) *Server {
 		// Every target of every upstream: healthy, ejected until …, or unhealthy, with its
 		// in-flight requests, latency estimate and last active check.
 		"/upstreams": {"GET", a.upstreams},
+		// Removes stored responses from every cache: {"key": "host/path?query"},
+		// {"prefix": "host/path/"} or {"tag": "name"} (filters/cache/README.md).
+		"/cache/purge": {"POST", a.purge},
 	}
 	a.srv = &fasthttp.Server{
 		Handler:               a.handle,
@@ -341,6 +344,27 @@ func (a *Server) reloads(rc *fasthttp.RequestCtx) {
 
 func (a *Server) upstreams(rc *fasthttp.RequestCtx) {
 	writeJSON(rc, fasthttp.StatusOK, a.eng.Upstreams())
+}
+
+func (a *Server) purge(rc *fasthttp.RequestCtx) {
+	var r filter.PurgeRequest
+	dec := json.NewDecoder(strings.NewReader(string(rc.PostBody())))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		writeJSON(rc, fasthttp.StatusBadRequest, map[string]string{"error": "want a JSON object with one of key, prefix or tag"})
+		return
+	}
+	set := 0
+	for _, v := range []string{r.Key, r.Prefix, r.Tag} {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 1 {
+		writeJSON(rc, fasthttp.StatusBadRequest, map[string]string{"error": "give exactly one of key, prefix or tag"})
+		return
+	}
+	writeJSON(rc, fasthttp.StatusOK, map[string]any{"purged": filter.Purge(r)})
 }
 
 func (a *Server) stats(rc *fasthttp.RequestCtx) {

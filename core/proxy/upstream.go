@@ -936,6 +936,17 @@ func (s *respStream) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Detach hands the stream over to a new reader and leaves s closed without touching the
+// connection. A response filter that wraps the body (a cache copying it as it streams) calls
+// it before fasthttp's SetBodyStream, which closes the stream it replaces; the returned reader
+// then owns the connection, and its Close returns it to the pool as Close would.
+func (s *respStream) Detach() io.ReadCloser {
+	d := *s
+	s.closed = true
+	s.resp, s.src, s.br, s.conn = nil, nil, nil, nil
+	return &d
+}
+
 func (s *respStream) Close() error {
 	if s.closed {
 		return nil

@@ -8,6 +8,7 @@ import (
 	_ "github.com/weir-gateway/weir/filters/apikey"    // "apikey"
 	_ "github.com/weir-gateway/weir/filters/basicauth" // "basicauth"
 	_ "github.com/weir-gateway/weir/filters/breaker"   // "breaker"
+	_ "github.com/weir-gateway/weir/filters/cache"     // "cache"
 	_ "github.com/weir-gateway/weir/filters/compress"  // "compress"
 	_ "github.com/weir-gateway/weir/filters/cors"      // "cors"
 	_ "github.com/weir-gateway/weir/filters/extauth"   // "extauth"

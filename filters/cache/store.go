@@ -1,0 +1,219 @@
+package cache
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// entry is one stored response. It is immutable once stored: a refresh stores a new entry, so
+// a request serving the old one never sees it change. Every byte in it was copied out of
+// fasthttp's buffers.
+type entry struct {
+	key    string // the full key, variant included
+	url    string // host, path and query: what purge by key and prefix match
+	tags   []string
+	status int
+	header []field
+	body   []byte
+
+	// vary, on a primary key's marker entry, names the request fields that select a variant;
+	// a marker has no response.
+	vary   []string
+	marker bool
+
+	stored      time.Time     // response_time (RFC 9111 §4.2.3)
+	initialAge  time.Duration // corrected_initial_age
+	lifetime    time.Duration // freshness lifetime
+	etag        []byte
+	lastMod     []byte
+	lastModTime time.Time
+	noCache     bool // response no-cache: every use is revalidated
+	mustReval   bool // must-revalidate or proxy-revalidate: never served stale
+	swr, sie    time.Duration
+}
+
+type field struct{ name, value []byte }
+
+// age is the entry's current age (RFC 9111 §4.2.3).
+func (e *entry) age(now time.Time) time.Duration {
+	return e.initialAge + max(0, now.Sub(e.stored))
+}
+
+// cost is what the entry counts against max_bytes: its bytes plus a fixed overhead for the
+// structures around them.
+func (e *entry) cost() int64 {
+	n := int64(len(e.key)+len(e.url)+len(e.body)+len(e.etag)+len(e.lastMod)) + 256
+	for _, f := range e.header {
+		n += int64(len(f.name)+len(f.value)) + 48
+	}
+	for _, v := range e.vary {
+		n += int64(len(v)) + 16
+	}
+	for _, t := range e.tags {
+		n += int64(len(t)) + 16
+	}
+	return n
+}
+
+// store is the cost-bounded memory a cache definition keeps across reloads. Ristretto holds
+// the entries and decides what to evict; index mirrors its keys so that purges by prefix or
+// tag can find them, and inflight coalesces concurrent misses.
+type store struct {
+	c *ristretto.Cache[string, *entry]
+
+	mu       sync.Mutex
+	index    map[string]*entry
+	inflight map[string]*call
+}
+
+// call is one miss in flight; followers wait on done, then look the key up again.
+type call struct{ done chan struct{} }
+
+func newStore(maxBytes int64) (*store, error) {
+	s := &store{index: map[string]*entry{}, inflight: map[string]*call{}}
+	// Ristretto wants about ten counters per item it may hold; items are assumed to be at
+	// least 1 KiB on average, bounded below and above so a tiny or huge budget stays sane.
+	counters := min(max(maxBytes/1024*10, 1000), 10_000_000)
+	c, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+		NumCounters:        counters,
+		MaxCost:            maxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		OnExit: func(e *entry) {
+			if e == nil {
+				return
+			}
+			s.mu.Lock()
+			if s.index[e.key] == e {
+				delete(s.index, e.key)
+			}
+			s.mu.Unlock()
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.c = c
+	return s, nil
+}
+
+// Close frees the entries; the last snapshot using this definition has retired.
+func (s *store) Close() error {
+	unregister(s)
+	s.c.Close()
+	return nil
+}
+
+func (s *store) get(key string) *entry {
+	e, ok := s.c.Get(key)
+	if !ok || e.key != key {
+		return nil
+	}
+	return e
+}
+
+// put stores e for ttl and waits until ristretto applied it, so that a request arriving after
+// put returns finds it (unless the admission policy rejected it).
+func (s *store) put(e *entry, ttl time.Duration) {
+	if !s.c.SetWithTTL(e.key, e, e.cost(), ttl) {
+		return
+	}
+	s.c.Wait()
+	if got, ok := s.c.Get(e.key); ok && got == e {
+		s.mu.Lock()
+		s.index[e.key] = e
+		s.mu.Unlock()
+	}
+}
+
+// purge removes every entry matching: url equal to key, url starting with prefix, or carrying
+// tag (the empty ones match nothing). It returns how many entries went.
+func (s *store) purge(key, prefix, tag string) int {
+	var keys []string
+	n := 0
+	s.mu.Lock()
+	for k, e := range s.index {
+		if (key != "" && e.url == key) || (prefix != "" && strings.HasPrefix(e.url, prefix)) ||
+			(tag != "" && hasTag(e.tags, tag)) {
+			keys = append(keys, k)
+			if !e.marker {
+				n++
+			}
+		}
+	}
+	s.mu.Unlock()
+	// Del runs OnExit, which takes mu: never called with mu held.
+	for _, k := range keys {
+		s.c.Del(k)
+	}
+	s.c.Wait()
+	return n
+}
+
+func hasTag(tags []string, t string) bool {
+	for _, x := range tags {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// lead registers a miss for key. It returns (c, true) when the caller leads (it must call
+// finish), or the leader's call to wait on.
+func (s *store) lead(key string) (*call, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.inflight[key]; ok {
+		return c, false
+	}
+	c := &call{done: make(chan struct{})}
+	s.inflight[key] = c
+	return c, true
+}
+
+// finish ends a led miss and wakes its followers.
+func (s *store) finish(key string, c *call) {
+	s.mu.Lock()
+	if s.inflight[key] == c {
+		delete(s.inflight, key)
+	}
+	s.mu.Unlock()
+	close(c.done)
+}
+
+// stores are the live stores, for purges through the admin API.
+var (
+	storesMu sync.Mutex
+	stores   = map[*store]struct{}{}
+)
+
+func register(s *store) {
+	storesMu.Lock()
+	stores[s] = struct{}{}
+	storesMu.Unlock()
+}
+
+func unregister(s *store) {
+	storesMu.Lock()
+	delete(stores, s)
+	storesMu.Unlock()
+}
+
+// Purge removes matching entries from every live cache and reports how many went.
+func Purge(key, prefix, tag string) int {
+	storesMu.Lock()
+	list := make([]*store, 0, len(stores))
+	for s := range stores {
+		list = append(list, s)
+	}
+	storesMu.Unlock()
+	n := 0
+	for _, s := range list {
+		n += s.purge(key, prefix, tag)
+	}
+	return n
+}
