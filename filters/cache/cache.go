@@ -119,7 +119,8 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 			}
 		}
 	}
-	st.noStore = st.req.noStore
+	// A HEAD is answered from the GET entry, but its own answer has no body to store.
+	st.noStore = st.req.noStore || head
 	st.hasAuth = len(h.Peek("Authorization")) > 0
 	st.forced = st.req.noCache || st.req.maxAge == 0
 	f.buildKey(c, st)
@@ -183,6 +184,12 @@ func (f *Filter) leadReval(st *state) bool {
 // the entry to answer with, or nil to go upstream.
 func (f *Filter) coalesce(c *filter.Ctx, st *state) *entry {
 	st.keyStr = string(st.key)
+	if st.varyMiss {
+		// Requests for other variants need not wait for this one.
+		if m := f.store.get(st.keyStr); m != nil && m.marker {
+			st.keyStr = string(appendVary(st.key, &c.Request.Header, m.vary))
+		}
+	}
 	cl, lead := f.store.lead(st.keyStr)
 	if lead {
 		st.lead = cl

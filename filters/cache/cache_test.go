@@ -254,6 +254,10 @@ func TestRFC9111(t *testing.T) {
 			{req: get, up: ok("Cache-Control: max-age=60\n"), body: "abc", cs: csMissStored},
 			{req: "HEAD /a HTTP/1.1\nHost: api.example\n", cs: csHit},
 		}},
+		{"a HEAD miss stores nothing (it has no body)", `{}`, []step{
+			{req: "HEAD /a HTTP/1.1\nHost: api.example\n", up: ok("Cache-Control: max-age=60\nContent-Length: 3\n"), cs: csMiss},
+			{req: get, up: ok("Cache-Control: max-age=60\n"), body: "abc", cs: csMissStored, want: "abc"},
+		}},
 		{"heuristic freshness is off by default", `{}`, []step{
 			{req: get, up: ok("Last-Modified: " + lm + "\n"), cs: csMissStored},
 			{req: get, up: "HTTP/1.1 304 Not Modified\n", sent: []string{"If-Modified-Since: " + lm}, cs: csRevalid},

@@ -59,13 +59,14 @@ func (e *entry) cost() int64 {
 }
 
 // store is the cost-bounded memory a cache definition keeps across reloads. Ristretto holds
-// the entries and decides what to evict; index mirrors its keys so that purges by prefix or
-// tag can find them, and inflight coalesces concurrent misses.
+// the entries and decides what to evict; index mirrors its keys, grouped by URL, so that a
+// purge of one URL (or an unsafe request invalidating it) finds its entries at once and purges
+// by prefix or tag can find theirs; inflight coalesces concurrent misses.
 type store struct {
 	c *ristretto.Cache[string, *entry]
 
 	mu       sync.Mutex
-	index    map[string]*entry
+	index    map[string]map[string]*entry // url → key → entry
 	inflight map[string]*call
 }
 
@@ -73,7 +74,7 @@ type store struct {
 type call struct{ done chan struct{} }
 
 func newStore(maxBytes int64) (*store, error) {
-	s := &store{index: map[string]*entry{}, inflight: map[string]*call{}}
+	s := &store{index: map[string]map[string]*entry{}, inflight: map[string]*call{}}
 	// Ristretto wants about ten counters per item it may hold; items are assumed to be at
 	// least 1 KiB on average, bounded below and above so a tiny or huge budget stays sane.
 	counters := min(max(maxBytes/1024*10, 1000), 10_000_000)
@@ -87,8 +88,11 @@ func newStore(maxBytes int64) (*store, error) {
 				return
 			}
 			s.mu.Lock()
-			if s.index[e.key] == e {
-				delete(s.index, e.key)
+			if m := s.index[e.url]; m[e.key] == e {
+				delete(m, e.key)
+				if len(m) == 0 {
+					delete(s.index, e.url)
+				}
 			}
 			s.mu.Unlock()
 		},
@@ -124,7 +128,12 @@ func (s *store) put(e *entry, ttl time.Duration) {
 	s.c.Wait()
 	if got, ok := s.c.Get(e.key); ok && got == e {
 		s.mu.Lock()
-		s.index[e.key] = e
+		m := s.index[e.url]
+		if m == nil {
+			m = map[string]*entry{}
+			s.index[e.url] = m
+		}
+		m[e.key] = e
 		s.mu.Unlock()
 	}
 }
@@ -134,13 +143,26 @@ func (s *store) put(e *entry, ttl time.Duration) {
 func (s *store) purge(key, prefix, tag string) int {
 	var keys []string
 	n := 0
+	collect := func(m map[string]*entry, match func(*entry) bool) {
+		for k, e := range m {
+			if match(e) {
+				keys = append(keys, k)
+				if !e.marker {
+					n++
+				}
+			}
+		}
+	}
 	s.mu.Lock()
-	for k, e := range s.index {
-		if (key != "" && e.url == key) || (prefix != "" && strings.HasPrefix(e.url, prefix)) ||
-			(tag != "" && hasTag(e.tags, tag)) {
-			keys = append(keys, k)
-			if !e.marker {
-				n++
+	if key != "" {
+		collect(s.index[key], func(*entry) bool { return true })
+	}
+	if prefix != "" || tag != "" {
+		for url, m := range s.index {
+			if prefix != "" && strings.HasPrefix(url, prefix) {
+				collect(m, func(*entry) bool { return true })
+			} else if tag != "" {
+				collect(m, func(e *entry) bool { return hasTag(e.tags, tag) })
 			}
 		}
 	}
