@@ -9,7 +9,7 @@
 #
 # Settings (environment):
 #   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 WARMUP=2s   wrk run shape
-#   SCENARIOS="small big post plugin httpwasm proxywasm filters"   which scenarios, in order
+#   SCENARIOS="small big post plugin httpwasm proxywasm filters cache"   which scenarios, in order
 #                         (see add_scenario below)
 #   WORKERS=<nproc>       Weir's and the ceiling's GOMAXPROCS, nginx's workers, HAProxy's threads
 #   PROXIES="nginx haproxy ceiling weir"   which proxies to measure, in first-round order
@@ -61,8 +61,8 @@ log() { echo "== $*" >&2; }
 #   wrk script under bench/ ("" for a plain GET); PARTICIPANTS, when given, replaces "every
 #   proxy": "weir-plain" is Weir on PATH, so a Weir-only route (the plugin route exists only in
 #   Weir) is measured against Weir's plain route in the same interleaved rounds. Adding a
-#   scenario is one line here, plus a route in weir-bench.yaml when it needs one (a cached
-#   route, say, once a cache filter exists).
+#   scenario is one line here, plus a route in weir-bench.yaml when it needs one (the cached
+#   route of the cache scenario, say).
 declare -A sc_desc=() sc_path=() sc_weir=() sc_lua=() sc_only=()
 add_scenario() {
 	sc_desc[$1]=$2 sc_path[$1]=$3 sc_weir[$1]=$4 sc_lua[$1]=$5 sc_only[$1]=${6:-}
@@ -74,6 +74,7 @@ add_scenario plugin "13-byte GET, route with a WASM plugin vs the plain route" /
 add_scenario httpwasm "13-byte GET, route with a C add-header filter (http-wasm) vs the plain route" / /hw/ "" "weir weir-plain"
 add_scenario proxywasm "13-byte GET, route with a C add-header filter (proxy-wasm) vs the plain route" / /pw/ "" "weir weir-plain"
 add_scenario filters "13-byte GET, route with request-id, rewrite, headers vs the plain route" / /f/ "" "weir weir-plain"
+add_scenario cache "1 KiB GET (max-age=60) from the cache filter vs the plain route uncached and nginx proxy_cache" /1k /cached/1k "" "weir weir-plain nginx"
 
 if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
 	# The interface before scenarios existed: one path (and maybe another one for Weir).
@@ -81,7 +82,7 @@ if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
 	add_scenario custom "GET $URL_PATH (weir: ${WEIR_URL_PATH:-$URL_PATH})" "$URL_PATH" "${WEIR_URL_PATH:-$URL_PATH}" ""
 	SCENARIOS=${SCENARIOS:-custom}
 fi
-SCENARIOS=${SCENARIOS:-small big post plugin httpwasm proxywasm filters}
+SCENARIOS=${SCENARIOS:-small big post plugin httpwasm proxywasm filters cache}
 for s in $SCENARIOS; do
 	[ -n "${sc_desc[$s]:-}" ] || die "unknown scenario \"$s\" (have: ${!sc_desc[*]})"
 done

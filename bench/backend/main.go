@@ -4,6 +4,7 @@
 //
 //	GET  /     "Hello, World!" (13 bytes), the small keep-alive case the targets are set on
 //	GET  /big  a 64 KiB body, for throughput-bound scenarios
+//	GET  /1k   a 1 KiB body with Cache-Control: max-age=60, for the cache scenario
 //	POST /post the request body's length in bytes, as decimal text
 //
 // Every other path answers 404, so a misrouted proxy shows up as errors in wrk's output
@@ -23,7 +24,8 @@ var (
 	hello = []byte("Hello, World!")
 	// big is built once: filling 64 KiB per request would make the backend, not the proxy,
 	// the cost being measured.
-	big = bytes.Repeat([]byte("0123456789abcdef"), 64*1024/16)
+	big  = bytes.Repeat([]byte("0123456789abcdef"), 64*1024/16)
+	oneK = bytes.Repeat([]byte("0123456789abcdef"), 1024/16)
 )
 
 func main() {
@@ -48,6 +50,10 @@ func handle(ctx *fasthttp.RequestCtx) {
 	case "/big":
 		ctx.SetContentType("application/octet-stream")
 		ctx.SetBody(big)
+	case "/1k":
+		ctx.SetContentType("application/octet-stream")
+		ctx.Response.Header.Set("Cache-Control", "max-age=60")
+		ctx.SetBody(oneK)
 	case "/post":
 		if !ctx.IsPost() {
 			ctx.Error("method not allowed", fasthttp.StatusMethodNotAllowed)
