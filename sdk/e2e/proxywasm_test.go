@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,4 +227,86 @@ routes:
 			}
 		})
 	}
+}
+
+// TestProxyWasmCallout runs the C callout filter through the gateway: each request waits for
+// its HTTP callout to the config's "auth" upstream, whose answer lets it through (with the
+// user the answer names), replaces it, or (auth down) fails it.
+func TestProxyWasmCallout(t *testing.T) {
+	w := proxyWasm(t, "c", "callout")
+	auth := startHandler(t, func(rc *fasthttp.RequestCtx) {
+		if string(rc.Request.Header.Peek("Authorization")) != "Bearer letmein" {
+			rc.SetStatusCode(401)
+			rc.SetBodyString("denied by auth")
+			return
+		}
+		rc.Response.Header.Set("X-User", "alice")
+	})
+	var hits atomic.Int64
+	be := startHandler(t, func(rc *fasthttp.RequestCtx) {
+		hits.Add(1)
+		rc.Response.Header.SetBytesV("X-Seen-User", rc.Request.Header.Peek("X-Auth-User"))
+		rc.SetBodyString("backend")
+	})
+	addr := startGateway(t, fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "", drain_timeout: 5s, plugin_cache_dir: %q }
+access_log: { enabled: false }
+upstreams:
+  be: { targets: [%q], timeout: 5s }
+  auth: { targets: [%q], timeout: 5s }
+plugins:
+  guest: { file: %q, timeout: 2s }
+routes:
+  - name: plugin
+    match: { path_prefix: /p/ }
+    upstream: be
+    filters:
+      - guest: {}
+`, cacheDir, be.addr, auth.addr, w))
+	get := func(token string) (int, string, string) {
+		t.Helper()
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI("http://" + addr + "/p/x")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
+			t.Fatalf("GET: %v", err)
+		}
+		return resp.StatusCode(), string(resp.Body()), string(resp.Header.Peek("X-Seen-User"))
+	}
+	for i := 0; i < 2; i++ {
+		if st, body, user := get("letmein"); st != 200 || body != "backend" || user != "alice" {
+			t.Errorf("authorized: %d %q user %q, want 200 backend alice", st, body, user)
+		}
+		before := hits.Load()
+		if st, body, _ := get("nope"); st != 403 || body != "denied by auth" || hits.Load() != before {
+			t.Errorf("unauthorized: %d %q (backend hit %v), want 403 %q, no backend hit", st, body, hits.Load() != before, "denied by auth")
+		}
+	}
+	auth.stop()
+	if st, body, _ := get("letmein"); st != 503 || body != "auth unavailable" {
+		t.Errorf("auth down: %d %q, want 503 %q", st, body, "auth unavailable")
+	}
+}
+
+type handlerServer struct {
+	addr string
+	stop func()
+}
+
+// startHandler serves h on a loopback port until cleanup (or stop).
+func startHandler(t *testing.T, h fasthttp.RequestHandler) handlerServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h}
+	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+	stop := func() { _ = srv.Shutdown() }
+	t.Cleanup(stop)
+	return handlerServer{addr: ln.Addr().String(), stop: stop}
 }
