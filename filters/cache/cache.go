@@ -135,13 +135,23 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 			*c.Slot(f.slot) = nil
 			return filter.Stop
 		}
-		if !st.forced && !e.mustReval && !e.noCache && e.swr > 0 && age < e.lifetime+e.swr &&
-			!f.leadReval(st) {
-			// Another request is revalidating this entry: serve it stale meanwhile.
-			f.answer(c, e, now, csStaleSWR)
-			putState(st)
-			*c.Slot(f.slot) = nil
-			return filter.Stop
+		if !st.forced && !e.mustReval && !e.noCache && e.swr > 0 && age < e.lifetime+e.swr {
+			if !f.leadReval(st) {
+				// Another request is revalidating this entry: serve it stale meanwhile.
+				f.answer(c, e, now, csStaleSWR)
+				putState(st)
+				*c.Slot(f.slot) = nil
+				return filter.Stop
+			}
+		} else if !st.forced && !st.noStore {
+			// Concurrent revalidations of one entry coalesce like misses. A request that asked
+			// for validation itself (no-cache, max-age=0) does its own.
+			if e := f.coalesce(c, st); e != nil {
+				f.answer(c, e, time.Now(), csCollapsed)
+				putState(st)
+				*c.Slot(f.slot) = nil
+				return filter.Stop
+			}
 		}
 		st.stale = e
 		f.conditional(c, st, e)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/filters/internal/filtertest"
@@ -394,6 +396,46 @@ func TestCoalescing(t *testing.T) {
 	}
 }
 
+// TestCoalescedRevalidation: concurrent requests finding one stale entry make one conditional
+// upstream request; the others are answered from the refreshed entry.
+func TestCoalescedRevalidation(t *testing.T) {
+	f := build(t, `{}`)
+	play(t, f, []step{{req: get, up: "HTTP/1.1 200 OK\nCache-Control: max-age=1\nAge: 5\nETag: \"v1\"\n", body: "body", cs: csMissStored}})
+	p := filter.NewPipeline([]filter.Filter{f}, []string{Name})
+	const n = 20
+	var calls atomic.Int32
+	var started, wg sync.WaitGroup
+	started.Add(n)
+	release := make(chan struct{})
+	bodies := make([]string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := filtertest.NewCtx(t, get)
+			started.Done()
+			p.Run(c, func(c *filter.Ctx) {
+				calls.Add(1)
+				<-release
+				_ = filtertest.ReadResponse("HTTP/1.1 304 Not Modified\nCache-Control: max-age=60\nETag: \"v1\"\n", &c.Response)
+			})
+			bodies[i] = string(c.Response.Body())
+		}()
+	}
+	started.Wait()
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if got := calls.Load(); got != 1 {
+		t.Errorf("upstream requests: %d, want 1", got)
+	}
+	for i, b := range bodies {
+		if b != "body" {
+			t.Fatalf("request %d got body %q", i, b)
+		}
+	}
+}
+
 // TestStaleWhileRevalidate: while one request revalidates a stale entry, the others are served
 // the stale entry at once.
 func TestStaleWhileRevalidate(t *testing.T) {
@@ -561,4 +603,47 @@ func BenchmarkHit(b *testing.B) {
 
 func decoderOf(tree any) filter.Decoder {
 	return func(v any) error { return config.DecodeStrict(tree, v) }
+}
+
+// FuzzExchange plays a request and an upstream answer with arbitrary cache headers through the
+// filter twice: it never panics, and whatever it answers from the cache is what the upstream
+// sent.
+func FuzzExchange(f *testing.F) {
+	f.Add("max-age=60", "Accept-Encoding", "5", httpDate(time.Hour), "gzip", "no-cache")
+	f.Add("s-maxage=1, stale-if-error=9", "*", "x", "0", "br;q=0", "max-stale")
+	f.Add("no-store", "a, b, ,", "99999999999999999999", "", "", "only-if-cached")
+	f.Fuzz(func(t *testing.T, cc, vary, age, expires, ae, reqCC string) {
+		for _, s := range []string{cc, vary, age, expires, ae, reqCC} {
+			if strings.ContainsAny(s, "\r\n\x00") || httpsyntaxBad(s) {
+				return
+			}
+		}
+		fl := build(t, `{}`)
+		p := filter.NewPipeline([]filter.Filter{fl}, []string{Name})
+		req := get + "Accept-Encoding: " + ae + "\nCache-Control: " + reqCC + "\n"
+		head := "HTTP/1.1 200 OK\nCache-Control: " + cc + "\nVary: " + vary + "\nAge: " + age + "\nExpires: " + expires + "\n"
+		for range 2 {
+			c := filtertest.NewCtx(t, req)
+			var probe fasthttp.Response
+			if err := filtertest.ReadResponse(head, &probe); err != nil {
+				return
+			}
+			p.Run(c, func(c *filter.Ctx) {
+				_ = filtertest.ReadResponse(head, &c.Response)
+				c.Response.SetBodyString("body")
+			})
+			if b := string(c.Response.Body()); c.Response.StatusCode() == 200 && b != "body" {
+				t.Fatalf("body %q", b)
+			}
+		}
+	})
+}
+
+func httpsyntaxBad(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 && s[i] != '\t' || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
