@@ -80,6 +80,27 @@ routes:
     upstream: be
 `
 
+// rawHead sends raw on a fresh connection and returns the response head as received.
+func rawHead(t *testing.T, addr, raw string) string {
+	t.Helper()
+	conn, br := dial(t, addr)
+	if _, err := conn.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for !strings.HasSuffix(b.String(), "\r\n\r\n") {
+		line, err := br.ReadString('\n')
+		b.WriteString(line)
+		if err != nil {
+			t.Fatalf("read head: %v (so far %q)", err, b.String())
+		}
+	}
+	return b.String()
+}
+
 func cacheGet(t *testing.T, c *fasthttp.Client, url string) (int, []byte, string) {
 	t.Helper()
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -131,6 +152,22 @@ func TestCacheThroughGateway(t *testing.T) {
 		}
 		if tt.stored && !bytes.Equal(b1, b2) {
 			t.Errorf("%s: the cached body differs from the upstream's", tt.path)
+		}
+	}
+
+	// A hit on the wire: one Date, the stored length, Age and Cache-Status; a HEAD gets the
+	// GET entry's length and no body.
+	rawHead(t, addr, "GET /small HTTP/1.1\r\nHost: cache.test\r\n\r\n")
+	for _, method := range []string{"GET", "HEAD"} {
+		head := rawHead(t, addr, method+" /small HTTP/1.1\r\nHost: cache.test\r\n\r\n")
+		lower := strings.ToLower(head)
+		if n := strings.Count(lower, "\r\ndate:"); n != 1 {
+			t.Errorf("%s hit: %d Date fields, want 1:\n%s", method, n, head)
+		}
+		for _, want := range []string{"\r\ncontent-length: 10\r\n", "\r\nage: ", "\r\ncache-status: weir; hit\r\n", "\r\ncache-control: max-age=60\r\n"} {
+			if !strings.Contains(lower, want) {
+				t.Errorf("%s hit lacks %q:\n%s", method, want, head)
+			}
 		}
 	}
 

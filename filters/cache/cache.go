@@ -210,7 +210,9 @@ func (f *Filter) coalesce(c *filter.Ctx, st *state) *entry {
 	select {
 	case <-cl.done:
 	case <-t.C:
-		// The leader is slow: this request goes upstream on its own rather than wait longer.
+		// The leader is slow: this request goes upstream on its own rather than wait longer,
+		// and the next miss leads anew (a leader that never finished cannot hold its key).
+		f.store.abandon(st.keyStr, cl)
 		return nil
 	}
 	e, _ := f.lookup(c, st)
@@ -380,7 +382,7 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 		}
 		return
 	case st.bypass:
-		if len(c.Response.Header.Peek("Cache-Status")) == 0 {
+		if len(peekFold(&c.Response.Header, "Cache-Status")) == 0 {
 			c.Response.Header.Set("Cache-Status", csBypass)
 		}
 		return

@@ -342,6 +342,30 @@ func TestRFC9111(t *testing.T) {
 	}
 }
 
+// TestUpstreamFieldCase: the proxy keeps the upstream's field names as sent, so every rule
+// reads them in any letter case.
+func TestUpstreamFieldCase(t *testing.T) {
+	f := build(t, `{}`)
+	p := filter.NewPipeline([]filter.Filter{f}, []string{Name})
+	run := func(head string) *filter.Ctx {
+		c := filtertest.NewCtx(t, get)
+		p.Run(c, func(c *filter.Ctx) {
+			c.Response.Header.DisableNormalizing()
+			if err := filtertest.ReadResponse(head, &c.Response); err != nil {
+				t.Fatal(err)
+			}
+		})
+		return c
+	}
+	run("HTTP/1.1 200 OK\ncache-control: max-age=60\nage: 100\nset-cookie: a=b\n")
+	c := run("HTTP/1.1 200 OK\ncache-control: max-age=60\nage: 100\n")
+	if cs := string(c.Response.Header.Peek("Cache-Status")); cs != csMissStored {
+		t.Fatalf("Cache-Status %q after a set-cookie answer, want it stored now", cs)
+	}
+	// age: 100 was read: the entry is stale, so the next request goes upstream.
+	play(t, f, []step{{req: get, up: "HTTP/1.1 200 OK\n", cs: csStale}})
+}
+
 // TestStoredBodyIsACopy: what the cache stores never aliases fasthttp's buffers, which are
 // reused by the next request on the connection.
 func TestStoredBodyIsACopy(t *testing.T) {

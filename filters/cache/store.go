@@ -207,6 +207,16 @@ func (s *store) finish(key string, c *call) {
 	close(c.done)
 }
 
+// abandon forgets a led miss that outlasted a follower's wait, so the next miss leads anew.
+// Only the leader closes done (finish), so this never closes it.
+func (s *store) abandon(key string, c *call) {
+	s.mu.Lock()
+	if s.inflight[key] == c {
+		delete(s.inflight, key)
+	}
+	s.mu.Unlock()
+}
+
 // stores are the live stores, for purges through the admin API.
 var (
 	storesMu sync.Mutex

@@ -30,7 +30,7 @@ func (f *Filter) storeResponse(c *filter.Ctx, st *state, now time.Time) string {
 	if !ok {
 		return verdict(st, false)
 	}
-	e, vary, ok := f.analyze(fields, c.Response.Header.Peek("Age"), code, st, now)
+	e, vary, ok := f.analyze(fields, peekFold(&c.Response.Header, "Age"), code, st, now)
 	if !ok {
 		return verdict(st, false)
 	}
@@ -128,6 +128,16 @@ func copyFields(h *fasthttp.ResponseHeader) ([]field, bool) {
 		out = append(out, field{name: bytes.Clone(k), value: bytes.Clone(v)})
 	}
 	return out, true
+}
+
+// peekFold is Peek for any spelling of name: the proxy keeps the upstream's field names as sent.
+func peekFold(h *fasthttp.ResponseHeader, name string) []byte {
+	for k, v := range h.All() {
+		if httpsyntax.EqualFold(k, name) {
+			return v
+		}
+	}
+	return nil
 }
 
 func values(fields []field, name string) [][]byte {
@@ -263,7 +273,7 @@ func (f *Filter) refresh(old *entry, h *fasthttp.ResponseHeader, reqTime, now ti
 	e.noCache = d.noCache
 	e.mustReval = d.mustRevalidate || d.proxyRevalidate
 	e.lifetime = 0
-	f.freshness(&e, &d, fields, h.Peek("Age"), reqTime, now)
+	f.freshness(&e, &d, fields, peekFold(h, "Age"), reqTime, now)
 	return &e
 }
 
