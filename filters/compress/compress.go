@@ -65,20 +65,35 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 	if !f.eligible(h, r.StatusCode()) {
 		return
 	}
+	if c.Request.Header.IsHead() {
+		// No body; the answer carries the Vary its GET would, judged by the length.
+		if cl := h.ContentLength(); cl < 0 || cl >= f.minSize {
+			addVary(h, hAcceptEncoding)
+		}
+		return
+	}
 	var size int
-	if !r.IsBodyStream() && !c.Request.Header.IsHead() {
-		size = len(r.Body())
+	if r.IsBodyStream() {
+		size = h.ContentLength() // r.Body() would read the stream whole
 	} else {
-		// A stream's declared length (r.Body() would read it whole), or the length a GET
-		// would get, so that HEAD carries the same Vary.
-		size = h.ContentLength()
-		if size < 0 {
-			// Chunked from the upstream: its length is unknown until it has all passed, and
-			// the proxy streams it, so it goes out as it came (see the README).
+		size = len(r.Body())
+	}
+	if r.IsBodyStream() && (size < 0 || size > f.maxSize) {
+		// Chunked, or too long to hold: compressed as it streams, when the stream can be
+		// handed over (the proxy's can).
+		d, ok := r.BodyStream().(interface{ Detach() io.ReadCloser })
+		if !ok {
 			return
 		}
+		addVary(h, hAcceptEncoding)
+		v, _ := (*c.Slot(f.slot)).(uint8)
+		if chosen := coding(v); chosen != none {
+			r.SetBodyStream(newStream(d.Detach(), f.enc[chosen]), -1)
+			setCodingHeaders(h, chosen)
+		}
+		return
 	}
-	if size < f.minSize || size > f.maxSize {
+	if size < 0 || size < f.minSize || size > f.maxSize {
 		return
 	}
 	// From here, what the client receives depends on Accept-Encoding.
@@ -111,6 +126,11 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 	// for next time: no copy, no allocation.
 	enc.sink.b = r.SwapBody(out)[:0]
 	h.SetContentLength(len(out))
+	setCodingHeaders(h, chosen)
+}
+
+// setCodingHeaders marks a response compressed with chosen.
+func setCodingHeaders(h *fasthttp.ResponseHeader, chosen coding) {
 	h.SetContentEncoding(codingNames[chosen])
 	for _, n := range headersOfTheIdentity {
 		h.Del(n)
@@ -118,9 +138,8 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 	// A strong validator promises identical bytes, which the compressed variant is not; a
 	// weak one (as nginx does) still lets If-None-Match revalidate it.
 	if et := h.PeekBytes(hETag); len(et) > 0 && et[0] == '"' {
-		enc.sink.b = append(append(enc.sink.b, "W/"...), et...)
-		h.SetBytesKV(hETag, enc.sink.b)
-		enc.sink.b = enc.sink.b[:0]
+		var buf [128]byte
+		h.SetBytesKV(hETag, append(append(buf[:0], "W/"...), et...))
 	}
 }
 

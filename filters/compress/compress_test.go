@@ -197,7 +197,7 @@ func TestPassThrough(t *testing.T) {
 		{"image", ae, "HTTP/1.1 200 OK\nContent-Type: image/png", body, false},
 		{"no content type", ae, "HTTP/1.1 200 OK", body, false},
 		{"below min_size", ae, jsonHead, body[:99], false},
-		{"HEAD", "HEAD / HTTP/1.1\nHost: x\nAccept-Encoding: gzip\n", jsonHead, nil, false},
+		{"HEAD, length unknown", "HEAD / HTTP/1.1\nHost: x\nAccept-Encoding: gzip\n", jsonHead, nil, true},
 		{"incompressible", ae, jsonHead, randomBytes(4096), true},
 		{"no Accept-Encoding", "GET / HTTP/1.1\nHost: x\n", jsonHead, body, true},
 	} {
@@ -365,7 +365,38 @@ func TestStreamedBodies(t *testing.T) {
 		t.Fatalf("declared length: round trip failed or stream closed %d times", s.closed)
 	}
 
-	// Chunked (length unknown) and over max_size pass as streams, untouched.
+	// Chunked (length unknown) and over max_size are compressed as they stream, when the
+	// stream can be handed over (the proxy's can); the upstream's body is closed once.
+	for _, enc := range []string{"gzip", "br", "zstd"} {
+		for _, size := range []int{-1, 300 << 10} {
+			big := jsonBody(300 << 10)
+			closed := 0
+			c := filtertest.NewCtx(t, "GET / HTTP/1.1\nHost: x\nAccept-Encoding: "+enc+"\n")
+			p.Run(c, func(c *filter.Ctx) {
+				c.Response.Header.SetContentType("application/json")
+				c.Response.SetBodyStream(&detachable{Reader: bytes.NewReader(big), closed: &closed}, size)
+			})
+			r := &c.Response
+			if ce := string(r.Header.ContentEncoding()); ce != enc || !r.IsBodyStream() || r.Header.ContentLength() != -1 {
+				t.Fatalf("%s, size %d: Content-Encoding %q, stream %v, Content-Length %d", enc, size, ce, r.IsBodyStream(), r.Header.ContentLength())
+			}
+			if v := string(r.Header.Peek("Vary")); v != "Accept-Encoding" {
+				t.Errorf("%s, size %d: Vary %q", enc, size, v)
+			}
+			out, err := io.ReadAll(r.BodyStream())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(decode(t, enc, out), big) || len(out) >= len(big)/2 {
+				t.Fatalf("%s, size %d: round trip failed (%d bytes from %d)", enc, size, len(out), len(big))
+			}
+			if err := r.CloseBodyStream(); err != nil || closed != 1 {
+				t.Fatalf("%s, size %d: upstream body closed %d times (%v)", enc, size, closed, err)
+			}
+		}
+	}
+
+	// A stream that cannot be handed over passes untouched, without Vary.
 	for _, size := range []int{-1, 300 << 10} {
 		s := &closeCounter{Reader: bytes.NewReader(body)}
 		c := play(s, size)
@@ -382,6 +413,99 @@ func TestStreamedBodies(t *testing.T) {
 	if c.Response.StatusCode() != 502 || len(c.Response.Header.ContentEncoding()) > 0 || c.Err() == nil {
 		t.Fatalf("broken stream: status %d, Content-Encoding %q, err %v", c.Response.StatusCode(),
 			c.Response.Header.ContentEncoding(), c.Err())
+	}
+}
+
+// detachable is a stream like the proxy's: Detach hands it over, and only the last holder's
+// Close counts.
+type detachable struct {
+	io.Reader
+	closed   *int
+	detached bool
+}
+
+func (d *detachable) Close() error {
+	if !d.detached {
+		*d.closed++
+	}
+	return nil
+}
+
+func (d *detachable) Detach() io.ReadCloser {
+	n := *d
+	d.detached = true
+	return &n
+}
+
+// countingReader returns n bytes per read and counts the reads.
+type countingReader struct {
+	reads, n int
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	r.reads++
+	return copy(p, bytes.Repeat([]byte("data: tick\n"), r.n/11+1)[:r.n]), nil
+}
+
+func (r *countingReader) Close() error { return nil }
+
+// TestStreamFlushesAndFails: what the upstream has given so far reaches the client before it
+// sends more (a trickling feed is not held back), and an upstream error mid-body is returned,
+// never a closed (complete-looking) compressed stream.
+func TestStreamFlushesAndFails(t *testing.T) {
+	for _, enc := range []string{"gzip", "br", "zstd"} {
+		f := MustNew(t, "{ encodings: ["+enc+"] }").(*Filter)
+		src := &countingReader{n: 200}
+		s := newStream(src, f.enc[codingByName(enc)])
+		buf := make([]byte, 64<<10)
+		n, err := s.Read(buf)
+		if err != nil || n == 0 || src.reads != 1 {
+			t.Fatalf("%s: first read %d bytes, %v, after %d upstream reads", enc, n, err, src.reads)
+		}
+		got := decodePrefix(t, enc, buf[:n])
+		if !strings.HasPrefix(string(got), "data: tick\n") || len(got) != 200 {
+			t.Fatalf("%s: the first read decodes to %q", enc, got)
+		}
+		s.Close()
+
+		s = newStream(io.NopCloser(&brokenReader{left: 5000}), f.enc[codingByName(enc)])
+		_, err = io.ReadAll(s)
+		if err == nil || !strings.Contains(err.Error(), "connection reset") {
+			t.Fatalf("%s: broken upstream: %v", enc, err)
+		}
+		s.Close()
+	}
+}
+
+// decodePrefix decodes as much of a flushed, unfinished compressed stream as it holds.
+func decodePrefix(t *testing.T, enc string, b []byte) []byte {
+	t.Helper()
+	var r io.Reader
+	switch enc {
+	case "gzip":
+		zr, err := stdgzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	case "br":
+		r = brotli.NewReader(bytes.NewReader(b))
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	out := make([]byte, 0, 1024)
+	buf := make([]byte, 1024)
+	for {
+		n, err := r.Read(buf)
+		out = append(out, buf[:n]...)
+		if err != nil {
+			return out
+		}
 	}
 }
 

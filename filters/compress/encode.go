@@ -2,6 +2,7 @@ package compress
 
 import (
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -29,9 +30,22 @@ type encoder struct {
 	gz   *gzip.Writer
 	br   *brotli.Writer
 	zs   *zstd.Encoder
+	w    streamWriter // whichever of the three is set, for streams
 	sink sink
-	in   []byte // a streamed body, read whole before it is compressed
+	in   []byte // a streamed body read whole, or a stream's read buffer
 }
+
+// streamWriter is what gzip's, brotli's and zstd's writers have in common.
+type streamWriter interface {
+	io.WriteCloser
+	Flush() error
+	Reset(io.Writer)
+}
+
+// window is the largest distance a match may reach back, for brotli and zstd: it bounds the
+// memory a long stream makes an encoder hold (zstd in HTTP may use up to 8 MiB, RFC 9659), and
+// costs little ratio on answers of an API or a page.
+const window = 1 << 20
 
 // sink collects compressed output; a pointer to it is the writer the compressors write to.
 type sink struct{ b []byte }
@@ -73,14 +87,15 @@ func (e *encoders) build() (*encoder, error) {
 	switch e.coding {
 	case gzipCoding:
 		enc.gz, err = gzip.NewWriterLevel(&enc.sink, e.level)
+		enc.w = enc.gz
 	case brCoding:
-		enc.br, err = brotli.NewWriter(&enc.sink, e.level)
+		enc.br, err = brotli.NewWriterOptions(&enc.sink, e.level, brotli.WriterOptions{LGWin: 20})
+		enc.w = enc.br
 	case zstdCoding:
-		// One goroutine: the compression runs on the request's goroutine, as gzip's does. The
-		// window stays at the library's default (at most 8 MiB), which RFC 9659 requires of
-		// zstd in HTTP so that browsers can decode it.
+		// One goroutine: the compression runs on the request's goroutine, as gzip's does.
 		enc.zs, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(e.level)),
-			zstd.WithEncoderConcurrency(1))
+			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(window))
+		enc.w = enc.zs
 	default:
 		err = fmt.Errorf("unknown coding %d", e.coding)
 	}

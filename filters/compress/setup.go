@@ -21,7 +21,8 @@ type Config struct {
 	Encodings []string `mapstructure:"encodings"`
 	// MinSize is the smallest body compressed; smaller ones gain too little to pay the headers.
 	MinSize *config.Size `mapstructure:"min_size"`
-	// MaxSize is the largest body compressed. Bodies are compressed whole in memory.
+	// MaxSize is the largest body compressed whole in memory; longer and chunked bodies are
+	// compressed as they stream.
 	MaxSize *config.Size `mapstructure:"max_size"`
 	// ContentTypes are the media types compressed: exact (application/json), a whole top-level
 	// type (text/*), or a structured suffix (application/*+json).
@@ -55,9 +56,9 @@ var (
 	}
 )
 
-// A body is compressed whole in memory, so max_size bounds what one response may hold beyond
-// what the proxy already buffers (64 KiB): 1 MiB covers API answers and pages, and a larger
-// body, usually a download, passes as it is.
+// A body up to max_size is compressed whole in memory, which gives it a Content-Length and
+// lets the original go out when compression does not pay; 1 MiB covers API answers and pages
+// at a bounded cost per response, and longer bodies are compressed as they stream.
 const (
 	defaultMinSize = 1 << 10
 	defaultMaxSize = 1 << 20
