@@ -380,6 +380,9 @@ func (a *Server) stats(rc *fasthttp.RequestCtx) {
 		"split": telemetry.Metrics.Group("split"),
 		// Per route: queued, sent, failed, dropped, skipped copies (filters/mirror/README.md).
 		"mirror": telemetry.Metrics.Group("mirror"),
+		// Per route: hits, misses, stored, revalidated, stale, coalesced, bypass, too_large,
+		// and the store's bytes and entries (filters/cache/README.md).
+		"cache": telemetry.Metrics.Group("cache"),
 	})
 }
 

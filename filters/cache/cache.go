@@ -31,6 +31,7 @@ type Filter struct {
 	tagHeader  string
 	query      []string
 	keyHeaders []string
+	m          *counters
 }
 
 // Close releases the store; it is freed with the last snapshot using it.
@@ -161,6 +162,7 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 	if st.req.onlyIfCached {
 		st.bypass = true
 		c.Response.Header.Set("Cache-Status", csOnlyCached)
+		f.m.count(csOnlyCached)
 		return c.Reply(fasthttp.StatusGatewayTimeout, nil)
 	}
 	st.varyMiss = vary
@@ -308,6 +310,7 @@ func (f *Filter) answer(c *filter.Ctx, e *entry, now time.Time, status string) {
 	var buf [20]byte
 	r.Header.SetBytesV("Age", strconv.AppendInt(buf[:0], int64(e.age(now)/time.Second), 10))
 	r.Header.Set("Cache-Status", status)
+	f.m.count(status)
 	if code != fasthttp.StatusNotModified {
 		r.SetBodyRaw(e.body)
 	}
@@ -384,6 +387,7 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 	case st.bypass:
 		if len(peekFold(&c.Response.Header, "Cache-Status")) == 0 {
 			c.Response.Header.Set("Cache-Status", csBypass)
+			f.m.count(csBypass)
 		}
 		return
 	}
@@ -409,13 +413,15 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 		}
 	}
 	verdict := f.storeResponse(c, st, now)
-	c.Response.Header.Set("Cache-Status", verdict)
 	// A client conditional set aside for the fetch is answered from the new response.
 	if (len(st.inm) > 0 || len(st.ims) > 0) && code == fasthttp.StatusOK {
 		if e := f.justStored(st); e != nil && f.notModified(c, e) {
 			f.answer(c, e, now, verdict)
+			return
 		}
 	}
+	c.Response.Header.Set("Cache-Status", verdict)
+	f.m.count(verdict)
 }
 
 // justStored finds the entry storeResponse put (nil if it put none).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 	"github.com/weir-gateway/weir/filters/internal/filtertest"
 )
 
@@ -507,6 +508,38 @@ func TestSurvivesReload(t *testing.T) {
 	next.Close()
 	if shared.Len() != 0 {
 		t.Errorf("store not freed after the last snapshot: %d live", shared.Len())
+	}
+}
+
+// TestMetrics: counters by outcome and the store's gauges, per route.
+func TestMetrics(t *testing.T) {
+	tree, _ := filtertest.ParseYAML(`{max_body_bytes: 4}`)
+	fl, err := New(filter.Env{Route: "metrics-test", Filter: Name}, decoderOf(tree))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fl.(*Filter)
+	ok := "HTTP/1.1 200 OK\nCache-Control: max-age=60\n"
+	play(t, f, []step{
+		{req: get, up: ok, body: "abc", cs: csMissStored},
+		{req: get, cs: csHit},
+		{req: get, cs: csHit},
+		{req: "GET /big HTTP/1.1\nHost: h\n", up: ok, body: "12345", cs: csTooLarge},
+		{req: get + "Range: bytes=0-1\n", up: ok, cs: csBypass},
+	})
+	got := telemetry.Metrics.Group(MetricsGroup)["metrics-test"]
+	want := map[string]int64{"hits": 2, "misses": 2, "stored": 1, "too_large": 1, "bypass": 1, "entries": 1}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+	if got["bytes"] <= 3 {
+		t.Errorf("bytes = %d, want the entry's cost", got["bytes"])
+	}
+	f.Close()
+	if got := telemetry.Metrics.Group(MetricsGroup)["metrics-test"]; got["bytes"] != 0 || got["entries"] != 0 {
+		t.Errorf("after close: %v, want no bytes or entries", got)
 	}
 }
 

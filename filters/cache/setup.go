@@ -132,7 +132,7 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 
 	def := fmt.Sprintf("cache/%s/%s/max_bytes=%d", env.Route, env.Filter, maxBytes)
 	create := func() (io.Closer, error) {
-		s, err := newStore(maxBytes)
+		s, err := newStore(maxBytes, env.Route)
 		if err != nil {
 			return nil, fmt.Errorf("create store: %w", err)
 		}
@@ -154,5 +154,6 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 	}
 	f.store = st.(*store)
 	f.route = strings.Clone(env.Route)
+	f.m = newCounters(f.route)
 	return f, nil
 }

@@ -3,9 +3,12 @@ package cache
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // entry is one stored response. It is immutable once stored: a refresh stores a new entry, so
@@ -33,6 +36,10 @@ type entry struct {
 	noCache     bool // response no-cache: every use is revalidated
 	mustReval   bool // must-revalidate or proxy-revalidate: never served stale
 	swr, sie    time.Duration
+
+	// gone is set when ristretto lets go of the entry (evicted, rejected, replaced, deleted),
+	// so put never indexes an entry that left before it was indexed.
+	gone *atomic.Bool
 }
 
 type field struct{ name, value []byte }
@@ -68,13 +75,18 @@ type store struct {
 	mu       sync.Mutex
 	index    map[string]map[string]*entry // url → key → entry
 	inflight map[string]*call
+
+	// bytes and entries are the route's gauges: what the indexed entries cost, and how many.
+	bytes, entries *telemetry.Metric
 }
 
 // call is one miss in flight; followers wait on done, then look the key up again.
 type call struct{ done chan struct{} }
 
-func newStore(maxBytes int64) (*store, error) {
-	s := &store{index: map[string]map[string]*entry{}, inflight: map[string]*call{}}
+func newStore(maxBytes int64, route string) (*store, error) {
+	s := &store{index: map[string]map[string]*entry{}, inflight: map[string]*call{},
+		bytes:   telemetry.Metrics.Gauge(MetricsGroup, route, "bytes"),
+		entries: telemetry.Metrics.Gauge(MetricsGroup, route, "entries")}
 	// Ristretto wants about ten counters per item it may hold; items are assumed to be at
 	// least 1 KiB on average, bounded below and above so a tiny or huge budget stays sane.
 	counters := min(max(maxBytes/1024*10, 1000), 10_000_000)
@@ -87,12 +99,15 @@ func newStore(maxBytes int64) (*store, error) {
 			if e == nil {
 				return
 			}
+			e.gone.Store(true)
 			s.mu.Lock()
 			if m := s.index[e.url]; m[e.key] == e {
 				delete(m, e.key)
 				if len(m) == 0 {
 					delete(s.index, e.url)
 				}
+				s.bytes.Add(-e.cost())
+				s.entries.Add(-1)
 			}
 			s.mu.Unlock()
 		},
@@ -108,6 +123,15 @@ func newStore(maxBytes int64) (*store, error) {
 func (s *store) Close() error {
 	unregister(s)
 	s.c.Close()
+	s.mu.Lock()
+	for _, m := range s.index {
+		for _, e := range m {
+			s.bytes.Add(-e.cost())
+			s.entries.Add(-1)
+		}
+	}
+	clear(s.index)
+	s.mu.Unlock()
 	return nil
 }
 
@@ -122,20 +146,26 @@ func (s *store) get(key string) *entry {
 // put stores e for ttl and waits until ristretto applied it, so that a request arriving after
 // put returns finds it (unless the admission policy rejected it).
 func (s *store) put(e *entry, ttl time.Duration) {
+	e.gone = new(atomic.Bool)
 	if !s.c.SetWithTTL(e.key, e, e.cost(), ttl) {
 		return
 	}
 	s.c.Wait()
-	if got, ok := s.c.Get(e.key); ok && got == e {
-		s.mu.Lock()
+	// Ristretto is never called with mu held: it may call OnExit, which takes mu, under its own
+	// locks. An entry that left between Get and here has gone set (before OnExit takes mu).
+	got, ok := s.c.Get(e.key)
+	s.mu.Lock()
+	if ok && got == e && !e.gone.Load() {
 		m := s.index[e.url]
 		if m == nil {
 			m = map[string]*entry{}
 			s.index[e.url] = m
 		}
 		m[e.key] = e
-		s.mu.Unlock()
+		s.bytes.Add(e.cost())
+		s.entries.Add(1)
 	}
+	s.mu.Unlock()
 }
 
 // purge removes every entry matching: url equal to key, url starting with prefix, or carrying
