@@ -53,6 +53,10 @@ func startCacheOrigin(t *testing.T) *cacheOrigin {
 					w.Flush()      //nolint:errcheck
 				}
 			})
+		case "/json": // compressible, for the cache in front of compress
+			h.Set("Cache-Control", "max-age=60")
+			h.SetContentType("application/json")
+			rc.SetBody(bytes.Repeat([]byte(`{"k":"v"},`), 300))
 		case "/stale":
 			h.Set("Cache-Control", "max-age=1, stale-if-error=60")
 			h.Set("Age", "5")
@@ -191,5 +195,63 @@ func TestCacheThroughGateway(t *testing.T) {
 	status, body, cs := cacheGet(t, c, base+"/stale")
 	if status != 200 || string(body) != "stale body" || !strings.Contains(cs, "stale-if-error") {
 		t.Errorf("upstream down: %d %q %q, want the stale entry", status, body, cs)
+	}
+}
+
+const cacheCompressConfig = `
+server: { listen: "127.0.0.1:0", admin: "", drain_timeout: 5s }
+access_log: { enabled: false }
+upstreams:
+  be: { targets: [%q], timeout: 2s, idle_timeout: 300ms }
+routes:
+  - name: cached
+    match: { path_prefix: / }
+    upstream: be
+    filters:
+      - cache: {}
+      - compress: { encodings: [br, gzip] }
+`
+
+// TestCacheBeforeCompress: with the cache before compress, each coding is stored as its own
+// variant (Vary: Accept-Encoding), and the same preference spelled differently shares one.
+func TestCacheBeforeCompress(t *testing.T) {
+	o := startCacheOrigin(t)
+	path := filepath.Join(t.TempDir(), "weir.yaml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(cacheCompressConfig, o.addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := start(t, path)
+	c := &fasthttp.Client{}
+	do := func(ae string) (string, string, int) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI("http://" + addr + "/json")
+		if ae != "" {
+			req.Header.Set("Accept-Encoding", ae)
+		}
+		if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return string(resp.Header.Peek("Content-Encoding")), string(resp.Header.Peek("Cache-Status")), len(resp.Body())
+	}
+	for _, tt := range []struct{ ae, coding, status string }{
+		{"gzip", "gzip", "weir; fwd=uri-miss; stored"},
+		{"GZIP;q=1.0", "gzip", "weir; hit"},
+		{"br, gzip", "br", "weir; fwd=vary-miss; stored"},
+		{"gzip,br", "br", "weir; hit"},
+		{"", "", "weir; fwd=vary-miss; stored"},
+		{"", "", "weir; hit"},
+	} {
+		coding, status, n := do(tt.ae)
+		if coding != tt.coding || status != tt.status {
+			t.Errorf("Accept-Encoding %q: Content-Encoding %q, Cache-Status %q; want %q, %q", tt.ae, coding, status, tt.coding, tt.status)
+		}
+		if tt.coding == "" && n != 3000 {
+			t.Errorf("identity body: %d bytes, want 3000", n)
+		}
+	}
+	if got := o.calls.Load(); got != 3 {
+		t.Errorf("upstream requests: %d, want 3 (one per variant)", got)
 	}
 }
