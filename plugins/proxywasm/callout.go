@@ -1,7 +1,6 @@
 package proxywasm
 
 import (
-	"bytes"
 	"context"
 	"strconv"
 	"time"
@@ -207,17 +206,9 @@ func proxyGetCallHeaderValue(ctx context.Context, v *vm, mod api.Module, stack [
 	if string(key) == ":status" {
 		v.scratch = strconv.AppendInt(v.scratch[:0], int64(r.StatusCode()), 10)
 		val = v.scratch
-	} else {
-		// Names are matched in any case: the upstream's response keeps the case it was sent in.
-		r.Header.VisitAll(func(k, vv []byte) {
-			if val == nil && bytes.EqualFold(k, key) {
-				val = vv
-			}
-		})
-		if val == nil {
-			stack[0] = statusNotFound
-			return
-		}
+	} else if val = respPeek(&r.Header, key); val == nil {
+		stack[0] = statusNotFound
+		return
 	}
 	stack[0] = v.give(ctx, mod, val, u32(stack[3]), u32(stack[4]))
 }

@@ -530,7 +530,7 @@ func (v *vm) property(path string) ([]byte, bool) {
 		return nil, false
 	}
 	if name, ok := strings.CutPrefix(path, "response.headers."); ok && h.response {
-		if b := rc.Response.Header.Peek(name); b != nil {
+		if b := respPeek(&rc.Response.Header, []byte(name)); b != nil {
 			return b, true
 		}
 	}
