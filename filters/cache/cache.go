@@ -77,6 +77,7 @@ type state struct {
 	took        bool // the client's conditionals were set aside (inm, ims)
 	ccBuf       [][]byte
 	storeVerdic string
+	pass        bool // the key's last response could not be stored: no coalescing
 }
 
 var statePool = sync.Pool{New: func() any { return &state{key: make([]byte, 0, 256)} }}
@@ -167,7 +168,9 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 	}
 	st.varyMiss = vary
 	if !st.noStore {
-		if e := f.coalesce(c, st); e != nil {
+		if st.pass {
+			// The key's last response could not be stored: no point waiting for this one.
+		} else if e := f.coalesce(c, st); e != nil {
 			f.answer(c, e, time.Now(), csCollapsed)
 			putState(st)
 			*c.Slot(f.slot) = nil
@@ -280,6 +283,10 @@ func (f *Filter) fresh(e *entry, age time.Duration, req *directives) bool {
 // marker selects. vary tells that a marker was found but not the variant.
 func (f *Filter) lookup(c *filter.Ctx, st *state) (*entry, bool) {
 	e := f.store.get(unsafeString(st.key))
+	if e != nil && e.pass {
+		st.pass = true
+		return nil, false
+	}
 	if e == nil || !e.marker {
 		return e, false
 	}
@@ -287,6 +294,10 @@ func (f *Filter) lookup(c *filter.Ctx, st *state) (*entry, bool) {
 	st.key = appendVary(st.key, &c.Request.Header, e.vary)
 	v := f.store.get(unsafeString(st.key))
 	st.key = st.key[:n]
+	if v != nil && v.pass {
+		st.pass = true
+		return nil, true
+	}
 	return v, v == nil
 }
 
@@ -413,6 +424,11 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 		}
 	}
 	verdict := f.storeResponse(c, st, now)
+	if st.lead != nil && st.stale == nil && st.storeVerdic == "" && code < 500 && c.Err() == nil {
+		// Not storable (private, no-store, a cookie, too large…): the next misses of this key
+		// go upstream together instead of queueing behind each other (a hit-for-pass).
+		f.store.putPass(st.keyStr, string(st.key[4:st.urlEnd]))
+	}
 	// A client conditional set aside for the fetch is answered from the new response.
 	if (len(st.inm) > 0 || len(st.ims) > 0) && code == fasthttp.StatusOK {
 		if e := f.justStored(st); e != nil && f.notModified(c, e) {

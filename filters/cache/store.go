@@ -26,6 +26,9 @@ type entry struct {
 	// a marker has no response.
 	vary   []string
 	marker bool
+	// pass, on a key whose last response could not be stored, tells misses not to wait for
+	// each other (the next response would not be shared either); it answers nothing.
+	pass bool
 
 	stored      time.Time     // response_time (RFC 9111 §4.2.3)
 	initialAge  time.Duration // corrected_initial_age
@@ -235,6 +238,17 @@ func (s *store) finish(key string, c *call) {
 	}
 	s.mu.Unlock()
 	close(c.done)
+}
+
+// passTTL is how long a key whose response could not be stored skips coalescing.
+const passTTL = 10 * time.Second
+
+// putPass marks key as not storable for passTTL, unless an entry arrived meanwhile.
+func (s *store) putPass(key, url string) {
+	if s.get(key) != nil {
+		return
+	}
+	s.put(&entry{key: key, url: url, pass: true}, passTTL)
 }
 
 // abandon forgets a led miss that outlasted a follower's wait, so the next miss leads anew.
