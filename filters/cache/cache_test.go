@@ -285,6 +285,11 @@ func TestRFC9111(t *testing.T) {
 			{req: "GET /a?utm=y&id=1 HTTP/1.1\nHost: h\n", cs: csHit},
 			{req: "GET /a?id=2 HTTP/1.1\nHost: h\n", up: ok("Cache-Control: max-age=60\n"), cs: csMissStored},
 		}},
+		{"key: chosen query parameters cannot be forged by encoding", `{key: {query: [id, x]}}`, []step{
+			{req: "GET /a?id=1%26x%3D2 HTTP/1.1\nHost: h\n", up: ok("Cache-Control: max-age=60\n"), body: "forged", cs: csMissStored},
+			{req: "GET /a?id=1&x=2 HTTP/1.1\nHost: h\n", up: ok("Cache-Control: max-age=60\n"), body: "real", cs: csMissStored},
+			{req: "GET /a?x=2&id=1 HTTP/1.1\nHost: h\n", cs: csHit, want: "real"},
+		}},
 		{"key: whole query by default", `{}`, []step{
 			{req: "GET /a?x=1 HTTP/1.1\nHost: h\n", up: ok("Cache-Control: max-age=60\n"), cs: csMissStored},
 			{req: "GET /a?x=2 HTTP/1.1\nHost: h\n", up: ok("Cache-Control: max-age=60\n"), cs: csMissStored},

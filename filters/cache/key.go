@@ -35,10 +35,12 @@ func (f *Filter) buildKey(c *filter.Ctx, st *state) {
 		for _, name := range f.query {
 			for k, v := range args.All() {
 				if string(k) == name {
+					// Values come decoded: quoted again, so that id=a%26x%3D1 never shares
+					// the key of id=a&x=1.
 					b = append(b, sep)
-					b = append(b, name...)
+					b = fasthttp.AppendQuotedArg(b, k)
 					b = append(b, '=')
-					b = append(b, v...)
+					b = fasthttp.AppendQuotedArg(b, v)
 					sep = '&'
 				}
 			}
