@@ -105,8 +105,11 @@ func TestConsistentHashRemoval(t *testing.T) {
 	}
 	before := route(addrsOf(bs))
 	after := route(addrsOf(bs[:n-1]))
-	moved, wrong := 0, 0
+	moved, wrong, owned := 0, 0, 0
 	for k, b := range before {
+		if b == bs[n-1].name {
+			owned++
+		}
 		if after[k] != b {
 			moved++
 			if b != bs[n-1].name {
@@ -117,13 +120,18 @@ func TestConsistentHashRemoval(t *testing.T) {
 	frac := float64(moved) / keys
 	t.Logf("removing 1 of %d targets moved %d of %d keys (%.3f; 1/N = %.3f); keys moved off surviving targets: %d",
 		n, moved, keys, frac, 1.0/n, wrong)
+	// Exactly the removed target's keys move: none between survivors, and all of its own.
 	if wrong != 0 {
 		t.Errorf("%d keys moved between surviving targets, want 0", wrong)
 	}
-	// The removed target held its share of the ring; 160 points per target keep that share
-	// within a few percent of 1/N.
-	if frac > 1.0/n*1.15 {
-		t.Errorf("moved fraction %.3f, want about 1/N = %.3f", frac, 1.0/n)
+	if moved != owned {
+		t.Errorf("%d keys moved, want the %d the removed target held", moved, owned)
+	}
+	// How many that is depends on where the targets' addresses (random ports here) hash: 160
+	// points per target keep a share within a few hundredths of 1/N (the spread measured over
+	// runs is about 0.025), so only a gross imbalance fails.
+	if share := float64(owned) / keys; share < 1.0/n-0.1 || share > 1.0/n+0.1 {
+		t.Errorf("the removed target held %.3f of the keys, want about 1/N = %.3f", share, 1.0/n)
 	}
 }
 
