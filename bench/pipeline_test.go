@@ -24,6 +24,8 @@ var pipelines = []struct{ name, filters string }{
 	{"request-id", `- request-id: {}`},
 	{"rewrite", `- rewrite: { strip_prefix: /r }`},
 	{"wasm plugin", `- hello: {}`},
+	// Every iteration after the first is answered by the cache from the stored reply.
+	{"cache hit", `- cache: { ttl: 60s }`},
 	{"all built-ins", `- request-id: {}
       - rewrite: { strip_prefix: /r }
       - headers: { request: { set: { X-A: "1" } }, response: { set: { X-B: "2" } } }`},
