@@ -55,6 +55,9 @@ func countingBackend(t *testing.T, addr string) (string, *atomic.Int64, func()) 
 	stop := func() {
 		if !stopped {
 			stopped = true
+			// Shutdown alone may run before the goroutine's Serve has taken the listener, and
+			// Serve would then serve on regardless: closing the listener stops it either way.
+			_ = ln.Close()
 			_ = srv.Shutdown()
 		}
 	}
