@@ -18,9 +18,10 @@ import (
 // cacheOrigin is an upstream for the cache tests: every path names its answer, and calls
 // counts the requests that reached it.
 type cacheOrigin struct {
-	calls atomic.Int32
-	srv   *fasthttp.Server
-	addr  string
+	calls         atomic.Int32
+	revalidations atomic.Int32
+	srv           *fasthttp.Server
+	addr          string
 }
 
 func startCacheOrigin(t *testing.T) *cacheOrigin {
@@ -57,6 +58,18 @@ func startCacheOrigin(t *testing.T) *cacheOrigin {
 			h.Set("Cache-Control", "max-age=60")
 			h.SetContentType("application/json")
 			rc.SetBody(bytes.Repeat([]byte(`{"k":"v"},`), 300))
+		case "/swr": // stale at once; a conditional request is answered 304
+			if string(rc.Request.Header.Peek("If-None-Match")) == `"e1"` {
+				o.revalidations.Add(1)
+				h.Set("Cache-Control", "max-age=60")
+				h.Set("ETag", `"e1"`)
+				rc.SetStatusCode(fasthttp.StatusNotModified)
+				return
+			}
+			h.Set("Cache-Control", "max-age=1, stale-while-revalidate=60")
+			h.Set("Age", "5")
+			h.Set("ETag", `"e1"`)
+			rc.SetBodyString("swr body")
 		case "/stale":
 			h.Set("Cache-Control", "max-age=1, stale-if-error=60")
 			h.Set("Age", "5")
@@ -185,6 +198,28 @@ func TestCacheThroughGateway(t *testing.T) {
 	before := o.calls.Load()
 	if _, _, cs := cacheGet(t, c, base+"/small"); cs != "weir; hit" || o.calls.Load() != before {
 		t.Errorf("after reload: Cache-Status %q, upstream calls %d; want a hit", cs, o.calls.Load()-before)
+	}
+
+	// stale-while-revalidate: the stale entry answers at once while a conditional request
+	// through the route's upstream refreshes it in the background.
+	if _, _, cs := cacheGet(t, c, base+"/swr"); cs != "weir; fwd=uri-miss; stored" {
+		t.Fatalf("/swr: Cache-Status %q, want stored", cs)
+	}
+	if _, body, cs := cacheGet(t, c, base+"/swr"); cs != "weir; hit; detail=stale-while-revalidate" || string(body) != "swr body" {
+		t.Errorf("/swr stale: %q %q, want the stale entry at once", cs, body)
+	}
+	for i := 0; ; i++ { // wait for the background refresh; the loop only waits, it times nothing
+		_, body, cs := cacheGet(t, c, base+"/swr")
+		if cs == "weir; hit" {
+			if string(body) != "swr body" || o.revalidations.Load() != 1 {
+				t.Errorf("/swr refreshed: %q, %d revalidations; want the body kept and 1", body, o.revalidations.Load())
+			}
+			break
+		}
+		if i == 500 {
+			t.Fatalf("/swr never refreshed (last Cache-Status %q)", cs)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	// stale-if-error with the upstream down.

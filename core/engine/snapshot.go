@@ -201,6 +201,7 @@ func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, lo
 			Consumers: s.consumers,
 			Dir:       configDir(cfg),
 			Upstreams: s,
+			Upstream:  rc.Upstream,
 		}
 		var sub any = fc.Config
 		if fc.Config == nil {

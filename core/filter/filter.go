@@ -60,6 +60,9 @@ type Env struct {
 	// Upstreams are the snapshot's upstreams, for filters that send requests of their own
 	// (HTTP callouts); nil when none can be called.
 	Upstreams Upstreams
+	// Upstream names the route's upstream ("" for a route that splits its traffic), for a
+	// filter that sends the route's own requests again (the cache's background revalidation).
+	Upstream string
 }
 
 // Path resolves a file path written in a filter's config against the config file's directory.

@@ -32,6 +32,7 @@ type Filter struct {
 	query      []string
 	keyHeaders []string
 	m          *counters
+	caller     filter.Caller // the route's upstream, for background revalidation; nil without
 }
 
 // Close releases the store; it is freed with the last snapshot using it.
@@ -138,6 +139,17 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 			return filter.Stop
 		}
 		if !st.forced && !e.mustReval && !e.noCache && e.swr > 0 && age < e.lifetime+e.swr {
+			if f.caller != nil {
+				// Every request gets the stale entry at once; one revalidates it in the
+				// background through the route's upstream.
+				if f.leadReval(st) {
+					f.background(c, st, e)
+				}
+				f.answer(c, e, now, csStaleSWR)
+				putState(st)
+				*c.Slot(f.slot) = nil
+				return filter.Stop
+			}
 			if !f.leadReval(st) {
 				// Another request is revalidating this entry: serve it stale meanwhile.
 				f.answer(c, e, now, csStaleSWR)

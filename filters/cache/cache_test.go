@@ -743,3 +743,101 @@ func httpsyntaxBad(s string) bool {
 	}
 	return false
 }
+
+// fakeUpstreams is the snapshot's upstreams for background revalidation: one upstream, be,
+// whose answers the test scripts.
+type fakeUpstreams struct{ caller *fakeCaller }
+
+func (u *fakeUpstreams) Upstream(name string) (filter.Caller, bool) {
+	return u.caller, name == "be"
+}
+
+type fakeCaller struct {
+	mu      sync.Mutex
+	head    string // the answer's head
+	body    string
+	reqs    []string // the request heads received
+	release chan struct{}
+}
+
+func (fc *fakeCaller) Call(req *fasthttp.Request, resp *fasthttp.Response, _ time.Duration, _ int) error {
+	fc.mu.Lock()
+	fc.reqs = append(fc.reqs, req.Header.String())
+	head, body, release := fc.head, fc.body, fc.release
+	fc.mu.Unlock()
+	if release != nil {
+		<-release
+	}
+	if err := filtertest.ReadResponse(head, resp); err != nil {
+		return err
+	}
+	resp.SetBodyString(body)
+	return nil
+}
+
+// TestStaleWhileRevalidateInBackground: with the route's upstream at hand, every request within
+// stale-while-revalidate gets the stale entry at once, and one conditional GET refreshes it in
+// the background (a HEAD that found it stale included).
+func TestStaleWhileRevalidateInBackground(t *testing.T) {
+	fc := &fakeCaller{head: "HTTP/1.1 304 Not Modified\nCache-Control: max-age=60\nETag: \"v1\"\nX-V: 2\n", release: make(chan struct{})}
+	tree, _ := filtertest.ParseYAML(`{}`)
+	fl, err := New(filter.Env{Route: "swr-bg", Filter: Name, Upstreams: &fakeUpstreams{fc}, Upstream: "be"}, decoderOf(tree))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fl.(*Filter)
+	t.Cleanup(func() { f.Close() })
+	play(t, f, []step{
+		{req: get, up: "HTTP/1.1 200 OK\nCache-Control: max-age=1, stale-while-revalidate=60\nAge: 5\nETag: \"v1\"\nX-V: 1\n", body: "old", cs: csMissStored},
+		{req: "HEAD /a HTTP/1.1\nHost: api.example\nIf-None-Match: \"zz\"\n", cs: csStaleSWR},
+	})
+	f.store.mu.Lock()
+	cl := f.store.inflight[unsafeString([]byte("GET api.example/a"))]
+	f.store.mu.Unlock()
+	if cl == nil {
+		t.Fatal("no revalidation in flight")
+	}
+	// While it runs, others are served stale too, and start no second one.
+	play(t, f, []step{{req: get, cs: csStaleSWR, want: "old", hdr: map[string]string{"X-V": "1"}}})
+	close(fc.release)
+	<-cl.done
+	play(t, f, []step{{req: get, cs: csHit, want: "old", hdr: map[string]string{"X-V": "2"}}})
+	if len(fc.reqs) != 1 {
+		t.Fatalf("background requests: %d, want 1", len(fc.reqs))
+	}
+	r := fc.reqs[0]
+	for _, want := range []string{"GET /a HTTP/1.1\r\n", "If-None-Match: \"v1\"\r\n"} {
+		if !strings.Contains(r, want) {
+			t.Errorf("background request lacks %q:\n%s", want, r)
+		}
+	}
+	if strings.Contains(r, "zz") {
+		t.Errorf("background request carries the client's conditional:\n%s", r)
+	}
+
+	// A storable 200 replaces the entry; an error leaves it.
+	fc.mu.Lock()
+	fc.head, fc.body, fc.release = "HTTP/1.1 200 OK\nCache-Control: max-age=1, stale-while-revalidate=60\nAge: 5\nETag: \"v2\"\n", "new", nil
+	fc.mu.Unlock()
+	play(t, f, []step{{req: "GET /b HTTP/1.1\nHost: api.example\n", up: "HTTP/1.1 200 OK\nCache-Control: max-age=1, stale-while-revalidate=60\nAge: 5\n", body: "b-old", cs: csMissStored}})
+	play(t, f, []step{{req: "GET /b HTTP/1.1\nHost: api.example\n", cs: csStaleSWR, want: "b-old"}})
+	waitIdle(t, f)
+	play(t, f, []step{{req: "GET /b HTTP/1.1\nHost: api.example\n", cs: csStaleSWR, want: "new"}})
+}
+
+// waitIdle waits until no request leads a key (a background revalidation has ended).
+func waitIdle(t *testing.T, f *Filter) {
+	t.Helper()
+	for i := 0; ; i++ {
+		f.store.mu.Lock()
+		n := len(f.store.inflight)
+		f.store.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if i > 5000 {
+			t.Fatal("a revalidation never ended")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -12,12 +12,14 @@ const MetricsGroup = "cache"
 // counters are a route's cache counters, resolved once when the filter is built.
 type counters struct {
 	hits, misses, stored, revalidated, stale, coalesced, bypass, tooLarge *telemetry.Metric
+	refreshFailed                                                         *telemetry.Metric
 }
 
 func newCounters(route string) *counters {
 	c := func(n string) *telemetry.Metric { return telemetry.Metrics.Counter(MetricsGroup, route, n) }
 	return &counters{hits: c("hits"), misses: c("misses"), stored: c("stored"), revalidated: c("revalidated"),
-		stale: c("stale"), coalesced: c("coalesced"), bypass: c("bypass"), tooLarge: c("too_large")}
+		stale: c("stale"), coalesced: c("coalesced"), bypass: c("bypass"), tooLarge: c("too_large"),
+		refreshFailed: c("refresh_failed")}
 }
 
 // count records an answer by its Cache-Status.

@@ -155,5 +155,10 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 	f.store = st.(*store)
 	f.route = strings.Clone(env.Route)
 	f.m = newCounters(f.route)
+	if env.Upstreams != nil && env.Upstream != "" {
+		if cl, ok := env.Upstreams.Upstream(env.Upstream); ok {
+			f.caller = cl
+		}
+	}
 	return f, nil
 }

@@ -45,7 +45,7 @@ func (f *Filter) storeResponse(c *filter.Ctx, st *state, now time.Time) string {
 		}
 		// The body is copied as it streams to the client; it is stored when it ended whole
 		// within max_body_bytes, and otherwise passed on untouched.
-		f.prepareKeys(c, st, e, vary)
+		f.prepareKeys(&c.Request.Header, st, e, vary)
 		t := &tee{src: d.Detach(), max: f.maxBody, f: f, e: e, vary: vary}
 		if st.lead != nil {
 			// Followers wake when the stream ends, stored or not.
@@ -63,21 +63,21 @@ func (f *Filter) storeResponse(c *filter.Ctx, st *state, now time.Time) string {
 	if e.body == nil {
 		e.body = []byte{}
 	}
-	f.prepareKeys(c, st, e, vary)
+	f.prepareKeys(&c.Request.Header, st, e, vary)
 	f.put(st, e)
 	st.storeVerdic = e.key
 	return verdict(st, true)
 }
 
-// prepareKeys gives e (and, with Vary, its marker) their keys.
-func (f *Filter) prepareKeys(c *filter.Ctx, st *state, e *entry, vary []string) {
+// prepareKeys gives e (and, with Vary, its marker) their keys; h is the request's header.
+func (f *Filter) prepareKeys(h *fasthttp.RequestHeader, st *state, e *entry, vary []string) {
 	e.url = string(st.key[4:st.urlEnd])
 	if len(vary) == 0 {
 		e.key = string(st.key)
 		return
 	}
 	e.vary = vary
-	e.key = string(appendVary(st.key, &c.Request.Header, vary))
+	e.key = string(appendVary(st.key, h, vary))
 }
 
 // put stores e, with its Vary marker when it has one. A stored entry lives for its freshness
