@@ -72,7 +72,8 @@ func runtimeGOROOT() string {
 }
 
 // reflector is the upstream: it reports the request it received and echoes its body.
-// X-Backend-Status picks its status; X-Backend-Header makes it send X-Shared and Content-Type.
+// X-Backend-Status picks its status; X-Backend-Header makes it send X-Shared, X-Custom and
+// Content-Type, names in the case written here.
 func reflector(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -100,6 +101,7 @@ func reflector(t *testing.T) string {
 			}
 			if len(h.Peek("X-Backend-Header")) > 0 {
 				rc.Response.Header.Set("X-Shared", "backend")
+				rc.Response.Header.Set("X-Custom", "custom")
 				rc.Response.Header.Set("Content-Type", "text/backend")
 			}
 			rc.SetBody(rc.Request.Body())
@@ -485,6 +487,25 @@ func TestConformance(t *testing.T) {
 		r := send(t, addr, "POST", "/br", "HTTP/1.1", []string{"X-Rule: handle_response/buffer_response"}, "upstream")
 		if r.got() != "200:upstream" || r.status != 201 || r.body != "replaced:UPSTREAM" {
 			t.Errorf("got %q, response %d %q; want 200:upstream, 201 replaced:UPSTREAM", r.got(), r.status, r.body)
+		}
+	})
+
+	// Header names are case-insensitive for the response an upstream sent too, although the
+	// gateway forwards its names in the case they came in: lowercase names read, replace and
+	// remove the upstream's X-Custom, X-Shared and Content-Type.
+	t.Run("handle_response/header_case", func(t *testing.T) {
+		r := get(t, addr, "handle_response/header_case", "", "X-Backend-Header: 1")
+		if want := "custom;text/backend;0;guest"; r.got() != want {
+			t.Errorf("guest saw %q, want %q", r.got(), want)
+		}
+		if v := r.header.Values("X-Shared"); len(v) != 1 || v[0] != "guest" {
+			t.Errorf("X-Shared %q, want only the guest's value", v)
+		}
+		if v := r.header.Values("X-Custom"); len(v) != 0 {
+			t.Errorf("X-Custom %q, want it removed", v)
+		}
+		if r.header.Get("Content-Type") != "text/backend" {
+			t.Errorf("Content-Type %q, want the upstream's", r.header.Get("Content-Type"))
 		}
 	})
 

@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/httpsyntax"
+	"github.com/weir-gateway/weir/plugins/internal/anycase"
 )
 
 // headerSet is the part of fasthttp's request and response headers the header functions need.
@@ -156,7 +157,7 @@ func getHeaderValues(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = 0
 		return
 	}
-	vals := h.PeekAll(b2s(name))
+	vals := values(h, name)
 	s.scratch = s.scratch[:0]
 	for _, v := range vals {
 		s.scratch = append(s.scratch, v...)
@@ -213,7 +214,7 @@ func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	name, value := s.field("set_header_value", mod, stack)
 	// The ABI replaces every value; fasthttp's Set replaces only the first field of the name.
 	// Delete and add scans the header once, as Set alone does.
-	h.DelBytes(name)
+	del(h, name)
 	if kind >= HeaderRequestTrailers {
 		declareTrailer("set_header_value", h, name)
 	}
@@ -253,6 +254,27 @@ func removeHeader(ctx context.Context, mod api.Module, stack []uint64) {
 		// The gateway frames the message and manages the connection itself, so removing one of
 		// its headers has no effect. Not a trap: guests written for other hosts remove
 		// Content-Length after replacing a body, and that stays correct here.
+		return
+	}
+	del(h, name)
+}
+
+// Field names are case-insensitive. The request's are normalized, so fasthttp finds them in
+// any case; a response from an upstream keeps its names as they were sent, so its fields are
+// looked up through anycase.
+
+// values returns the values of the fields of h named name.
+func values(h headerSet, name []byte) [][]byte {
+	if r, ok := h.(*fasthttp.ResponseHeader); ok {
+		return anycase.Values(r, name, nil)
+	}
+	return h.PeekAll(b2s(name))
+}
+
+// del removes the fields of h named name.
+func del(h headerSet, name []byte) {
+	if r, ok := h.(*fasthttp.ResponseHeader); ok {
+		anycase.Del(r, name)
 		return
 	}
 	h.DelBytes(name)

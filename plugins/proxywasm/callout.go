@@ -10,6 +10,7 @@ import (
 
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/httpsyntax"
+	"github.com/weir-gateway/weir/plugins/internal/anycase"
 )
 
 // HTTP callouts: proxy_http_call sends a request of the guest's own to an upstream named in the
@@ -206,7 +207,7 @@ func proxyGetCallHeaderValue(ctx context.Context, v *vm, mod api.Module, stack [
 	if string(key) == ":status" {
 		v.scratch = strconv.AppendInt(v.scratch[:0], int64(r.StatusCode()), 10)
 		val = v.scratch
-	} else if val = respPeek(&r.Header, key); val == nil {
+	} else if val = anycase.Peek(&r.Header, key); val == nil {
 		stack[0] = statusNotFound
 		return
 	}

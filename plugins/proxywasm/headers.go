@@ -1,7 +1,6 @@
 package proxywasm
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/httpsyntax"
+	"github.com/weir-gateway/weir/plugins/internal/anycase"
 )
 
 // Header maps as the ABI serialises them: a u32 count, then each pair's key and value sizes
@@ -241,7 +241,7 @@ func proxyGetHeaderMapValue(ctx context.Context, mod api.Module, stack []uint64)
 			ok = val != nil
 		}
 	case kind == mapResponseHeaders:
-		val = respPeek(&h.c.Response.Header, key)
+		val = anycase.Peek(&h.c.Response.Header, key)
 		ok = val != nil
 	default:
 		ok = false
@@ -375,7 +375,7 @@ func writeField(h *httpCtx, kind uint32, k, val []byte, add bool) uint64 {
 		if add {
 			h.c.Response.Header.AddBytesKV(k, val)
 		} else {
-			respDel(&h.c.Response.Header, k)
+			anycase.Del(&h.c.Response.Header, k)
 			h.c.Response.Header.SetBytesKV(k, val)
 		}
 	}
@@ -433,42 +433,14 @@ func proxyRemoveHeaderMapValue(ctx context.Context, mod api.Module, stack []uint
 	case kind == mapRequestHeaders:
 		h.c.Request.Header.DelBytes(k)
 	default:
-		respDel(&h.c.Response.Header, k)
+		anycase.Del(&h.c.Response.Header, k)
 	}
 	stack[0] = statusOK
 }
 
-// An upstream's response keeps its fields in the case they were sent in (the proxy reads it
-// without normalizing names), while proxy-wasm guests name fields in lowercase: response
-// fields are found, replaced and removed in any case.
-
-// respPeek returns the value of the response field named key, in any case, or nil.
-func respPeek(h *fasthttp.ResponseHeader, key []byte) []byte {
-	if v := h.PeekBytes(key); v != nil {
-		return v
-	}
-	var val []byte
-	h.VisitAll(func(k, v []byte) {
-		if val == nil && bytes.EqualFold(k, key) {
-			val = v
-		}
-	})
-	return val
-}
-
-// respDel removes every response field named key, in any case.
-func respDel(h *fasthttp.ResponseHeader, key []byte) {
-	var names [][]byte
-	h.VisitAll(func(k, _ []byte) {
-		if bytes.EqualFold(k, key) && !bytes.Equal(k, key) {
-			names = append(names, append([]byte(nil), k...))
-		}
-	})
-	for _, n := range names {
-		h.DelBytes(n)
-	}
-	h.DelBytes(key)
-}
+// An upstream's response keeps its fields in the case they were sent in, while proxy-wasm
+// guests name fields in lowercase: response fields are found, replaced and removed in any case
+// (plugins/internal/anycase).
 
 // proxySetHeaderMapPairs replaces every field of a map (the gateway's own fields stay).
 func proxySetHeaderMapPairs(ctx context.Context, mod api.Module, stack []uint64) {

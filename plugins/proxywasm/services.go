@@ -11,6 +11,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/weir-gateway/weir/core/telemetry"
+	"github.com/weir-gateway/weir/plugins/internal/anycase"
 )
 
 // vmShared is what every instance of one VM id shares, across reloads and routes, for the life
@@ -530,7 +531,7 @@ func (v *vm) property(path string) ([]byte, bool) {
 		return nil, false
 	}
 	if name, ok := strings.CutPrefix(path, "response.headers."); ok && h.response {
-		if b := respPeek(&rc.Response.Header, []byte(name)); b != nil {
+		if b := anycase.Peek(&rc.Response.Header, []byte(name)); b != nil {
 			return b, true
 		}
 	}

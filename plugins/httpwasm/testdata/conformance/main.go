@@ -227,6 +227,9 @@ func handleRequest() uint64 {
 		return 1
 	case "handle_response/no_buffer_response":
 		return 1
+	case "handle_response/header_case":
+		enableFeatures(featureBufferResponse)
+		return 1
 	case "enable_features":
 		got(strconv.Itoa(int(enableFeatures(featureBufferRequest))))
 	default:
@@ -253,6 +256,15 @@ func handleResponse(reqCtx, isError uint32) {
 		setStatusCode(201)
 		write(kindResponse, "replaced:")
 		write(kindResponse, strings.ToUpper(body))
+	case "handle_response/header_case":
+		// The upstream sent X-Custom, X-Shared and Content-Type; lowercase names find, replace
+		// and remove them.
+		custom, ctype := header(kindResponse, "x-custom"), header(kindResponse, "content-type")
+		setHeaderValue(kindResponse, "x-shared", "guest")
+		removeHeader(kindResponse, "x-custom")
+		left := header(kindResponse, "X-Custom")
+		got(strings.Join(custom, "|") + ";" + strings.Join(ctype, "|") + ";" + strconv.Itoa(len(left)) + ";" +
+			strings.Join(header(kindResponse, "X-SHARED"), "|"))
 	case "handle_response/no_buffer_response":
 		// Without buffer_response the body may already be on its way: it reads as consumed.
 		if r := readBody(kindResponse, ptr(buf), 16); r != 1<<32 {
