@@ -947,6 +947,23 @@ func (s *respStream) Detach() io.ReadCloser {
 	return &d
 }
 
+// Trailers calls fn for each trailer field the upstream sent after a chunked body, once the
+// body has been read to its end (before that, and after Close, it calls nothing). The proxy
+// does not forward an upstream's trailers; a response filter that reads the whole body (a
+// proxy-wasm plugin with a trailers callback) takes them over through this method before the
+// stream is closed.
+func (s *respStream) Trailers(fn func(k, v []byte)) {
+	if s.closed || !s.eof {
+		return
+	}
+	h := &s.resp.Header
+	for _, k := range h.PeekTrailerKeys() {
+		for _, v := range h.PeekAll(string(k)) {
+			fn(k, v)
+		}
+	}
+}
+
 func (s *respStream) Close() error {
 	if s.closed {
 		return nil

@@ -48,20 +48,33 @@ func readRequestBody(req *fasthttp.Request, limit int) ([]byte, int, error) {
 }
 
 // readResponseBody is readRequestBody for the upstream's response; over the limit the
-// response cannot pass through the plugin (502).
-func readResponseBody(resp *fasthttp.Response, limit int) ([]byte, error) {
+// response cannot pass through the plugin (502). The trailers of a chunked body, which the
+// proxy does not forward, become the response's trailers, sent on with its body.
+func readResponseBody(resp *fasthttp.Response, limit int, chunked bool) ([]byte, error) {
 	if resp.IsBodyStream() {
 		if cl := resp.Header.ContentLength(); cl > limit {
 			return nil, tooLarge("response", limit)
 		}
-		b, err := io.ReadAll(io.LimitReader(resp.BodyStream(), int64(limit)+1))
+		src := resp.BodyStream()
+		b, err := io.ReadAll(io.LimitReader(src, int64(limit)+1))
 		if err != nil {
 			return nil, fmt.Errorf("read response body: %w", err)
 		}
 		if len(b) > limit {
 			return nil, tooLarge("response", limit)
 		}
-		resp.SetBodyRaw(b)
+		var trailers [][2][]byte
+		if t, ok := src.(interface{ Trailers(func(k, v []byte)) }); ok && chunked {
+			t.Trailers(func(k, v []byte) {
+				trailers = append(trailers, [2][]byte{append([]byte(nil), k...), append([]byte(nil), v...)})
+			})
+		}
+		resp.SetBodyRaw(b) // closes the stream
+		for _, kv := range trailers {
+			if validField(kv[0], kv[1]) && !owned(kv[0]) {
+				_ = addTrailer(&resp.Header, kv[0], kv[1], true)
+			}
+		}
 	}
 	b := resp.Body()
 	if len(b) > limit {

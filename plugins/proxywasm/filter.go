@@ -203,8 +203,11 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 		return f.abort(h, err)
 	}
 	req := &c.Request
+	// A chunked body the server has read whole reads as one of known length; its trailers
+	// are already in the header then.
+	h.reqChunked = req.Header.ContentLength() == -1 || len(req.Header.PeekTrailerKeys()) > 0
 	eos := uint64(0)
-	if !req.IsBodyStream() && len(req.Body()) == 0 {
+	if !req.IsBodyStream() && len(req.Body()) == 0 && !h.reqChunked {
 		eos = 1
 	}
 	n := uint64(4)
@@ -220,15 +223,26 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 	if st, done := f.after(h, act, false); done {
 		return st
 	}
-	if v.onRequestBody != nil && eos == 0 {
+	if eos == 0 && (v.onRequestBody != nil || v.onRequestTrailers != nil && h.reqChunked) {
 		body, status, err := readRequestBody(req, f.p.spec.MaxBodyBytes)
 		if err != nil {
 			f.finish(h)
 			c.Response.SetConnectionClose()
 			return c.Fail(status, fmt.Errorf("plugin %q: %w", f.name, err))
 		}
-		if len(body) > 0 {
-			act, err := f.callback(h, v.onRequestBody, false, uint64(len(body)), 1)
+		// Trailers, read with the body, end the stream when there are any.
+		nt := countTrailers(&req.Header, h.reqChunked)
+		if len(body) > 0 && v.onRequestBody != nil {
+			act, err := f.callback(h, v.onRequestBody, false, uint64(len(body)), endOfStream(nt))
+			if err != nil {
+				return f.abort(h, err)
+			}
+			if st, done := f.after(h, act, true); done {
+				return st
+			}
+		}
+		if nt > 0 && v.onRequestTrailers != nil {
+			act, err := f.callback(h, v.onRequestTrailers, false, nt, 0)
 			if err != nil {
 				return f.abort(h, err)
 			}
@@ -306,6 +320,7 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 	v := h.v
 	h.response = true
 	resp := &c.Response
+	h.respChunked = resp.IsBodyStream() && resp.Header.ContentLength() == -1
 	eos := uint64(0)
 	if !resp.IsBodyStream() && len(resp.Body()) == 0 {
 		eos = 1
@@ -320,16 +335,27 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 	if f.afterResponse(h, act) {
 		return
 	}
-	if v.onResponseBody != nil && eos == 0 {
-		body, err := readResponseBody(resp, f.p.spec.MaxBodyBytes)
+	if eos == 0 && (v.onResponseBody != nil || v.onResponseTrailers != nil && h.respChunked) {
+		body, err := readResponseBody(resp, f.p.spec.MaxBodyBytes, h.respChunked)
 		if err != nil {
 			f.finish(h)
 			resp.Reset()
 			c.Fail(fasthttp.StatusBadGateway, fmt.Errorf("plugin %q: %w", f.name, err))
 			return
 		}
-		if len(body) > 0 {
-			act, err := f.callback(h, v.onResponseBody, false, uint64(len(body)), 1)
+		nt := countTrailers(&resp.Header, h.respChunked)
+		if len(body) > 0 && v.onResponseBody != nil {
+			act, err := f.callback(h, v.onResponseBody, false, uint64(len(body)), endOfStream(nt))
+			if err != nil {
+				f.abortResponse(h, err)
+				return
+			}
+			if f.afterResponse(h, act) {
+				return
+			}
+		}
+		if nt > 0 && v.onResponseTrailers != nil {
+			act, err := f.callback(h, v.onResponseTrailers, false, nt, 0)
 			if err != nil {
 				f.abortResponse(h, err)
 				return

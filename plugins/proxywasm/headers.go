@@ -103,7 +103,13 @@ func (v *vm) fields(h *httpCtx, kind uint32, fn func(k, val []byte)) bool {
 		h.c.Response.Header.VisitAll(fn)
 		return true
 	case mapRequestTrailers, mapResponseTrailer:
-		return true // trailers are not exposed: always empty
+		if kind == mapResponseTrailer && !h.response {
+			return false
+		}
+		if t, chunked := trailersOf(h, kind); chunked {
+			visitTrailers(t, fn)
+		}
+		return true
 	}
 	return false
 }
@@ -243,6 +249,11 @@ func proxyGetHeaderMapValue(ctx context.Context, mod api.Module, stack []uint64)
 	case kind == mapResponseHeaders:
 		val = anycase.Peek(&h.c.Response.Header, key)
 		ok = val != nil
+	case isTrailerMap(kind):
+		if t, chunked := trailersOf(h, kind); chunked {
+			val = peekTrailer(t, key)
+		}
+		ok = val != nil
 	default:
 		ok = false
 	}
@@ -255,9 +266,9 @@ func proxyGetHeaderMapValue(ctx context.Context, mod api.Module, stack []uint64)
 
 func mapAvailable(h *httpCtx, kind uint32) bool {
 	switch kind {
-	case mapRequestHeaders, mapRequestTrailers, mapResponseTrailer:
+	case mapRequestHeaders, mapRequestTrailers:
 		return true
-	case mapResponseHeaders:
+	case mapResponseHeaders, mapResponseTrailer:
 		return h.response
 	}
 	return false
@@ -268,14 +279,13 @@ func writable(h *httpCtx, kind uint32) uint64 {
 	switch {
 	case h == nil:
 		return statusNotFound
-	case kind == mapRequestHeaders && !h.response, kind == mapResponseHeaders && h.response:
+	case kind == mapRequestHeaders && !h.response, kind == mapResponseHeaders && h.response,
+		kind == mapRequestTrailers && !h.response, kind == mapResponseTrailer && h.response:
 		return statusOK
-	case kind == mapRequestTrailers || kind == mapResponseTrailer:
-		return statusUnimplemented
 	case callMap(kind):
 		return statusBadArgument // a callout's response is read-only
-	case kind == mapRequestHeaders || kind == mapResponseHeaders:
-		return statusBadArgument // the other direction's headers are gone or not yet there
+	case kind == mapRequestHeaders || kind == mapResponseHeaders || isTrailerMap(kind):
+		return statusBadArgument // the other direction's fields are gone or not yet there
 	}
 	return statusNotFound
 }
@@ -359,6 +369,9 @@ func writeField(h *httpCtx, kind uint32, k, val []byte, add bool) uint64 {
 	if !h.spend(k, val) {
 		return statusBadArgument
 	}
+	if isTrailerMap(kind) {
+		return writeTrailer(h, kind, k, val, add)
+	}
 	if k[0] == ':' {
 		return setPseudo(h, kind, k, val)
 	}
@@ -430,6 +443,10 @@ func proxyRemoveHeaderMapValue(ctx context.Context, mod api.Module, stack []uint
 		stack[0] = statusBadArgument // pseudo-headers cannot be removed
 		return
 	case owned(k) || (kind == mapRequestHeaders && httpsyntax.EqualFold(k, "host")):
+	case isTrailerMap(kind):
+		if t, chunked := trailersOf(h, kind); chunked {
+			removeTrailer(t, k)
+		}
 	case kind == mapRequestHeaders:
 		h.c.Request.Header.DelBytes(k)
 	default:
@@ -472,12 +489,17 @@ func proxySetHeaderMapPairs(ctx context.Context, mod api.Module, stack []uint64)
 			names = append(names, append([]byte(nil), k...))
 		}
 	}
-	if kind == mapRequestHeaders {
+	switch kind {
+	case mapRequestTrailers, mapResponseTrailer:
+		if t, chunked := trailersOf(h, kind); chunked {
+			clearTrailers(t)
+		}
+	case mapRequestHeaders:
 		h.c.Request.Header.VisitAll(visit)
 		for _, k := range names {
 			h.c.Request.Header.DelBytes(k)
 		}
-	} else {
+	default:
 		h.c.Response.Header.VisitAll(visit)
 		for _, k := range names {
 			h.c.Response.Header.DelBytes(k)

@@ -35,7 +35,7 @@ func TestTestdataUpToDate(t *testing.T) {
 	if _, err := exec.LookPath("wat2wasm"); err != nil {
 		t.Skip("wat2wasm not installed")
 	}
-	for _, name := range []string{"filter", "v010", "addheader", "callout"} {
+	for _, name := range []string{"filter", "v010", "addheader", "callout", "trailers"} {
 		out := filepath.Join(t.TempDir(), name+".wasm")
 		if b, err := exec.Command("wat2wasm", filepath.Join("testdata", name+".wat"), "-o", out).CombinedOutput(); err != nil {
 			t.Fatalf("wat2wasm %s: %v\n%s", name, err, b)

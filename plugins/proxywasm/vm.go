@@ -33,6 +33,7 @@ type vm struct {
 	onContextCreate, onVMStart, onConfigure       api.Function
 	onRequestHeaders, onRequestBody               api.Function
 	onResponseHeaders, onResponseBody             api.Function
+	onRequestTrailers, onResponseTrailers         api.Function
 	onDone, onLog, onDelete, onTick, onQueueReady api.Function
 	onHTTPCallResponse                            api.Function
 	stack                                         [8]uint64
@@ -66,6 +67,9 @@ type httpCtx struct {
 	c  *filter.Ctx
 	// response is set once the response phase has begun.
 	response bool
+	// reqChunked and respChunked tell that the request's or the response's body is chunked,
+	// the only framing that carries trailers.
+	reqChunked, respChunked bool
 	// paused is set (under v.mu) while the request goroutine waits for a resume, the only time
 	// another callback (a tick, a queue) may act on this context.
 	paused bool
@@ -126,6 +130,8 @@ func (p *plugin) newVM() (*vm, error) {
 	v.onRequestBody = fn("proxy_on_request_body")
 	v.onResponseHeaders = fn("proxy_on_response_headers")
 	v.onResponseBody = fn("proxy_on_response_body")
+	v.onRequestTrailers = fn("proxy_on_request_trailers")
+	v.onResponseTrailers = fn("proxy_on_response_trailers")
 	v.onDone = fn("proxy_on_done")
 	v.onLog = fn("proxy_on_log")
 	v.onDelete = fn("proxy_on_delete")
