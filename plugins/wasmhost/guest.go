@@ -41,34 +41,18 @@ type Compiled struct {
 // in Runtime and then calls Instantiate.
 func Compile(spec Spec, log zerolog.Logger) (_ *Compiled, err error) {
 	spec.defaults()
-	ctx := context.Background()
-	wasm, instrumented := spec.Wasm, false
-	if useInterruptChecks {
-		if iw, err := instrument(spec.Wasm); err == nil {
-			wasm, instrumented = iw, true
-		} else {
-			log.Debug().Err(err).Msg("plugin not instrumented; deadlines use wazero's per-call watcher")
-		}
-	}
-	cache, err := compilationCache(spec.CacheDir, log)
+	rt, code, instrumented, err := compileModule(spec, log)
 	if err != nil {
 		return nil, err
 	}
-	cfg := wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(!instrumented).
-		WithMemoryLimitPages(uint32(spec.MemoryMB) * 16).
-		WithCompilationCache(cache.wz)
 	c := &Compiled{
 		spec:         spec,
 		instrumented: instrumented,
 		log:          log,
-		rt:           wazero.NewRuntimeWithConfig(ctx, cfg),
+		rt:           rt,
+		code:         code,
 		stats:        counters(spec.Name),
 		guests:       map[*Guest]struct{}{},
-	}
-	if c.code, err = cache.compile(ctx, c.rt, wasm, log); err != nil {
-		_ = c.rt.Close(ctx)
-		return nil, fmt.Errorf("compile: %w", err)
 	}
 	watch.watch(c, spec.Timeout)
 	return c, nil

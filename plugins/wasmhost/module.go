@@ -95,15 +95,14 @@ type Module struct {
 	closed    atomic.Bool
 }
 
-// Load compiles spec.Wasm, checks that it is an http-wasm guest whose imports this host
-// provides, and creates spec.PoolMin instances, so a broken module fails here, at config load,
-// rather than on the first request.
-func Load(spec Spec, log zerolog.Logger) (_ *Module, err error) {
-	spec.defaults()
+// compileModule compiles spec.Wasm in a runtime of its own, with the deadline instrumentation,
+// the sealed compilation cache and the memory cap every plugin gets, whatever its ABI. The
+// caller owns the runtime (closing it frees the module).
+func compileModule(spec Spec, log zerolog.Logger) (rt wazero.Runtime, code wazero.CompiledModule, instrumented bool, err error) {
 	ctx := context.Background()
 	// Interrupt checks compiled into the guest stop it at its deadline at the cost of a load per
 	// loop iteration; a module the rewriter cannot handle gets wazero's per-call watcher.
-	wasm, instrumented := spec.Wasm, false
+	wasm := spec.Wasm
 	if useInterruptChecks {
 		if iw, err := instrument(spec.Wasm); err == nil {
 			wasm, instrumented = iw, true
@@ -113,17 +112,35 @@ func Load(spec Spec, log zerolog.Logger) (_ *Module, err error) {
 	}
 	cache, err := compilationCache(spec.CacheDir, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
 	cfg := wazero.NewRuntimeConfig().
 		WithCloseOnContextDone(!instrumented).
 		WithMemoryLimitPages(uint32(spec.MemoryMB) * 16).
 		WithCompilationCache(cache.wz)
+	rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	if code, err = cache.compile(ctx, rt, wasm, log); err != nil {
+		_ = rt.Close(ctx)
+		return nil, nil, false, fmt.Errorf("compile: %w", err)
+	}
+	return rt, code, instrumented, nil
+}
+
+// Load compiles spec.Wasm, checks that it is an http-wasm guest whose imports this host
+// provides, and creates spec.PoolMin instances, so a broken module fails here, at config load,
+// rather than on the first request.
+func Load(spec Spec, log zerolog.Logger) (_ *Module, err error) {
+	spec.defaults()
+	rt, code, instrumented, err := compileModule(spec, log)
+	if err != nil {
+		return nil, err
+	}
 	m := &Module{
 		spec:         spec,
 		instrumented: instrumented,
 		log:          log,
-		rt:           wazero.NewRuntimeWithConfig(ctx, cfg),
+		rt:           rt,
+		code:         code,
 		stats:        counters(spec.Name),
 		idle:         make(chan *instance, spec.PoolMax),
 		tokens:       make(chan struct{}, spec.PoolMax),
@@ -134,20 +151,16 @@ func Load(spec Spec, log zerolog.Logger) (_ *Module, err error) {
 			_ = m.Close()
 		}
 	}()
-	if m.code, err = cache.compile(ctx, m.rt, wasm, log); err != nil {
-		return nil, fmt.Errorf("compile: %w", err)
-	}
 	if err := CheckModule(m.code); err != nil {
 		return nil, err
 	}
 	// wazero would refuse the instance with sizes rounded down to whole MiB; say it plainly.
-	for _, mems := range []map[string]api.MemoryDefinition{m.code.ExportedMemories()} {
-		for _, mem := range mems {
-			if err := config.MemoryBelowMinimum(spec.MemoryMB, mem.Min()); err != nil {
-				return nil, fmt.Errorf("memory_mb: %w", err)
-			}
+	for _, mem := range m.code.ExportedMemories() {
+		if err := config.MemoryBelowMinimum(spec.MemoryMB, mem.Min()); err != nil {
+			return nil, fmt.Errorf("memory_mb: %w", err)
 		}
 	}
+	ctx := context.Background()
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
 		return nil, fmt.Errorf("instantiate wasi: %w", err)
 	}
