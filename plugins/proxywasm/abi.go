@@ -13,13 +13,14 @@ package proxywasm
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
-	"strings"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/weir-gateway/weir/plugins/wasmhost"
 )
 
 // ABI versions, named by the export that declares them.
@@ -244,7 +245,7 @@ func MissingImports(code wazero.CompiledModule) []string {
 		switch mod {
 		case envModule:
 			s, ok := host[name]
-			if ok && sameTypes(s.params, f.ParamTypes()) && sameTypes(s.results, f.ResultTypes()) {
+			if ok && slices.Equal(s.params, f.ParamTypes()) && slices.Equal(s.results, f.ResultTypes()) {
 				continue
 			}
 		case wasi_snapshot_preview1.ModuleName, wasiUnstableModule:
@@ -252,7 +253,7 @@ func MissingImports(code wazero.CompiledModule) []string {
 				continue
 			}
 		}
-		out = append(out, mod+"."+name+" "+sigString(f.ParamTypes(), f.ResultTypes()))
+		out = append(out, mod+"."+name+" "+wasmhost.Signature(f.ParamTypes(), f.ResultTypes()))
 	}
 	sort.Strings(out)
 	return out
@@ -271,26 +272,3 @@ var wasiFunctions = sync.OnceValue(func() map[string]bool {
 	}
 	return out
 })
-
-func sameTypes(a, b []api.ValueType) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func sigString(params, results []api.ValueType) string {
-	name := func(ts []api.ValueType) string {
-		s := make([]string, len(ts))
-		for i, t := range ts {
-			s[i] = api.ValueTypeName(t)
-		}
-		return "(" + strings.Join(s, ", ") + ")"
-	}
-	return name(params) + " -> " + name(results)
-}

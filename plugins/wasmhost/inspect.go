@@ -43,7 +43,7 @@ func Inspect(wasm []byte) (*Report, error) {
 	}
 	r.ABI = DetectABI(code)
 	for name, f := range code.ExportedFunctions() {
-		r.Exports = append(r.Exports, "func "+name+" "+sigString(f.ParamTypes(), f.ResultTypes()))
+		r.Exports = append(r.Exports, "func "+name+" "+Signature(f.ParamTypes(), f.ResultTypes()))
 	}
 	for name, m := range code.ExportedMemories() {
 		r.Exports = append(r.Exports, "memory "+name)
@@ -57,7 +57,7 @@ func Inspect(wasm []byte) (*Report, error) {
 	}
 	for _, f := range code.ImportedFunctions() {
 		mod, name, _ := f.Import()
-		r.Imports = append(r.Imports, "func "+mod+"."+name+" "+sigString(f.ParamTypes(), f.ResultTypes()))
+		r.Imports = append(r.Imports, "func "+mod+"."+name+" "+Signature(f.ParamTypes(), f.ResultTypes()))
 	}
 	for _, m := range code.ImportedMemories() {
 		mod, name, _ := m.Import()

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,8 +205,8 @@ func CheckModule(code wazero.CompiledModule) error {
 			errs = append(errs, fmt.Errorf("missing export %q (an http-wasm guest exports handle_request and handle_response)", name))
 			continue
 		}
-		if !sameTypes(f.ParamTypes(), want[name][0]) || !sameTypes(f.ResultTypes(), want[name][1]) {
-			errs = append(errs, fmt.Errorf("export %q has signature %s, want %s", name, sigString(f.ParamTypes(), f.ResultTypes()), sigString(want[name][0], want[name][1])))
+		if !slices.Equal(f.ParamTypes(), want[name][0]) || !slices.Equal(f.ResultTypes(), want[name][1]) {
+			errs = append(errs, fmt.Errorf("export %q has signature %s, want %s", name, Signature(f.ParamTypes(), f.ResultTypes()), Signature(want[name][0], want[name][1])))
 		}
 	}
 	if _, ok := code.ExportedMemories()["memory"]; !ok {
@@ -219,8 +220,8 @@ func CheckModule(code wazero.CompiledModule) error {
 			sig, ok := host[name]
 			if !ok {
 				errs = append(errs, fmt.Errorf("imports %s.%s, which the http-wasm ABI does not define", mod, name))
-			} else if !sameTypes(f.ParamTypes(), sig.Params) || !sameTypes(f.ResultTypes(), sig.Results) {
-				errs = append(errs, fmt.Errorf("imports %s.%s with signature %s, want %s", mod, name, sigString(f.ParamTypes(), f.ResultTypes()), sigString(sig.Params, sig.Results)))
+			} else if !slices.Equal(f.ParamTypes(), sig.Params) || !slices.Equal(f.ResultTypes(), sig.Results) {
+				errs = append(errs, fmt.Errorf("imports %s.%s with signature %s, want %s", mod, name, Signature(f.ParamTypes(), f.ResultTypes()), Signature(sig.Params, sig.Results)))
 			}
 		case wasi_snapshot_preview1.ModuleName:
 			// Provided (sandboxed: no files, environment or sockets).
@@ -231,19 +232,8 @@ func CheckModule(code wazero.CompiledModule) error {
 	return errors.Join(errs...)
 }
 
-func sameTypes(a, b []api.ValueType) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func sigString(params, results []api.ValueType) string {
+// Signature writes a function type as "(i32, i64) -> (i32)", for messages and inspect.
+func Signature(params, results []api.ValueType) string {
 	name := func(ts []api.ValueType) string {
 		s := make([]string, len(ts))
 		for i, t := range ts {
