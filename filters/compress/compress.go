@@ -16,6 +16,7 @@ import (
 
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/httpsyntax"
+	"github.com/weir-gateway/weir/filters/internal/vary"
 )
 
 // Filter compresses responses. It is immutable after New and safe for concurrent use.
@@ -32,9 +33,7 @@ const acceptEncoding = "Accept-Encoding"
 
 var (
 	hAcceptEncoding = []byte(acceptEncoding)
-	hVary           = []byte("Vary")
 	hETag           = []byte("ETag")
-	vAny            = []byte("*")
 )
 
 // headersOfTheIdentity describe the uncompressed bytes and are wrong for the compressed ones:
@@ -68,7 +67,7 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 	if c.Request.Header.IsHead() {
 		// No body; the answer carries the Vary its GET would, judged by the length.
 		if cl := h.ContentLength(); cl < 0 || cl >= f.minSize {
-			addVary(h, hAcceptEncoding)
+			vary.Add(h, hAcceptEncoding)
 		}
 		return
 	}
@@ -85,7 +84,7 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 		if !ok {
 			return
 		}
-		addVary(h, hAcceptEncoding)
+		vary.Add(h, hAcceptEncoding)
 		v, _ := (*c.Slot(f.slot)).(uint8)
 		if chosen := coding(v); chosen != none {
 			r.SetBodyStream(newStream(d.Detach(), f.enc[chosen]), -1)
@@ -97,7 +96,7 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 		return
 	}
 	// From here, what the client receives depends on Accept-Encoding.
-	addVary(h, hAcceptEncoding)
+	vary.Add(h, hAcceptEncoding)
 	v, _ := (*c.Slot(f.slot)).(uint8)
 	chosen := coding(v)
 	if chosen == none {
@@ -216,34 +215,4 @@ func readStream(c *filter.Ctx, n int, enc *encoder) []byte {
 		return nil
 	}
 	return body
-}
-
-// addVary adds token to the response's Vary list unless it, or "*", is already there. Several
-// Vary fields are merged into one.
-func addVary(h *fasthttp.ResponseHeader, token []byte) {
-	all := h.PeekAll("Vary")
-	if len(all) == 0 {
-		h.SetCanonical(hVary, token)
-		return
-	}
-	for _, v := range all {
-		for len(v) > 0 {
-			var e []byte
-			e, v = httpsyntax.NextElement(v)
-			if httpsyntax.EqualFold(e, token) || httpsyntax.EqualFold(e, vAny) {
-				return
-			}
-		}
-	}
-	var buf [256]byte
-	b := buf[:0]
-	for _, v := range all {
-		if v = httpsyntax.TrimOWS(v); len(v) > 0 {
-			b = append(b, v...)
-			b = append(b, ", "...)
-		}
-	}
-	b = append(b, token...)
-	h.DelBytes(hVary)
-	h.SetCanonical(hVary, b)
 }

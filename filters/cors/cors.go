@@ -6,12 +6,12 @@
 package cors
 
 import (
-	"bytes"
 	"errors"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/filters/internal/vary"
 )
 
 var errOrigin = errors.New("cors: preflight from an origin that is not allowed")
@@ -93,7 +93,7 @@ func (f *Filter) OnResponse(c *filter.Ctx) {
 		h.DelBytes(n)
 	}
 	if !f.anyOrigin {
-		addVary(h, hOrigin)
+		vary.Add(h, hOrigin)
 	}
 	origin, ok := f.origin(&c.Request.Header)
 	if !ok || len(origin) == 0 {
@@ -154,48 +154,6 @@ func (f *Filter) allowed(o []byte) bool {
 			string(lower[:len(p.prefix)]) == p.prefix &&
 			string(lower[len(lower)-len(p.suffix):]) == p.suffix &&
 			isLabel(lower[len(p.prefix):len(lower)-len(p.suffix)]) {
-			return true
-		}
-	}
-	return false
-}
-
-// addVary adds token to the response's Vary list unless it, or "*", is already there. Several
-// Vary fields from the upstream are merged into one.
-func addVary(h *fasthttp.ResponseHeader, token []byte) {
-	all := h.PeekAll("Vary")
-	if len(all) == 0 {
-		h.SetCanonical(hVary, token)
-		return
-	}
-	for _, v := range all {
-		if hasToken(v, token) || hasToken(v, vAny) {
-			return
-		}
-	}
-	var buf [256]byte
-	b := buf[:0]
-	for _, v := range all {
-		if v = bytes.TrimSpace(v); len(v) > 0 {
-			b = append(b, v...)
-			b = append(b, ", "...)
-		}
-	}
-	b = append(b, token...)
-	h.DelBytes(hVary)
-	h.SetCanonical(hVary, b)
-}
-
-// hasToken reports whether the comma-separated list v holds tok, ignoring case.
-func hasToken(v, tok []byte) bool {
-	for len(v) > 0 {
-		var item []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			item, v = v, nil
-		}
-		if bytes.EqualFold(bytes.TrimSpace(item), tok) {
 			return true
 		}
 	}
