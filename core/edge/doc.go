@@ -4,6 +4,7 @@
 //
 // The engine calls, in order, for every request:
 //
+//   - CheckVersion refuses (505) every HTTP version but 1.0 and 1.1.
 //   - CheckFraming refuses a request whose message framing two HTTP parsers could read
 //     differently (httpsyntax.CheckHeaderSection on the raw header bytes), or with two Host
 //     fields.

@@ -28,3 +28,17 @@ func CheckFraming(ctx *fasthttp.RequestCtx) error {
 
 // ErrDuplicateHost refuses a request with more than one Host field.
 var ErrDuplicateHost = errors.New("more than one host field")
+
+// ErrVersion refuses a request whose HTTP version is neither 1.0 nor 1.1; it is answered with
+// 505. fasthttp accepts any "HTTP/d.d" and serves it as HTTP/1.0, but a gateway that does not
+// speak a version cannot know how such a message is framed, nor forward it as what it is.
+var ErrVersion = errors.New("http version is neither 1.0 nor 1.1")
+
+// CheckVersion refuses every HTTP version but 1.0 and 1.1 (RFC 9110 section 15.6.6). It
+// allocates nothing.
+func CheckVersion(h *fasthttp.RequestHeader) error {
+	if h.IsHTTP11() || string(h.Protocol()) == "HTTP/1.0" {
+		return nil
+	}
+	return ErrVersion
+}

@@ -184,3 +184,28 @@ func serve(t testing.TB, h fasthttp.RequestHandler) string {
 	})
 	return ln.Addr().String()
 }
+
+func TestCheckVersion(t *testing.T) {
+	for _, tc := range []struct {
+		proto string
+		want  error
+	}{
+		{"HTTP/1.1", nil},
+		{"HTTP/1.0", nil},
+		{"HTTP/9.9", ErrVersion},
+		{"HTTP/1.2", ErrVersion},
+		{"HTTP/2.0", ErrVersion},
+		{"HTTP/0.9", ErrVersion},
+	} {
+		ctx := parsedCtx(t, "GET / "+tc.proto+"\r\nHost: a\r\n\r\n")
+		if got := CheckVersion(&ctx.Request.Header); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.proto, got, tc.want)
+		}
+		if raceEnabled {
+			continue
+		}
+		if n := testing.AllocsPerRun(10, func() { _ = CheckVersion(&ctx.Request.Header) }); n != 0 {
+			t.Errorf("%s: %v allocations, want 0", tc.proto, n)
+		}
+	}
+}

@@ -294,6 +294,11 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	if e.access != nil { // a clock read costs tens of nanoseconds on some VMs; only pay it when logging
 		start = time.Now()
 	}
+	if err := edge.CheckVersion(&rc.Request.Header); err != nil {
+		e.framing.Add(1)
+		e.reject(rc, fasthttp.StatusHTTPVersionNotSupported, err)
+		return
+	}
 	if err := edge.CheckFraming(rc); err != nil {
 		e.framing.Add(1)
 		e.reject(rc, fasthttp.StatusBadRequest, err)

@@ -429,6 +429,13 @@ func hostileCases() []hostileCase {
 		{name: "obs-fold of TE", req: "POST /x HTTP/1.1\r\n" + host + "Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", wantStatus: 400, wantClose: true},
 		{name: "NUL in value", req: "GET /x HTTP/1.1\r\n" + host + "X-A: a\x00b\r\n\r\n", wantStatus: 400, wantClose: true},
 
+		// Versions the gateway does not speak: fasthttp would serve any "HTTP/d.d" as HTTP/1.0.
+		{name: "HTTP/9.9", req: "GET /x HTTP/9.9\r\n" + host + "\r\n", wantStatus: 505, wantClose: true},
+		{name: "HTTP/1.2", req: "GET /x HTTP/1.2\r\n" + host + "\r\n", wantStatus: 505, wantClose: true},
+		{name: "HTTP/2.0 in HTTP/1 syntax", req: "GET /x HTTP/2.0\r\n" + host + "\r\n", wantStatus: 505, wantClose: true},
+		{name: "HTTP/0.9", req: "GET /x HTTP/0.9\r\n" + host + "\r\n", wantStatus: 505, wantClose: true},
+		{name: "HTTP/1.0 accepted", req: "GET /x HTTP/1.0\r\n" + host + "\r\n", wantStatus: 200, wantClose: true, golden: "http10_get"},
+
 		// HTTP/1.0 knows no chunked coding.
 		{name: "HTTP/1.0 with TE", req: "POST /x HTTP/1.0\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", wantStatus: 400, wantClose: true},
 
