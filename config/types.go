@@ -219,6 +219,9 @@ type Route struct {
 	// unchanged, for upstreams that need what normalising changes or refuses (an encoded "/").
 	// By default (true) every path is normalised at the edge: see config/README.md.
 	NormalizePath *bool `mapstructure:"normalize_path" json:"normalize_path,omitempty"`
+	// AllowTrace lets TRACE requests reach the route. By default TRACE matches no route and is
+	// answered 405: it echoes the request, credentials included, to whoever made a client send it.
+	AllowTrace bool `mapstructure:"allow_trace" json:"allow_trace,omitempty"`
 }
 
 // Split spreads a route's requests over upstreams: by weight (a canary), by a header or cookie

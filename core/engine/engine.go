@@ -37,7 +37,7 @@ type ReloadEvent struct {
 // Stats are the engine's counters.
 type Stats struct {
 	FramingRejected uint64 `json:"framing_rejected"`
-	NotFound        uint64 `json:"not_found"`
+	NotFound        uint64 `json:"not_found"` // no route matched: answered 404, or 405 with Allow
 	Reloads         uint64 `json:"reloads"`
 	ReloadFailures  uint64 `json:"reload_failures"`
 	AccessLogDrops  uint64 `json:"access_log_dropped"`
@@ -371,8 +371,7 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 		r.path = append(r.path[:0], path...)
 	}
 	if id < 0 {
-		e.notFound.Add(1)
-		reply(rc, fasthttp.StatusNotFound)
+		e.miss(rc, s, r, &tg, host)
 	} else {
 		rt := &s.routes[id]
 		c.Route = rt.name
@@ -386,6 +385,23 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	c.Reset(nil, "")
 	r.body.rest = nil
 	e.ctxPool.Put(r)
+}
+
+// miss answers a request no route matched: 405 with Allow when some route would match it with
+// another method (RFC 9110 section 15.5.6), else 404.
+func (e *Engine) miss(rc *fasthttp.RequestCtx, s *snapshot, r *request, tg *edge.Target, host []byte) {
+	e.notFound.Add(1)
+	var raw []byte
+	if s.table.HasRaw() {
+		raw = tg.Raw
+	}
+	r.allow = s.table.Allowed(r.allow[:0], rc.Method(), host, tg.Path, raw, &rc.Request.Header)
+	if len(r.allow) == 0 {
+		reply(rc, fasthttp.StatusNotFound)
+		return
+	}
+	reply(rc, fasthttp.StatusMethodNotAllowed)
+	rc.Response.Header.SetBytesV(fasthttp.HeaderAllow, r.allow)
 }
 
 var errMisdirected = errors.New("host not covered by the certificate of the connection's sni name (server.tls.strict_sni_host)")
@@ -486,6 +502,7 @@ type request struct {
 	// Scratch for the edge: the path's normal form, and the request-target set from it.
 	norm, target []byte
 	raw          []byte // the raw path, when some route matches on it
+	allow        []byte // the Allow field of a 405
 }
 
 func (e *Engine) logAccess(r *request, start time.Time) {

@@ -269,6 +269,7 @@ upstreams: { be: { targets: ["127.0.0.1:1"] } }
 routes:
   - { name: a, match: { path_prefix: /a/ }, upstream: be }
   - { name: users, match: { path: "/users/{id}" }, upstream: be }
+  - { name: post-only, match: { path: /p, methods: [POST] }, upstream: be }
 `))
 		if err != nil {
 			t.Fatal(err)
@@ -283,7 +284,8 @@ routes:
 		}
 		var rc fasthttp.RequestCtx
 		// The last two need normalising: the edge rewrites their target on every request.
-		for _, path := range []string{"/a/b", "/users/7", "/missing", "/a//./b/../c?q=1", "/users/%37"} {
+		// "/missing" is answered 404 and "/p" 405 with Allow.
+		for _, path := range []string{"/a/b", "/users/7", "/missing", "/p", "/a//./b/../c?q=1", "/users/%37"} {
 			rc.Request.Reset()
 			rc.Request.Header.SetMethod("GET")
 			rc.Request.Header.SetHost("example.com")

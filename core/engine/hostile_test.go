@@ -279,11 +279,44 @@ routes:
     upstream: be
 `
 
-// startHostile runs a gateway in front of a recorder.
+// methodsConfig has no catch-all route, so a method no route accepts is not routed elsewhere.
+const methodsConfig = `
+server:
+  listen: "127.0.0.1:0"
+  admin: ""
+  drain_timeout: 2s
+  read_timeout: 2s
+access_log: { enabled: false }
+upstreams:
+  be: { targets: [%q], timeout: 2s, idle_timeout: 5s }
+routes:
+  - name: items
+    match: { path_prefix: /items, methods: [GET, POST] }
+    upstream: be
+  - name: item-delete
+    match: { path_prefix: /items/, methods: [DELETE] }
+    upstream: be
+  - name: traced
+    match: { path_prefix: /traced }
+    upstream: be
+    allow_trace: true
+  - name: canary
+    match: { path: /canary }
+    upstream: be
+`
+
+// startHostile runs a gateway with the hostile config in front of a recorder.
 func startHostile(t *testing.T) (*recorder, string) {
 	t.Helper()
+	return startHostileConfig(t, hostileConfig)
+}
+
+// startHostileConfig runs a gateway with config (a format with the backend's address as its
+// one argument) in front of a recorder.
+func startHostileConfig(t *testing.T, config string) (*recorder, string) {
+	t.Helper()
 	rec := startRecorder(t)
-	cfg, err := parseConfig("hostile.yaml", []byte(fmt.Sprintf(hostileConfig, rec.ln.Addr().String())))
+	cfg, err := parseConfig("hostile.yaml", []byte(fmt.Sprintf(config, rec.ln.Addr().String())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,6 +332,7 @@ func startHostile(t *testing.T) (*recorder, string) {
 type exchange struct {
 	status int
 	body   string
+	allow  string // the Allow field
 	closed bool
 }
 
@@ -314,10 +348,11 @@ func send(t *testing.T, conn net.Conn, br *bufio.Reader, raw string) exchange {
 		t.Logf("write: %v", err)
 	}
 	var resp fasthttp.Response
+	resp.SkipBody = strings.HasPrefix(raw, "HEAD ") // an answer to HEAD has no body
 	if err := resp.Read(br); err != nil {
 		return exchange{closed: true}
 	}
-	ex := exchange{status: resp.StatusCode(), body: string(resp.Body()), closed: resp.ConnectionClose()}
+	ex := exchange{status: resp.StatusCode(), body: string(resp.Body()), allow: string(resp.Header.Peek("Allow")), closed: resp.ConnectionClose()}
 	if ex.closed {
 		// The gateway must also act on what it said: the next read sees the end of the stream.
 		if err := conn.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
@@ -359,8 +394,9 @@ func chunked(body string) string {
 type hostileCase struct {
 	name       string
 	req        string
-	wantStatus int  // 0: the gateway answers nothing and closes
-	wantClose  bool // the gateway closes the connection after answering
+	wantStatus int    // 0: the gateway answers nothing and closes
+	wantClose  bool   // the gateway closes the connection after answering
+	wantAllow  string // the Allow field of the answer
 	golden     string
 	// answer replaces the backend's normal answer for this case; closeAfter makes the backend
 	// close the connection after it.
@@ -435,6 +471,10 @@ func hostileCases() []hostileCase {
 		{name: "HTTP/2.0 in HTTP/1 syntax", req: "GET /x HTTP/2.0\r\n" + host + "\r\n", wantStatus: 505, wantClose: true},
 		{name: "HTTP/0.9", req: "GET /x HTTP/0.9\r\n" + host + "\r\n", wantStatus: 505, wantClose: true},
 		{name: "HTTP/1.0 accepted", req: "GET /x HTTP/1.0\r\n" + host + "\r\n", wantStatus: 200, wantClose: true, golden: "http10_get"},
+
+		// TRACE echoes the request, credentials included: refused unless a route allows it.
+		{name: "TRACE refused", req: "TRACE /x HTTP/1.1\r\n" + host + "Cookie: s=1\r\n\r\n", wantStatus: 405,
+			wantAllow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"},
 
 		// HTTP/1.0 knows no chunked coding.
 		{name: "HTTP/1.0 with TE", req: "POST /x HTTP/1.0\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", wantStatus: 400, wantClose: true},
@@ -570,7 +610,31 @@ func hostileCases() []hostileCase {
 
 func TestHostile(t *testing.T) {
 	rec, addr := startHostile(t)
-	for _, tc := range hostileCases() {
+	runHostile(t, rec, addr, hostileCases())
+}
+
+// TestHostileMethods: a method no route accepts is answered 405 with the methods that some
+// route would accept, TRACE only where a route allows it.
+func TestHostileMethods(t *testing.T) {
+	rec, addr := startHostileConfig(t, methodsConfig)
+	const host = "Host: app.test\r\n"
+	runHostile(t, rec, addr, []hostileCase{
+		{name: "allowed method", req: "GET /items HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "methods_get_items"},
+		{name: "other method", req: "PUT /items HTTP/1.1\r\n" + host + "\r\n", wantStatus: 405, wantAllow: "GET, POST"},
+		{name: "two routes allow", req: "PUT /items/1 HTTP/1.1\r\n" + host + "\r\n", wantStatus: 405, wantAllow: "GET, POST, DELETE"},
+		{name: "HEAD is not GET", req: "HEAD /items HTTP/1.1\r\n" + host + "\r\n", wantStatus: 405, wantAllow: "GET, POST"},
+		{name: "unknown method", req: "PURGE /items HTTP/1.1\r\n" + host + "\r\n", wantStatus: 405, wantAllow: "GET, POST"},
+		{name: "no route for any method", req: "GET /nowhere HTTP/1.1\r\n" + host + "\r\n", wantStatus: 404},
+		{name: "TRACE refused", req: "TRACE /items HTTP/1.1\r\n" + host + "\r\n", wantStatus: 405, wantAllow: "GET, POST"},
+		{name: "TRACE refused on a route of any method", req: "TRACE /canary HTTP/1.1\r\n" + host + "\r\n", wantStatus: 405,
+			wantAllow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"},
+		{name: "TRACE allowed by the route", req: "TRACE /traced HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, golden: "methods_trace"},
+		{name: "a route allowing TRACE takes other methods", req: "DELETE /traced/x?y HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", wantStatus: 200, golden: "methods_delete_traced"},
+	})
+}
+
+func runHostile(t *testing.T, rec *recorder, addr string, cases []hostileCase) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rec.take()
 			if tc.answer != "" {
@@ -584,6 +648,9 @@ func TestHostile(t *testing.T) {
 			}
 			if got.status != tc.wantStatus {
 				t.Errorf("status: got %d, want %d (body %q)", got.status, tc.wantStatus, got.body)
+			}
+			if got.allow != tc.wantAllow {
+				t.Errorf("Allow: got %q, want %q", got.allow, tc.wantAllow)
 			}
 			if got.closed != tc.wantClose {
 				t.Errorf("connection closed: got %v, want %v", got.closed, tc.wantClose)

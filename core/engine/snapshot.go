@@ -161,6 +161,7 @@ func routerRoute(rc config.Route) router.Route {
 		PathRegex:  rc.Match.PathRegex,
 		Methods:    rc.Match.Methods,
 		Raw:        rc.NormalizePath != nil && !*rc.NormalizePath,
+		AllowTrace: rc.AllowTrace,
 	}
 	for _, k := range slices.Sorted(maps.Keys(rc.Match.Headers)) { // stable error messages
 		r.Headers = append(r.Headers, router.Header{Name: k, Value: rc.Match.Headers[k]})

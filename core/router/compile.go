@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/weir-gateway/weir/core/filter"
@@ -14,6 +15,7 @@ import (
 // reports every problem at once, joined with errors.Join, each naming its route.
 func Compile(routes []Route) (*Table, error) {
 	t := &Table{routes: make([]route, len(routes))}
+	t.allow = append(t.allow, defaultAllow...)
 	var errs []error
 	for i := range routes {
 		errs = t.add(int32(i), &routes[i], errs)
@@ -21,6 +23,9 @@ func Compile(routes []Route) (*Table, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	// Methods are tried for Allow in the order of defaultAllow, then the others routes list,
+	// sorted, so the field reads the same on every reload of the same routes.
+	slices.Sort(t.allow[len(defaultAllow):])
 	sortGroup := func(g *group) {
 		for _, ids := range g.exact {
 			t.sortIDs(ids)
@@ -163,6 +168,15 @@ func (t *Table) add(id int32, in *Route, errs []error) []error {
 	r.weight = len(r.headers)
 	if len(r.methods) > 0 {
 		r.weight++
+	}
+	r.trace = in.AllowTrace || slices.Contains(r.methods, "TRACE")
+	for _, m := range r.methods {
+		if !slices.Contains(t.allow, m) {
+			t.allow = append(t.allow, m)
+		}
+	}
+	if r.trace && !slices.Contains(t.allow, "TRACE") {
+		t.allow = append(t.allow, "TRACE")
 	}
 
 	if len(errs) > nerrs {

@@ -27,7 +27,12 @@
 //
 // Methods: empty matches any method; otherwise the request method must be one of the list,
 // compared exactly after the list is upper-cased at compile time (HTTP methods are
-// case-sensitive, and HEAD does not match a GET-only route).
+// case-sensitive, and HEAD does not match a GET-only route). TRACE matches only a route that
+// allows it (Route.AllowTrace, or TRACE in its method list): it echoes the request, cookies
+// and credentials included, back to whoever can make a client send it.
+//
+// When no route matches, Allowed names the methods with which some route would have matched,
+// for a 405 answer.
 //
 // Headers: every matcher must hold. Names are case-insensitive; the value is compared exactly
 // with the first header of that name; the value "*" requires the header to be present with a
@@ -65,6 +70,7 @@ package router
 import (
 	"bytes"
 	"regexp"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -91,6 +97,8 @@ type Route struct {
 	// NormalizePath), for upstreams that need what normalising changes or refuses (an
 	// encoded "/", say). Their Path and PathPrefix are compared as written.
 	Raw bool
+	// AllowTrace lets TRACE match the route; without it (or TRACE in Methods) TRACE never does.
+	AllowTrace bool
 }
 
 // Table is an immutable, compiled route table, safe for concurrent use.
@@ -107,7 +115,14 @@ type Table struct {
 	// raw holds the groups of the Raw routes, sharing routes with this table; nil when no
 	// route is raw, which keeps the common table to one match per request.
 	raw *Table
+
+	// allow holds the methods Allowed tries: defaultAllow, then every other method a route
+	// lists (TRACE when a route allows it).
+	allow []string
 }
+
+// defaultAllow are the methods a route without a method list is reported to allow.
+var defaultAllow = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 // route is the compiled form of a Route, holding only what Match needs.
 type route struct {
@@ -118,6 +133,7 @@ type route struct {
 	re      *regexp.Regexp
 	reLit   string // literal every match of re starts with: a cheap filter before running re
 	rank    rank   // specificity, to choose between the best raw and the best normal route
+	trace   bool   // TRACE may match
 }
 
 // rank is a route's place under the specificity rules, as far as it is known at compile time.
@@ -174,7 +190,7 @@ func (t *Table) Match(method, host, path []byte, h *fasthttp.RequestHeader, para
 	if n != nil {
 		*n = 0
 	}
-	req := request{method: method, path: path, h: h}
+	req := request{method: method, path: path, h: h, trace: string(method) == "TRACE"}
 	if len(t.exactHosts) > 0 || len(t.wildHosts) > 0 {
 		var buf [maxHost]byte
 		hv := trimHost(host)
@@ -250,11 +266,39 @@ func (t *Table) MatchPaths(method, host, norm, raw []byte, h *fasthttp.RequestHe
 	return rid, true
 }
 
+// Allowed appends to dst the methods, other than method, with which some route would match a
+// request that matched none (Match or MatchPaths returned -1), as the value of an Allow field:
+// "GET, POST". It appends nothing when no method would do, and then the answer is 404. norm
+// and raw are as for MatchPaths (raw is ignored when no route is raw). It runs only on a miss,
+// one match per method the routes name, and allocates nothing once dst has grown.
+func (t *Table) Allowed(dst, method, host, norm, raw []byte, h *fasthttp.RequestHeader) []byte {
+	start := len(dst)
+	for _, m := range t.allow {
+		if m == string(method) {
+			continue
+		}
+		mb := unsafe.Slice(unsafe.StringData(m), len(m)) // read only
+		hit := norm != nil && t.Match(mb, host, norm, h, nil, nil) >= 0
+		if !hit && t.raw != nil {
+			hit = t.raw.Match(mb, host, raw, h, nil, nil) >= 0
+		}
+		if !hit {
+			continue
+		}
+		if len(dst) > start {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, m...)
+	}
+	return dst
+}
+
 // request bundles what the constraint checks need, so the recursive walks pass one pointer.
 type request struct {
 	method []byte
 	path   []byte
 	h      *fasthttp.RequestHeader
+	trace  bool // the method is TRACE
 }
 
 // trimHost drops a port and one trailing dot. A bracketed IPv6 literal keeps its colons.
@@ -320,6 +364,9 @@ func (t *Table) first(ids []int32, req *request) int {
 }
 
 func (t *Table) constraintsHold(r *route, req *request) bool {
+	if req.trace && !r.trace {
+		return false
+	}
 	if len(r.methods) > 0 {
 		ok := false
 		for _, m := range r.methods {

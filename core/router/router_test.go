@@ -631,3 +631,57 @@ func TestConcurrentMatch(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestAllowed: on a miss, Allowed names the methods with which some route would match, and
+// TRACE matches only routes that allow it.
+func TestAllowed(t *testing.T) {
+	routes := []Route{
+		{Name: "items", PathPrefix: "/items", Methods: []string{"GET", "post"}},
+		{Name: "item-delete", PathPrefix: "/items/", Methods: []string{"DELETE", "PURGE"}},
+		{Name: "any", Host: "any.test"},
+		{Name: "traced", Path: "/traced", AllowTrace: true},
+		{Name: "trace-listed", Path: "/tl", Methods: []string{"TRACE"}},
+		{Name: "hdr", Path: "/h", Methods: []string{"PUT"}, Headers: []Header{{Name: "X-Env", Value: "prod"}}},
+		{Name: "raw", PathPrefix: "/raw/", Methods: []string{"PATCH"}, Raw: true},
+	}
+	tab := mustCompile(t, routes)
+	tests := []struct {
+		r         req
+		match     string
+		wantAllow string
+	}{
+		{r: req{method: "PUT", host: "a.test", path: "/items"}, wantAllow: "GET, POST"},
+		{r: req{method: "PUT", host: "a.test", path: "/items/1"}, wantAllow: "GET, POST, DELETE, PURGE"},
+		{r: req{method: "GET", host: "a.test", path: "/items/1"}, match: "items"},
+		{r: req{method: "GET", host: "a.test", path: "/nothing"}},
+		{r: req{method: "TRACE", host: "any.test", path: "/x"}, wantAllow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, PURGE"},
+		{r: req{method: "TRACE", host: "a.test", path: "/traced"}, match: "traced"},
+		{r: req{method: "TRACE", host: "a.test", path: "/tl"}, match: "trace-listed"},
+		{r: req{method: "GET", host: "a.test", path: "/tl"}, wantAllow: "TRACE"},
+		{r: req{method: "GET", host: "a.test", path: "/h", headers: "X-Env: prod"}, wantAllow: "PUT"},
+		{r: req{method: "GET", host: "a.test", path: "/h", headers: "X-Env: dev"}},
+	}
+	for _, tt := range tests {
+		name, _ := run(tab, routes, tt.r)
+		if name != tt.match {
+			t.Errorf("%s: matched %q, want %q", tt.r, name, tt.match)
+			continue
+		}
+		if name != "" {
+			continue
+		}
+		got := tab.Allowed(nil, []byte(tt.r.method), []byte(tt.r.host), []byte(tt.r.path), []byte(tt.r.path), tt.r.header())
+		if string(got) != tt.wantAllow {
+			t.Errorf("%s: Allowed %q, want %q", tt.r, got, tt.wantAllow)
+		}
+	}
+	// Raw routes are tried on the raw path, and a path without a normal form only on them.
+	if got := tab.Allowed(nil, []byte("GET"), []byte("a.test"), nil, []byte("/raw/a%2fb"), nil); string(got) != "PATCH" {
+		t.Errorf("raw: Allowed %q, want %q", got, "PATCH")
+	}
+	method, host, path := []byte("PUT"), []byte("a.test"), []byte("/items/1")
+	buf := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(100, func() { buf = tab.Allowed(buf[:0], method, host, path, path, nil) }); n != 0 {
+		t.Errorf("Allowed: %v allocations, want 0", n)
+	}
+}
