@@ -333,6 +333,7 @@ type exchange struct {
 	status int
 	body   string
 	allow  string // the Allow field
+	proto  string // the version of the status line
 	closed bool
 }
 
@@ -352,7 +353,8 @@ func send(t *testing.T, conn net.Conn, br *bufio.Reader, raw string) exchange {
 	if err := resp.Read(br); err != nil {
 		return exchange{closed: true}
 	}
-	ex := exchange{status: resp.StatusCode(), body: string(resp.Body()), allow: string(resp.Header.Peek("Allow")), closed: resp.ConnectionClose()}
+	ex := exchange{status: resp.StatusCode(), body: string(resp.Body()), allow: string(resp.Header.Peek("Allow")),
+		proto: string(resp.Header.Protocol()), closed: resp.ConnectionClose()}
 	if ex.closed {
 		// The gateway must also act on what it said: the next read sees the end of the stream.
 		if err := conn.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
@@ -397,6 +399,7 @@ type hostileCase struct {
 	wantStatus int    // 0: the gateway answers nothing and closes
 	wantClose  bool   // the gateway closes the connection after answering
 	wantAllow  string // the Allow field of the answer
+	wantBody   string // the body of the answer, when not ""
 	golden     string
 	// answer replaces the backend's normal answer for this case; closeAfter makes the backend
 	// close the connection after it.
@@ -601,6 +604,13 @@ func hostileCases() []hostileCase {
 			answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", closeAfter: true},
 		{name: "backend obs-fold", req: "GET /x HTTP/1.1\r\n" + host + "\r\n", wantStatus: 502, golden: "plain_get", resent: true,
 			answer: "HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 2\r\n\r\nok", closeAfter: true},
+		// An HTTP/1.0 upstream: the client gets the gateway's version and keeps its connection.
+		{name: "backend HTTP/1.0", req: "GET /x HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, wantBody: "ok", golden: "plain_get",
+			answer: "HTTP/1.0 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok", closeAfter: true},
+		{name: "backend HTTP/1.0 keep-alive", req: "GET /x HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, wantBody: "ok", golden: "plain_get",
+			answer: "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"},
+		{name: "backend HTTP/1.0 body to close", req: "GET /x HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, wantBody: "ok", golden: "plain_get",
+			answer: "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nok", closeAfter: true},
 		// A body of unknown length streams: the status line has gone out when the bad chunk is
 		// read, so the gateway can only cut the response short by closing the connection.
 		{name: "backend bad chunk size", req: "GET /x HTTP/1.1\r\n" + host + "\r\n", wantStatus: 0, wantClose: true, golden: "plain_get",
@@ -648,6 +658,13 @@ func runHostile(t *testing.T, rec *recorder, addr string, cases []hostileCase) {
 			}
 			if got.status != tc.wantStatus {
 				t.Errorf("status: got %d, want %d (body %q)", got.status, tc.wantStatus, got.body)
+			}
+			// The gateway answers in its own version, whatever the client or the upstream spoke.
+			if got.status != 0 && got.proto != "HTTP/1.1" {
+				t.Errorf("status line version: got %q, want HTTP/1.1", got.proto)
+			}
+			if tc.wantBody != "" && got.body != tc.wantBody {
+				t.Errorf("body: got %q, want %q", got.body, tc.wantBody)
 			}
 			if got.allow != tc.wantAllow {
 				t.Errorf("Allow: got %q, want %q", got.allow, tc.wantAllow)

@@ -723,7 +723,15 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 				}
 			}
 			u.stripResponse(&out.Header)
-			out.SetBodyStream(s, out.Header.ContentLength())
+			// A body the upstream ends by closing its connection (no length, no chunking) is
+			// chunked to the client like any body of unknown length: the client's connection
+			// stays open, as its own framing and keep-alive allow, rather than closing because
+			// the upstream's did.
+			cl := out.Header.ContentLength()
+			if cl < 0 {
+				cl = -1
+			}
+			out.SetBodyStream(s, cl)
 		default:
 			hc.ReleaseReader(br)
 			if reuse && reusable {
@@ -853,8 +861,10 @@ var (
 
 // stripResponse removes hop-by-hop fields from the upstream response header, including every
 // field its Connection header names. Framing fields are dropped and re-derived by the server
-// from the body it is given.
+// from the body it is given. The upstream's HTTP version goes too: the gateway answers in its
+// own (RFC 9110 section 6.2), with framing and keep-alive decided for the client's connection.
 func (u *Upstream) stripResponse(h *fasthttp.ResponseHeader) {
+	h.SetProtocol(nil)
 	for conn := h.Peek("Connection"); len(conn) > 0; {
 		var tok []byte
 		tok, conn = httpsyntax.NextElement(conn)
