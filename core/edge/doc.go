@@ -2,6 +2,10 @@
 // make every later step (router, filters, plugins, the upstream) see one unambiguous request,
 // and the listener's certificates.
 //
+// Before any request, GuardPlain makes a plain connection that does not start like an HTTP/1
+// request (a TLS ClientHello sent to a plain listener) fail at once, so it is answered 400
+// rather than held until the read timeout.
+//
 // The engine calls, in order, for every request:
 //
 //   - CheckVersion refuses (505) every HTTP version but 1.0 and 1.1.

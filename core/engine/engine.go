@@ -152,8 +152,10 @@ func (e *Engine) Config() *config.Config { return e.cfg.Load() }
 func (e *Engine) Shared() *filter.Shared { return e.shared }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after a clean shutdown.
+// Plain connections that do not start like an HTTP/1 request (a TLS handshake sent to a plain
+// listener) are answered 400 at once (edge.GuardPlain).
 func (e *Engine) Serve(ln net.Listener) error {
-	if err := e.srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := e.srv.Serve(edge.GuardPlain(ln)); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil
