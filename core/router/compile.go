@@ -23,7 +23,7 @@ func Compile(routes []Route) (*Table, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	// Methods are tried for Allow in the order of defaultAllow, then the others routes list,
+	// Methods are tried for Allow in the order of defaultAllow, then the other methods routes list,
 	// sorted, so the field reads the same on every reload of the same routes.
 	slices.Sort(t.allow[len(defaultAllow):])
 	sortGroup := func(g *group) {
