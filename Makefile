@@ -17,6 +17,7 @@ run: build
 	@echo "  curl -i http://127.0.0.1:8080/hello"
 	@echo "  curl -i http://127.0.0.1:8080/api/users/42"
 	@echo "  curl -s http://127.0.0.1:9901/routes        # admin API"
+	@echo "  open http://127.0.0.1:9901/console/ in a browser   # web console"
 	@echo "  curl -s -XPOST -H 'Content-Type: application/json' http://127.0.0.1:9901/reload  # reload (also: edit the file, or SIGHUP)"
 	@echo "Ctrl-C drains and stops it."
 	./bin/weir run -c $(CONFIG)

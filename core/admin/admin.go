@@ -121,6 +121,12 @@ func (a *Server) handle(rc *fasthttp.RequestCtx) {
 			"error": "host not accepted by the admin api; use a loopback address or localhost, or list the name in server.admin_hosts"})
 		return
 	}
+	if p := rc.Path(); string(p) == "/console" || strings.HasPrefix(string(p), consolePrefix) {
+		// The console's files hold no data (the page fetches every figure with the token), and
+		// the page has to load to ask for the token; the Host check above still applies.
+		console(rc)
+		return
+	}
 	if len(a.token) > 0 && !a.authorized(rc) {
 		rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="weir-admin"`)
 		writeJSON(rc, fasthttp.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})

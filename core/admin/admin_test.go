@@ -63,14 +63,7 @@ func do(t *testing.T, method, url, token string, header ...string) (int, string)
 		// What curl -H 'Content-Type: application/json' -XPOST sends.
 		header = []string{"Content-Type", "application/json"}
 	}
-	for i := 0; i+1 < len(header); i += 2 {
-		if strings.EqualFold(header[i], "Host") {
-			req.UseHostHeader = true
-			req.Header.SetHost(header[i+1])
-			continue
-		}
-		req.Header.Set(header[i], header[i+1])
-	}
+	setHeaders(req, header)
 	if err := fasthttp.Do(req, resp); err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
