@@ -256,7 +256,7 @@
       });
     });
     canvas.dataset.points = drawn; // how many values the chart shows (the browser test reads it)
-    max = niceCeil(Math.max(max, minMax ? minMax * 0.05 : 0));
+    max = niceCeil(Math.max(max * 1.1, minMax ? minMax * 0.05 : 0));
     if (max === 0) max = minMax || 1;
     if (minMax && max > minMax) max = minMax;
 
@@ -302,12 +302,13 @@
     ctx.restore();
   }
 
-  // niceCeil rounds up to 1, 2 or 5 times a power of ten.
+  // niceCeil rounds up to 1, 2, 2.5 or 5 times a power of ten, so that the four grid lines
+  // fall on round values.
   function niceCeil(v) {
     if (!(v > 0)) return 0;
     var p = Math.pow(10, Math.floor(Math.log10(v)));
     var m = v / p;
-    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 2.5 ? 2.5 : m <= 5 ? 5 : 10) * p;
   }
 
   function renderUpstreams(ups, win) {
@@ -482,6 +483,7 @@
       var ev = json(r), out = $("reload-result");
       if (r.status === 200) out.textContent = ev && ev.unchanged ? "config unchanged" : "new config applied";
       else out.textContent = "reload rejected: " + (ev && ev.error ? ev.error : errorText(r));
+      out.title = out.textContent;
       out.className = "status " + (r.status === 200 ? "ok" : "bad");
       out.hidden = false;
       refresh();
