@@ -233,6 +233,18 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	shot("reload-rejected.png")
 
+	// The token travelled in headers only: no URL the page loaded or fetched contains it.
+	if urls, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](
+		`[location.href].concat(performance.getEntriesByType("resource").map(e => e.name))`)); err != nil || len(urls) < 5 {
+		t.Errorf("the page's requests: %v, %v", urls, err)
+	} else {
+		for _, u := range urls {
+			if strings.Contains(u, "console-test-token") {
+				t.Errorf("the token is in a URL: %s", u)
+			}
+		}
+	}
+
 	errMu.Lock()
 	defer errMu.Unlock()
 	for _, e := range pageErrs {

@@ -344,7 +344,7 @@
 
   // groupTable shows {name: {counter: n}} with the columns in order first, then any others;
   // a counter that rose since the last read is marked.
-  function groupTable(group, prevGroup, first, label, empty, extra) {
+  function groupTable(group, prevGroup, first, label, empty, extra, format) {
     var names = Object.keys(group || {}).sort();
     if (!names.length) return el("p", { class: "note" }, empty);
     var cols = first.slice();
@@ -360,7 +360,8 @@
       var tr = el("tr", { "data-name": n }, el("td", { class: "name" }, n));
       cols.forEach(function (c) {
         var v = group[n][c], old = prevGroup && prevGroup[n] ? prevGroup[n][c] : undefined;
-        var td = el("td", { class: "num", "data-counter": c }, v === undefined ? "" : fmtNum(v));
+        var show = format && format[c] ? format[c] : fmtNum;
+        var td = el("td", { class: "num", "data-counter": c }, v === undefined ? "" : show(v));
         if (old !== undefined && v > old) { td.className += " rose"; td.title = "+" + (v - old) + " since the last read"; }
         tr.appendChild(td);
       });
@@ -384,7 +385,9 @@
         }
       }));
     replace($("breakers-body"), groupTable(stats.breakers, prev.breakers, ["state", "opened", "rejected", "probes"],
-      "breaker", "No route uses the breaker filter."));
+      "breaker", "No route uses the breaker filter.", null, {
+        state: function (v) { return ["closed", "open", "half-open"][v] || String(v); }
+      }));
     // Rate-limit decisions are only in /metrics: per route and filter, per decision.
     var rl = {};
     if (scrape) {
