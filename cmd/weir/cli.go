@@ -19,6 +19,7 @@ import (
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/admin"
 	"github.com/weir-gateway/weir/core/engine"
+	"github.com/weir-gateway/weir/core/telemetry"
 	_ "github.com/weir-gateway/weir/filters/all"
 	_ "github.com/weir-gateway/weir/plugins/proxywasm" // the proxy-wasm plugin ABI
 	_ "github.com/weir-gateway/weir/plugins/wasmhost"  // the http-wasm plugin ABI
@@ -124,6 +125,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 }
 
 func run(path string, log zerolog.Logger) error {
+	telemetry.SetBuildInfo(version)
 	eng, err := engine.New(path, log)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", path, err)

@@ -78,6 +78,7 @@ func New(eng *engine.Engine, opts Options, log zerolog.Logger) *Server {
 		"/reload":  {"POST", a.reload},
 		"/reloads": {"GET", a.reloads},
 		"/stats":   {"GET", a.stats},
+		"/metrics": {"GET", a.metrics},
 		// Every target of every upstream: healthy, ejected until …, or unhealthy, with its
 		// in-flight requests, latency estimate and last active check.
 		"/upstreams": {"GET", a.upstreams},

@@ -16,6 +16,7 @@ import (
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/proxy"
 	"github.com/weir-gateway/weir/core/router"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // snapshot is everything a request needs, built from one config and never modified after
@@ -43,6 +44,7 @@ type route struct {
 	name     string
 	pipeline *filter.Pipeline
 	terminal func(*filter.Ctx)
+	metrics  *telemetry.RouteMetrics // resolved here so recording a request looks nothing up
 }
 
 // acquire takes a reference unless the snapshot already retired (refs reached zero), in which
@@ -143,7 +145,7 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 			errs = append(errs, err)
 			continue
 		}
-		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: withConsumer(term)}
+		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: withConsumer(term), metrics: telemetry.Route(rc.Name)}
 	}
 	if s.table, err = router.Compile(rr); err != nil {
 		errs = append(errs, &config.Error{File: cfg.File, Path: "routes", Err: err})

@@ -36,6 +36,12 @@ type splitter struct {
 	draw func(n uint64) uint64
 }
 
+func init() {
+	telemetry.Metrics.Export("split", telemetry.Export{Prefix: "weir_split", Member: "route",
+		As:   map[string]telemetry.As{"*": {Family: "requests", Label: "upstream"}},
+		Help: map[string]string{"requests": "Requests a route's traffic split sent to each upstream."}})
+}
+
 type splitSide struct {
 	name    []byte
 	forward func(*filter.Ctx)

@@ -40,6 +40,7 @@ type key struct{ group, member, name string }
 type Registry struct {
 	mu      sync.Mutex
 	metrics map[key]*Metric
+	exports map[string]Export // by group; see Export
 }
 
 // NewRegistry returns an empty registry.

@@ -70,6 +70,15 @@ var defaultStatuses = []int{500, 502, 503, 504}
 // MetricsGroup is the telemetry group of the breakers' metrics (the admin API's /stats shows it).
 const MetricsGroup = "breakers"
 
+func init() {
+	telemetry.Metrics.Export(MetricsGroup, telemetry.Export{Prefix: "weir_breaker", Member: "breaker", Help: map[string]string{
+		"state":    "The breaker's state: 0 closed, 1 open, 2 half-open.",
+		"opened":   "Times the breaker opened.",
+		"rejected": "Requests answered 503 because the breaker was open.",
+		"probes":   "Probes let through while half-open.",
+	}})
+}
+
 // New is the filter's factory. It validates the config and acquires the breaker's state from
 // env.Shared under a key naming the breaker and its whole definition, so a reload that keeps the
 // definition keeps the state (an open breaker stays open).

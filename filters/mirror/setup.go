@@ -52,6 +52,16 @@ const (
 // MetricsGroup is the telemetry group of the mirror's counters; the member is the route.
 const MetricsGroup = "mirror"
 
+func init() {
+	telemetry.Metrics.Export(MetricsGroup, telemetry.Export{Prefix: "weir_mirror", Member: "route", Help: map[string]string{
+		"queued":  "Copies put in the queue.",
+		"sent":    "Copies the shadow answered (any status).",
+		"failed":  "Copies that could not be sent or got no answer within the timeout.",
+		"dropped": "Copies dropped: queue full, shadow failing, or config retired.",
+		"skipped": "Sampled requests not copied (body too large or streamed).",
+	}})
+}
+
 // New is the filter's factory. The queue, its workers and the client to the shadow live in
 // env.Shared under a key naming the route and the whole definition, so a reload that keeps the
 // definition keeps the copies already queued.

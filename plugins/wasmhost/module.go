@@ -463,6 +463,23 @@ type Counters struct {
 // metricsGroup is the telemetry group of plugin counters (the admin API's /stats "plugins").
 const metricsGroup = "plugins"
 
+// At /metrics the counters are weir_plugin_<name>_total{plugin="…"}; a proxy-wasm plugin's own
+// metrics ("guest.<name>") follow the same naming, sanitised.
+func init() {
+	telemetry.Metrics.Export(metricsGroup, telemetry.Export{Prefix: "weir_plugin", Member: "plugin", Help: map[string]string{
+		"calls":               "Guest calls (request and response phases).",
+		"traps":               "Guest calls that trapped; the instance is discarded.",
+		"timeouts":            "Guest calls stopped at their deadline.",
+		"pool_waits":          "Requests that waited for a free instance.",
+		"pool_timeouts":       "Requests that gave up waiting for an instance (pool.max_wait).",
+		"failures":            "Requests answered per the plugin's fail policy.",
+		"instances":           "Live instances.",
+		"instances_created":   "Instances created.",
+		"instances_discarded": "Instances discarded (trap, timeout, memory, shrink).",
+		"instantiate_errors":  "Failed instance creations after load.",
+	}})
+}
+
 // counters registers (or finds again, after a reload) the counters of the plugin name.
 func counters(name string) *Counters {
 	c := func(n string) *telemetry.Metric { return telemetry.Metrics.Counter(metricsGroup, name, n) }
