@@ -245,7 +245,10 @@
     var ink = css.color, grid = css.getPropertyValue("--grid").trim() || "#ddd";
     var padL = 56, padR = 8, padT = 8, padB = 18;
     var pw = w - padL - padR, ph = h - padT - padB;
-    var span = POINTS * state.interval, t1 = Date.now(), t0 = t1 - span;
+    // The time axis covers the reads so far (at least ten), up to POINTS of them.
+    var t1 = Date.now(), first = t1;
+    series.forEach(function (s) { if (s.points.length && s.points[0].t < first) first = s.points[0].t; });
+    var span = Math.min(POINTS * state.interval, Math.max(t1 - first, 10 * state.interval)), t0 = t1 - span;
 
     var max = 0, drawn = 0;
     series.forEach(function (s) {
@@ -411,7 +414,7 @@
     var rows = history.slice(0, 20).map(function (ev) {
       var result = ev.ok ? (ev.unchanged ? "unchanged" : "applied") : "rejected";
       return el("tr", { class: ev.ok ? "" : "rejected" },
-        el("td", null, fmtTime(ev.time)),
+        el("td", { class: "time" }, fmtTime(ev.time)),
         el("td", null, ev.trigger),
         el("td", null, el("span", { class: "badge " + (ev.ok ? "healthy" : "unhealthy") }, result)),
         el("td", { class: "hash" }, ev.hash ? ev.hash.slice(0, 12) : ""),
