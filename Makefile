@@ -70,13 +70,16 @@ vet:
 
 # Go micro-benchmarks with allocations (router, pipeline, every filter, plugin calls), then the
 # wrk comparison against nginx, HAProxy and a bare fasthttp proxy (bench/README.md): it writes
-# bench/RESULTS.md and bench/results.png; then the CPU each front-door filter adds per request
-# through the gateway (bench/filters.sh, on the bin/weir compare.sh built; needs redis-server).
+# bench/RESULTS.md and bench/results.png; the scale figures (10,000 routes, 1,000 upstreams: load,
+# reload, RSS, latency while reloading; startup with 10 plugins, bench/scale_test.go); then the CPU
+# each front-door filter adds per request through the gateway (bench/filters.sh, on the bin/weir
+# compare.sh built; needs redis-server).
 # Raw output goes to bench/out/ (not committed).
 bench:
 	@mkdir -p bench/out
 	$(GO) test -run '^$$' -bench . -benchmem ./core/... ./filters/... ./plugins/... ./bench/... | tee bench/out/go-bench.txt
 	cd bench/chart && $(GO) test ./...
+	$(GO) test -count=1 -run 'TestScale$$|TestStartupPlugins$$' -v ./bench -scale | tee bench/out/scale.txt
 	./bench/compare.sh
 	NO_BUILD=1 ./bench/filters.sh
 
