@@ -212,8 +212,15 @@ func TestConsoleBrowser(t *testing.T) {
 	// The fastest refresh, so that two reads come quickly.
 	do("interval", chromedp.Evaluate[chromedp.Void](`(s => { s.value = "2000"; s.dispatchEvent(new Event("change")); })(document.getElementById("interval"))`))
 
-	// Live figures: the cache counters of /stats rise between reads, and the upstream target is
-	// healthy.
+	// Live figures: the route's request count rises from one read to a later one, and the
+	// charts have points.
+	cell := `document.querySelector('tr[data-route="hello"] td.total')`
+	first := wait("hello's request count", `(c => c && /^[0-9.]+k?$/.test(c.textContent) && c.textContent)(`+cell+`)`)
+	wait("hello's count rises", `(c => c && c.textContent !== `+jsString(first)+` && c.textContent)(`+cell+`)`)
+	wait("requests chart drawn", `Number(document.getElementById("chart-rate").dataset.points) > 0 && "ok"`)
+	wait("p99 shown", `(c => c && /[µm]?s$/.test(c.textContent) && "ok")(document.querySelector('tr[data-route="hello"] td.p99'))`)
+	wait("5xx share of orders", `(c => c && /%$/.test(c.textContent) && c.textContent !== "0.0 %" && "ok")(document.querySelector('tr[data-route="orders"] td.errors'))`)
+	// The cache counters of /stats rise too, and the upstream target is healthy.
 	misses := `document.querySelector('#cache-body tr[data-name="hello"] td[data-counter="hits"]')`
 	hits := wait("cache hits", `(c => c && c.textContent)(`+misses+`)`)
 	wait("cache hits rise", `(c => c && c.textContent !== `+jsString(hits)+` && "ok")(`+misses+`)`)

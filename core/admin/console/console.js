@@ -123,12 +123,19 @@
         $("forget").hidden = !token();
         var scrape = rs[4].status === 200 ? WeirProm.parse(rs[4].body) : null;
         var win = null, upWin = null;
-        if (scrape) {
-          var secs = state.prevScrape ? (now - state.prevTime) / 1000 : 0;
+        var secs = state.prevScrape ? (now - state.prevTime) / 1000 : 0;
+        if (scrape && state.prevScrape && secs < state.interval / 2000) {
+          // An extra read (after Reload config) soon after the last: figures over so short a
+          // window would be noise, so the last ones stay and the baseline is kept.
+          win = state.lastWin;
+          upWin = state.lastUpWin;
+        } else if (scrape) {
           win = WeirProm.window(scrape, state.prevScrape, secs, "weir_requests_total", "weir_request_duration_seconds", "route");
           upWin = WeirProm.window(scrape, state.prevScrape, secs, "", "weir_upstream_duration_seconds", "upstream");
           state.prevScrape = scrape;
           state.prevTime = now;
+          state.lastWin = win;
+          state.lastUpWin = upWin;
           record(win);
         }
         metricsNote(rs[4]);
@@ -458,6 +465,7 @@
   // A new token or interval starts the charts over: rates need two reads the same distance apart.
   function reset() {
     state.prevScrape = null;
+    state.lastWin = state.lastUpWin = null;
     state.prevStats = null;
     state.history = {};
     state.configHash = null;
