@@ -170,7 +170,7 @@ func Parse(name string, data []byte, more ...func(*Config) error) (*Config, erro
 }
 
 // topKeys are the sections of a config file.
-var topKeys = []string{"server", "access_log", "upstreams", "routes", "plugins", "consumers"}
+var topKeys = []string{"server", "access_log", "tracing", "upstreams", "routes", "plugins", "consumers"}
 
 // listKeys are the sections decoded without viper, entry by entry; the others are settings,
 // which viper merges with defaults and environment overrides.
@@ -231,6 +231,7 @@ func decode(name string, data []byte) (*Config, error) {
 
 	c := &Config{File: name, lines: p.lines}
 	decodeSettings(p, data, sections, c)
+	decodeTracing(p, sections["tracing"], c)
 	decodeUpstreams(p, sections["upstreams"], c)
 	decodeRoutes(p, sections["routes"], c)
 	decodePlugins(p, sections["plugins"], c)

@@ -223,6 +223,7 @@ func (c *Config) Redacted() *Config {
 		}
 	}
 	cp.Consumers = redactConsumers(c.Consumers)
+	cp.Tracing.Headers = c.Tracing.redactedHeaders()
 	return &cp
 }
 
@@ -319,6 +320,9 @@ func (c *Config) secretValues() []string {
 		for name, v := range k.Headers {
 			walk(v, IsSecretKey(name))
 		}
+	}
+	for _, v := range c.Tracing.Headers {
+		add(v)
 	}
 	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
 	return slices.Compact(out)

@@ -15,6 +15,7 @@ type Config struct {
 
 	Server    Server              `mapstructure:"server" json:"server"`
 	AccessLog AccessLog           `mapstructure:"access_log" json:"access_log"`
+	Tracing   Tracing             `mapstructure:"tracing" json:"tracing"`
 	Upstreams map[string]Upstream `mapstructure:"upstreams" json:"upstreams"`
 	Routes    []Route             `mapstructure:"routes" json:"routes"`
 	// Plugins are the WebAssembly plugins by name; each name is a filter name for routes.

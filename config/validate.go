@@ -28,6 +28,7 @@ func Validate(c *Config, knownFilter func(name string) bool) error {
 	}
 	validateServer(p, &c.Server)
 	validateAccessLog(p, &c.AccessLog)
+	validateTracing(p, &c.Tracing)
 	for _, name := range sortedKeys(c.Upstreams) {
 		validateUpstream(p, name, c.Upstreams[name])
 	}

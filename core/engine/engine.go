@@ -21,6 +21,7 @@ import (
 	"github.com/weir-gateway/weir/core/edge"
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/telemetry"
+	"github.com/weir-gateway/weir/core/telemetry/tracing"
 )
 
 // ReloadEvent is one entry of the reload history shown by the admin API.
@@ -61,6 +62,7 @@ type Engine struct {
 	// measure what recording costs.
 	metrics bool
 	noRoute *telemetry.RouteMetrics
+	tracer  *tracing.Tracer // nil when disabled; fixed at start (trace.go)
 
 	// Request bodies (see readBody); fixed at start like the listeners.
 	bodyTimeout time.Duration
@@ -121,6 +123,10 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 			return nil, err
 		}
 	}
+	if e.tracer, err = newTracer(cfg, log); err != nil {
+		s.close()
+		return nil, errors.Join(err, e.closeAccessLog())
+	}
 	e.cur.Store(s)
 	e.cfg.Store(cfg)
 	e.record(ReloadEvent{Time: time.Now(), Trigger: "start", OK: true, Hash: cfg.Hash})
@@ -178,10 +184,14 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	if s := e.cur.Swap(nil); s != nil {
 		s.release(e.log)
 	}
-	if e.access != nil {
-		err = errors.Join(err, e.access.Close())
+	return errors.Join(err, e.closeAccessLog(), e.flushTraces())
+}
+
+func (e *Engine) closeAccessLog() error {
+	if e.access == nil {
+		return nil
 	}
-	return err
+	return e.access.Close()
 }
 
 // Reload reads the config file again and, when it is valid and different, swaps it in. trigger
@@ -255,6 +265,9 @@ func restartOnly(a, b *config.Config) string {
 	}
 	if a.AccessLog != b.AccessLog {
 		return "access_log"
+	}
+	if !sameTracing(a.Tracing, b.Tracing) {
+		return "tracing"
 	}
 	return ""
 }
@@ -386,10 +399,12 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	}
 	rm := e.noRoute
 	if id < 0 {
+		e.beginTrace(r, "")
 		e.miss(rc, s, r, &tg, host)
 	} else {
 		rt := &s.routes[id]
 		c.Route, rm = rt.name, rt.metrics
+		e.beginTrace(r, rt.name)
 		if status, err := e.readBody(r); err != nil {
 			// Refused like an edge rejection, but counted and logged once, with its route.
 			reply(rc, status)
@@ -399,6 +414,7 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 			rt.pipeline.Run(c, rt.terminal)
 		}
 	}
+	e.endTrace(r)
 	if e.metrics || e.access != nil {
 		d := time.Since(start)
 		in, out := bodySizes(rc)
@@ -536,6 +552,7 @@ type request struct {
 	norm, target []byte
 	raw          []byte // the raw path, when some route matches on it
 	allow        []byte // the Allow field of a 405
+	trace        tracing.Request
 }
 
 // bodySizes returns the request and response body lengths for metrics and the access log: a

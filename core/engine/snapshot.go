@@ -215,7 +215,7 @@ func (s *snapshot) pipeline(cfg *config.Config, i int, shared *filter.Shared, lo
 			errs = append(errs, located(cfg, where, err))
 			continue
 		}
-		fs = append(fs, f)
+		fs = append(fs, traced(cfg, f, j, fc.Name))
 		names = append(names, fc.Name)
 	}
 	p := filter.NewPipeline(fs, names)

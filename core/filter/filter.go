@@ -145,12 +145,21 @@ type Ctx struct {
 	consumer *Consumer
 	claims   Claims
 	clientIP netip.Addr
+	trace    any
 }
 
 // Reset clears the context for reuse with a new request.
 func (c *Ctx) Reset(rc *fasthttp.RequestCtx, route string) {
 	*c = Ctx{RequestCtx: rc, Route: route}
 }
+
+// Trace returns what SetTrace attached: the request's trace when tracing is on (the tracing
+// package's *Request), nil otherwise. It is an opaque value here so that this package needs
+// no tracing library.
+func (c *Ctx) Trace() any { return c.trace }
+
+// SetTrace attaches the request's trace (a pointer: storing it allocates nothing).
+func (c *Ctx) SetTrace(t any) { c.trace = t }
 
 // Param returns the value of the named path parameter, or nil.
 func (c *Ctx) Param(key string) []byte {

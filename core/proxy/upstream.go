@@ -19,6 +19,7 @@ import (
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/httpsyntax"
 	"github.com/weir-gateway/weir/core/proxy/balance"
+	"github.com/weir-gateway/weir/core/telemetry/tracing"
 )
 
 // Defaults applied to zero Options fields. They favour failing fast under overload over piling
@@ -463,7 +464,7 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 			}
 			break
 		}
-		err = u.attempt(c, v.members[i], p, reqDeadline, rb)
+		err = u.attempt(c, v.members[i], p, reqDeadline, rb, attempt)
 		if attempt >= p.retry.Attempts || rb.failed() {
 			break
 		}
@@ -505,16 +506,20 @@ func (u *Upstream) hashKey(c *filter.Ctx) []byte {
 	return nil
 }
 
-// attempt sends the request to m once and records the outcome for balancing and outlier
-// detection. nil means c.Response holds m's answer, whatever its status.
-func (u *Upstream) attempt(c *filter.Ctx, m *member, p *policy, reqDeadline time.Time, rb *clientBody) error {
+// attempt sends the request to m once (n is 0 for the first try, then the retry's number) and
+// records the outcome for balancing and outlier detection. nil means c.Response holds m's
+// answer, whatever its status. A sampled request gets a client span per attempt, whose
+// traceparent the upstream receives.
+func (u *Upstream) attempt(c *filter.Ctx, m *member, p *policy, reqDeadline time.Time, rb *clientBody, n int) error {
 	c.Upstream = m.addr
 	deadline := time.Now().Add(p.timeout)
 	if !reqDeadline.IsZero() && reqDeadline.Before(deadline) {
 		deadline = reqDeadline
 	}
 	start := m.target.Begin()
+	span := tracing.StartUpstream(c, u.name, m.addr, n)
 	err := u.exchange(c, m.hc, deadline, reqDeadline, p.timeout, rb)
+	span.EndUpstream(c, err)
 	oc := outcomeOK
 	if err != nil {
 		oc = classify(err)

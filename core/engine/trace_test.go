@@ -1,0 +1,461 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
+	"github.com/weir-gateway/weir/core/testkit"
+)
+
+// traceBackend records the trace context fields of every request it answers.
+type traceBackend struct {
+	mu   sync.Mutex
+	seen []map[string][]string
+}
+
+func (b *traceBackend) start(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(rc *fasthttp.RequestCtx) {
+		got := map[string][]string{}
+		for _, k := range []string{"traceparent", "tracestate"} {
+			for _, v := range rc.Request.Header.PeekAll(k) {
+				got[k] = append(got[k], string(v))
+			}
+		}
+		b.mu.Lock()
+		b.seen = append(b.seen, got)
+		b.mu.Unlock()
+		rc.SetBodyString("ok")
+	}}
+	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return ln.Addr().String()
+}
+
+func (b *traceBackend) last(t *testing.T) map[string][]string {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.seen) == 0 {
+		t.Fatal("the backend got no request")
+	}
+	return b.seen[len(b.seen)-1]
+}
+
+const traceConfig = `
+server: { listen: "127.0.0.1:0", admin: "", drain_timeout: 5s }
+access_log: { enabled: false }
+tracing:
+  enabled: true
+  endpoint: %q
+  sample_ratio: %v
+  service_name: weir-test
+  headers: { X-Collector-Token: t0ken-for-test }
+  timeout: 2s
+  batch: { interval: 20ms, max_size: %d, max_queue: %d }
+upstreams:
+  be: { targets: [%q], idle_timeout: 300ms }
+  dead: { targets: ["127.0.0.1:1"], retries: { attempts: 1, backoff: 1ms } }
+routes:
+  - name: api
+    match: { path_prefix: /api/ }
+    upstream: be
+    filters:
+      - headers: { request: { set: { X-A: "1" } } }
+      - headers: { response: { set: { X-B: "2" } } }
+  - name: stop
+    match: { path: /stop }
+    upstream: be
+    filters:
+      - headers: { response: { set: { X-B: "2" } } }
+      - respond: { status: 503, body: down }
+  - name: down
+    match: { path: /down }
+    upstream: dead
+`
+
+// traceGateway runs a gateway tracing to endpoint, in front of a recording backend.
+func traceGateway(t *testing.T, endpoint string, ratio float64, batch, queue int) (*Engine, string, *traceBackend) {
+	t.Helper()
+	be := &traceBackend{}
+	cfg, err := parseConfig("trace.yaml", []byte(fmt.Sprintf(traceConfig, endpoint, ratio, batch, queue, be.start(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, serve(t, e), be
+}
+
+func do(t *testing.T, addr, path string, hdr ...string) int {
+	t.Helper()
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + addr + path)
+	req.Header.Set("User-Agent", "trace-test/1")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	if err := fasthttp.DoTimeout(req, resp, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode()
+}
+
+func TestTraceSpanTree(t *testing.T) {
+	rcv := testkit.NewOTLPReceiver(t)
+	_, addr, be := traceGateway(t, rcv.URL, 1, 512, 2048)
+	if st := do(t, addr, "/api/x?q=1"); st != 200 {
+		t.Fatalf("status %d", st)
+	}
+	all := rcv.WaitSpans(t, 4, 10*time.Second)
+	if len(all) != 4 {
+		t.Fatalf("got %d spans, want 4 (server, 2 filters, upstream): %+v", len(all), all)
+	}
+	var srv, up testkit.Span
+	var filters []testkit.Span
+	for _, s := range all {
+		switch s.Name {
+		case "api":
+			srv = s
+		case "upstream be":
+			up = s
+		case "filter headers":
+			filters = append(filters, s)
+		default:
+			t.Errorf("unexpected span %q", s.Name)
+		}
+	}
+	for _, s := range all {
+		if s.TraceID != srv.TraceID {
+			t.Errorf("span %q in trace %s, want %s: one trace per request", s.Name, s.TraceID, srv.TraceID)
+		}
+		if s.Service != "weir-test" {
+			t.Errorf("span %q of service %q", s.Name, s.Service)
+		}
+	}
+	// server → filter 1 → filter 2 → upstream: each filter's span holds what runs after it.
+	if srv.Parent != "" || srv.Kind != tracepb.Span_SPAN_KIND_SERVER {
+		t.Errorf("server span: parent %q kind %v", srv.Parent, srv.Kind)
+	}
+	if len(filters) != 2 {
+		t.Fatalf("filter spans: %+v", filters)
+	}
+	first, second := filters[0], filters[1]
+	if first.Parent != srv.SpanID {
+		first, second = second, first
+	}
+	if first.Parent != srv.SpanID || second.Parent != first.SpanID || up.Parent != second.SpanID {
+		t.Errorf("tree: server %s; filters %s←%s, %s←%s; upstream parent %s",
+			srv.SpanID, first.SpanID, first.Parent, second.SpanID, second.Parent, up.Parent)
+	}
+	if up.Kind != tracepb.Span_SPAN_KIND_CLIENT || up.Error {
+		t.Errorf("upstream span: kind %v error %v", up.Kind, up.Error)
+	}
+	want := map[string]string{
+		"http.request.method": "GET", "url.path": "/api/x", "http.route": "api", "url.scheme": "http",
+		"http.response.status_code": "200", "server.address": "127.0.0.1", "client.address": "127.0.0.1",
+		"user_agent.original": "trace-test/1",
+	}
+	for k, v := range want {
+		if srv.Attrs[k] != v {
+			t.Errorf("server span %s = %q, want %q", k, srv.Attrs[k], v)
+		}
+	}
+	if up.Attrs["http.response.status_code"] != "200" || up.Attrs["weir.upstream"] != "be" || up.Attrs["server.address"] != "127.0.0.1" {
+		t.Errorf("upstream span attributes: %v", up.Attrs)
+	}
+	if first.Attrs["weir.filter.name"] != "headers" || first.Attrs["weir.filter.kind"] != "filter" {
+		t.Errorf("filter span attributes: %v", first.Attrs)
+	}
+	// The upstream's parent is the gateway's span for the call.
+	if got, w := be.last(t)["traceparent"], []string{"00-" + srv.TraceID + "-" + up.SpanID + "-01"}; fmt.Sprint(got) != fmt.Sprint(w) {
+		t.Errorf("upstream got traceparent %q, want %q", got, w)
+	}
+	if got := rcv.Header("X-Collector-Token"); got != "t0ken-for-test" {
+		t.Errorf("collector got X-Collector-Token %q", got)
+	}
+}
+
+func TestTraceContinuesCaller(t *testing.T) {
+	rcv := testkit.NewOTLPReceiver(t)
+	// Ratio 0: the caller's sampled flag alone records the trace (parent-based sampling).
+	_, addr, be := traceGateway(t, rcv.URL, 0, 512, 2048)
+	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	if st := do(t, addr, "/api/x", "traceparent", "00-"+tid+"-"+sid+"-01", "tracestate", "vendor=abc,other=1"); st != 200 {
+		t.Fatalf("status %d", st)
+	}
+	rcv.WaitSpans(t, 4, 10*time.Second)
+	var srv, up testkit.Span
+	for _, s := range rcv.Spans() {
+		switch s.Name {
+		case "api":
+			srv = s
+		case "upstream be":
+			up = s
+		}
+	}
+	if srv.TraceID != tid || srv.Parent != sid {
+		t.Errorf("server span trace %s parent %s; want the caller's %s and %s", srv.TraceID, srv.Parent, tid, sid)
+	}
+	got := be.last(t)
+	if w := "00-" + tid + "-" + up.SpanID + "-01"; len(got["traceparent"]) != 1 || got["traceparent"][0] != w {
+		t.Errorf("upstream got traceparent %q, want %q", got["traceparent"], w)
+	}
+	if fmt.Sprint(got["tracestate"]) != "[vendor=abc,other=1]" {
+		t.Errorf("upstream got tracestate %q, want the caller's", got["tracestate"])
+	}
+}
+
+func TestTraceUnsampledPropagates(t *testing.T) {
+	rcv := testkit.NewOTLPReceiver(t)
+	e, addr, be := traceGateway(t, rcv.URL, 0, 512, 2048)
+	// An unsampled caller's context goes upstream exactly as it came.
+	const in = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	do(t, addr, "/api/x", "traceparent", in, "tracestate", "vendor=abc")
+	if got := be.last(t); fmt.Sprint(got["traceparent"]) != "["+in+"]" || fmt.Sprint(got["tracestate"]) != "[vendor=abc]" {
+		t.Errorf("upstream got %v, want the caller's fields unchanged", got)
+	}
+	// Without one, the gateway starts an unsampled trace and passes it on.
+	do(t, addr, "/api/x")
+	got := be.last(t)["traceparent"]
+	if len(got) != 1 || len(got[0]) != 55 || !strings.HasPrefix(got[0], "00-") || !strings.HasSuffix(got[0], "-00") {
+		t.Errorf("upstream got traceparent %q, want a new unsampled one", got)
+	}
+	if err := e.Shutdown(context.Background()); err != nil { // flushes: anything queued is sent now
+		t.Fatal(err)
+	}
+	if s := rcv.Spans(); len(s) != 0 {
+		t.Errorf("ratio 0 exported %d spans: %+v", len(s), s)
+	}
+}
+
+// TestTraceHostileTraceparent sends malformed trace context: the request is served, a new
+// trace is started (not the one the client named) and the client's tracestate is dropped.
+func TestTraceHostileTraceparent(t *testing.T) {
+	rcv := testkit.NewOTLPReceiver(t)
+	_, addr, be := traceGateway(t, rcv.URL, 1, 512, 2048)
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	bad := [][]string{
+		{"traceparent", "garbage"},
+		{"traceparent", "00-" + strings.ToUpper(tid) + "-00f067aa0ba902b7-01"},
+		{"traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"},
+		{"traceparent", "00-" + tid + "-0000000000000000-01"},
+		{"traceparent", "ff-" + tid + "-00f067aa0ba902b7-01"},
+		{"traceparent", "00-" + tid + "-00f067aa0ba902b7-01-extra"},
+		{"traceparent", "00-" + tid + "-00f067aa0ba902b7-09"},
+		{"traceparent", "00-" + tid + "-00f067aa0ba902b7-01", "traceparent", "00-" + tid + "-00f067aa0ba902b8-01"},
+		{"traceparent", strings.Repeat("0", 4000)},
+	}
+	for _, h := range bad {
+		h = append(h, "tracestate", "vendor=evil")
+		if st := do(t, addr, "/api/x", h...); st != 200 {
+			t.Errorf("%q: status %d", h, st)
+		}
+		got := be.last(t)
+		if len(got["traceparent"]) != 1 || strings.Contains(got["traceparent"][0], tid) || len(got["traceparent"][0]) != 55 {
+			t.Errorf("%q: upstream got traceparent %q, want one of a new trace", h, got["traceparent"])
+		}
+		if len(got["tracestate"]) != 0 {
+			t.Errorf("%q: upstream got tracestate %q, want none", h, got["tracestate"])
+		}
+	}
+	spans := rcv.WaitSpans(t, 4*len(bad), 10*time.Second)
+	traces := map[string]bool{}
+	for _, s := range spans {
+		traces[s.TraceID] = true
+		if s.TraceID == tid {
+			t.Errorf("span %q continues the malformed trace", s.Name)
+		}
+	}
+	if len(traces) != len(bad) {
+		t.Errorf("%d traces for %d requests", len(traces), len(bad))
+	}
+}
+
+// TestTraceRetriesAndErrors checks that each attempt has its own client span and that failures
+// mark spans failed, and that a filter's local reply ends its span and the chain.
+func TestTraceRetriesAndErrors(t *testing.T) {
+	rcv := testkit.NewOTLPReceiver(t)
+	_, addr, _ := traceGateway(t, rcv.URL, 1, 512, 2048)
+	if st := do(t, addr, "/down"); st != 502 {
+		t.Fatalf("/down: status %d, want 502", st)
+	}
+	if st := do(t, addr, "/stop"); st != 503 {
+		t.Fatalf("/stop: status %d, want 503", st)
+	}
+	spans := rcv.WaitSpans(t, 6, 10*time.Second) // down: server + 2 attempts; stop: server + 2 filters
+	var attempts []testkit.Span
+	var down, stop testkit.Span
+	for _, s := range spans {
+		switch s.Name {
+		case "upstream dead":
+			attempts = append(attempts, s)
+		case "down":
+			down = s
+		case "stop":
+			stop = s
+		}
+	}
+	if !down.Error || down.Attrs["http.response.status_code"] != "502" {
+		t.Errorf("down server span: error %v, attributes %v", down.Error, down.Attrs)
+	}
+	if len(attempts) != 2 {
+		t.Fatalf("got %d attempt spans, want 2 (a try and a retry): %+v", len(attempts), attempts)
+	}
+	resends := map[string]bool{}
+	for _, a := range attempts {
+		if !a.Error || a.Parent != down.SpanID {
+			t.Errorf("attempt span: error %v parent %s (server %s)", a.Error, a.Parent, down.SpanID)
+		}
+		resends[a.Attrs["http.request.resend_count"]] = true
+	}
+	if !resends[""] || !resends["1"] {
+		t.Errorf("resend counts %v, want the try (none) and retry 1", resends)
+	}
+	var respond testkit.Span
+	for _, s := range spans {
+		if s.Name == "filter respond" {
+			respond = s
+		}
+	}
+	if !stop.Error || !respond.Error || respond.Attrs["weir.filter.stopped"] != "true" || respond.TraceID != stop.TraceID {
+		t.Errorf("stop: server error %v; respond span %+v", stop.Error, respond)
+	}
+}
+
+// TestTraceCollectorDownOrSlow checks that requests are served whatever the collector does,
+// and that spans that find the queue full are dropped and counted.
+func TestTraceCollectorDownOrSlow(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String() + "/v1/traces"
+	ln.Close() // nothing listens there now
+
+	slow := testkit.NewOTLPReceiver(t)
+	slow.Delay = 3 * time.Second
+
+	dropped := telemetry.Metrics.Counter("tracing", "otlp", "spans_dropped")
+	for _, endpoint := range []string{down, slow.URL} {
+		before := dropped.Load()
+		e, addr, _ := traceGateway(t, endpoint, 1, 2, 4)
+		for i := range 50 {
+			if st := do(t, addr, "/api/x"); st != 200 {
+				t.Fatalf("%s: request %d: status %d", endpoint, i, st)
+			}
+		}
+		// 200 spans into a queue of 4 that the exporter empties two at a time, at best every
+		// few seconds: most are dropped.
+		if d := dropped.Load() - before; d < 100 {
+			t.Errorf("%s: %d spans counted as dropped, want most of 200", endpoint, d)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = e.Shutdown(ctx) // the flush fails against a dead collector; that is fine here
+		cancel()
+	}
+}
+
+// tracedEngine builds an engine whose routes answer 200 themselves (no upstream), with the
+// given tracing section.
+func tracedEngine(t testing.TB, tracingSection string) *Engine {
+	t.Helper()
+	cfg, err := parseConfig("trace.yaml", []byte(`
+access_log: { enabled: false }
+tracing: `+tracingSection+`
+upstreams: { be: { targets: ["127.0.0.1:1"] } }
+routes:
+  - name: a
+    match: { path_prefix: /a/ }
+    upstream: be
+    filters:
+      - headers: { request: { set: { X-A: "1" } } }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.cur.Load()
+	for i := range s.routes {
+		s.routes[i].terminal = func(c *filter.Ctx) { c.SetStatusCode(200) }
+	}
+	return e
+}
+
+// TestTraceUnsampledAllocatesNothing: a request that is not sampled, whether the gateway
+// starts its trace or its caller chose not to record, allocates nothing, filters included.
+func TestTraceUnsampledAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	rcv := testkit.NewOTLPReceiver(t)
+	e := tracedEngine(t, fmt.Sprintf("{ enabled: true, endpoint: %q, sample_ratio: 0 }", rcv.URL))
+	defer e.Shutdown(context.Background()) //nolint:errcheck
+	for _, tp := range []string{"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "malformed"} {
+		var rc fasthttp.RequestCtx
+		handle := func() {
+			rc.Request.Reset()
+			rc.Request.Header.SetMethod("GET")
+			rc.Request.Header.SetHost("example.com")
+			rc.Request.SetRequestURI("/a/b")
+			if tp != "" {
+				rc.Request.Header.Set("traceparent", tp)
+			}
+			e.Handle(&rc)
+		}
+		handle()
+		if got := rc.Request.Header.Peek("traceparent"); len(got) != 55 {
+			t.Errorf("traceparent %q: forwarded %q", tp, got)
+		}
+		if n := testing.AllocsPerRun(200, handle); n != 0 {
+			t.Errorf("traceparent %q: %v allocations per unsampled request, want 0", tp, n)
+		}
+	}
+}
+
+// BenchmarkHandleTracing compares Handle (routing, one filter, a local answer) with tracing
+// off, on at 1 % and on at 100 % sampling, exporting to an in-process collector.
+func BenchmarkHandleTracing(b *testing.B) {
+	rcv := testkit.NewOTLPReceiver(b)
+	for _, bc := range []struct{ name, section string }{
+		{"off", "{ enabled: false }"},
+		{"ratio=0.01", fmt.Sprintf("{ enabled: true, endpoint: %q, sample_ratio: 0.01 }", rcv.URL)},
+		{"ratio=1", fmt.Sprintf("{ enabled: true, endpoint: %q, sample_ratio: 1 }", rcv.URL)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := tracedEngine(b, bc.section)
+			defer e.Shutdown(context.Background()) //nolint:errcheck
+			var rc fasthttp.RequestCtx
+			b.ReportAllocs()
+			for b.Loop() {
+				rc.Request.Reset()
+				rc.Request.Header.SetMethod("GET")
+				rc.Request.Header.SetHost("example.com")
+				rc.Request.SetRequestURI("/a/b")
+				e.Handle(&rc)
+			}
+		})
+	}
+}
