@@ -5,6 +5,7 @@
 (function () {
   var TOKEN_KEY = "weir-admin-token";
   var POINTS = 90; // chart history per route: 90 reads, 3 to 7.5 minutes
+  var CHART_ROUTES = 8; // lines per chart
   var PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777",
     "#65a30d", "#9333ea", "#ea580c", "#0d9488", "#4f46e5"];
 
@@ -224,7 +225,15 @@
   }
 
   function drawCharts() {
-    var routes = Object.keys(state.history);
+    // More lines than this cannot be told apart: the charts show the busiest routes (by their
+    // latest rate); the table has every route.
+    var routes = Object.keys(state.history).sort(function (a, b) {
+      return lastRate(b) - lastRate(a) || (a < b ? -1 : 1);
+    });
+    var note = $("charts-note");
+    note.hidden = routes.length <= CHART_ROUTES;
+    note.textContent = "The charts show the " + CHART_ROUTES + " busiest of " + routes.length + " routes.";
+    routes = routes.slice(0, CHART_ROUTES);
     var series = function (field, dash) {
       return routes.map(function (r) {
         return { color: color(r), dash: dash, points: state.history[r].map(function (p) { return { t: p.t, v: p[field] }; }) };
@@ -233,6 +242,11 @@
     drawChart($("chart-rate"), series("rate"), fmtNum);
     drawChart($("chart-latency"), series("p99").concat(series("p50", true)), fmtSeconds);
     drawChart($("chart-errors"), series("errors"), fmtShare, 1);
+  }
+
+  function lastRate(route) {
+    var h = state.history[route];
+    return h.length ? h[h.length - 1].rate : 0;
   }
 
   // drawChart draws line series [{color, dash, points: [{t, v}]}] over the last POINTS reads;
@@ -504,5 +518,11 @@
     });
   });
   window.addEventListener("resize", drawCharts);
+  // A tab in the background reads nothing; back in front it reads at once. Rates use the real
+  // time between reads, so the gap does not distort them.
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) stop();
+    else if (!state.needToken) start();
+  });
   start();
 })();
