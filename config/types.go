@@ -181,9 +181,13 @@ type UpstreamTLS struct {
 }
 
 // ServerTLS terminates TLS on the proxy listener. The certificate is chosen by SNI among
-// Certificates (the first one when no name matches); files are reloaded when they change.
+// Certificates, then the names ACME manages, then the first of Certificates; files are
+// reloaded when they change.
 type ServerTLS struct {
 	Certificates []Certificate `mapstructure:"certificates" json:"certificates"`
+	// ACME, when set, obtains and renews certificates from an ACME CA (Let's Encrypt by
+	// default) for the names it lists; Certificates may then be empty.
+	ACME *ACME `mapstructure:"acme" json:"acme,omitempty"`
 	// StrictSNIHost refuses with 421 a request whose Host the certificate of its connection
 	// does not cover: "auto" (the default) for hosts that have a certificate of their own,
 	// "always" for every host, "never" to allow any.
@@ -195,6 +199,47 @@ const (
 	StrictSNIAuto   = "auto"
 	StrictSNIAlways = "always"
 	StrictSNINever  = "never"
+)
+
+// ACME obtains certificates automatically (RFC 8555) and renews them in the background.
+type ACME struct {
+	// Email is the account's contact, where the CA sends expiry warnings; may be empty.
+	Email string `mapstructure:"email" json:"email,omitempty"`
+	// CA is the directory URL: "" or "production" is Let's Encrypt, "staging" its staging
+	// CA (untrusted certificates, generous rate limits), anything else an https:// URL.
+	CA string `mapstructure:"ca" json:"ca,omitempty"`
+	// CARoot is a PEM file of roots trusted for the CA's own HTTPS endpoint besides the
+	// system's, for a private CA.
+	CARoot string `mapstructure:"ca_root" json:"ca_root,omitempty"`
+	// Storage is the directory of account keys, certificates and locks; "" is
+	// <user config dir>/weir/acme. Several gateways sharing it share certificates.
+	Storage string `mapstructure:"storage" json:"storage,omitempty"`
+	// Hosts are obtained (or loaded from Storage) at start and kept renewed.
+	Hosts []string `mapstructure:"hosts" json:"hosts,omitempty"`
+	// OnDemand obtains a certificate during the first handshake for a name it allows.
+	OnDemand *OnDemand `mapstructure:"on_demand" json:"on_demand,omitempty"`
+	// Challenges are the validation methods offered: http-01 (needs a plain listener on port
+	// 80 as the CA sees it) and tls-alpn-01 (the TLS listener on 443). Empty offers both.
+	Challenges []string `mapstructure:"challenges" json:"challenges,omitempty"`
+	// AgreeTOS accepts the CA's terms of service; it must be true.
+	AgreeTOS bool `mapstructure:"agree_tos" json:"agree_tos"`
+}
+
+// OnDemand is ACME issuance at handshake time, for names only an allow-list admits.
+type OnDemand struct {
+	// Allow lists host names and "*.example.com" patterns (one label) that may get a
+	// certificate on demand. A name it does not cover never causes an ACME order.
+	Allow []string `mapstructure:"allow" json:"allow"`
+	// Timeout bounds a handshake waiting for its certificate (default 30s).
+	Timeout time.Duration `mapstructure:"timeout" json:"timeout,omitempty"`
+}
+
+// ACME challenge types for ACME.Challenges, and ACME.CA shortcuts.
+const (
+	ACMEProduction     = "production"
+	ACMEStaging        = "staging"
+	ChallengeHTTP01    = "http-01"
+	ChallengeTLSALPN01 = "tls-alpn-01"
 )
 
 // Certificate is one PEM certificate chain and its key.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -72,8 +73,11 @@ func validateServer(p *problems, s *Server) {
 	nonNeg(p, "server.max_conns", int64(s.MaxConns))
 	nonNeg(p, "server.max_conns_per_ip", int64(s.MaxConnsPerIP))
 	if s.TLS != nil {
-		if len(s.TLS.Certificates) == 0 {
-			p.add("server.tls.certificates", "", "", errors.New("is empty; TLS needs at least one certificate"))
+		if len(s.TLS.Certificates) == 0 && s.TLS.ACME == nil {
+			p.add("server.tls.certificates", "", "", errors.New("is empty; TLS needs at least one certificate, or server.tls.acme"))
+		}
+		if a := s.TLS.ACME; a != nil {
+			validateACME(p, a)
 		}
 		for i, c := range s.TLS.Certificates {
 			if c.CertFile == "" || c.KeyFile == "" {
@@ -91,6 +95,83 @@ func validateServer(p *problems, s *Server) {
 			p.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "", "", err)
 		}
 	}
+}
+
+func validateACME(p *problems, a *ACME) {
+	const at = "server.tls.acme"
+	if !a.AgreeTOS {
+		p.add(at+".agree_tos", "", "", errors.New("must be true: obtaining certificates means accepting the CA's terms of service"))
+	}
+	switch a.CA {
+	case "", ACMEProduction, ACMEStaging:
+	default:
+		if u, err := url.Parse(a.CA); err != nil || u.Scheme != "https" || u.Host == "" {
+			p.add(at+".ca", "", "", fmt.Errorf("%q is not %q, %q or an https:// directory URL", a.CA, ACMEProduction, ACMEStaging))
+		}
+	}
+	if a.Email != "" && !strings.Contains(strings.Trim(a.Email, "@"), "@") {
+		p.add(at+".email", "", "", fmt.Errorf("%q is not an email address", a.Email))
+	}
+	for i, h := range a.Hosts {
+		if err := checkDNSName(h, false); err != nil {
+			p.add(fmt.Sprintf("%s.hosts[%d]", at, i), "", "", err)
+		}
+	}
+	if o := a.OnDemand; o != nil {
+		if len(o.Allow) == 0 {
+			p.add(at+".on_demand.allow", "", "", errors.New("is empty; list the names that may get a certificate on demand (an open list would let any client make the gateway order certificates)"))
+		}
+		for i, h := range o.Allow {
+			if err := checkDNSName(h, true); err != nil {
+				p.add(fmt.Sprintf("%s.on_demand.allow[%d]", at, i), "", "", err)
+			}
+		}
+		nonNegDur(p, at+".on_demand.timeout", o.Timeout)
+	}
+	if len(a.Hosts) == 0 && a.OnDemand == nil {
+		p.add(at, "", "", errors.New("names no certificate: set hosts, on_demand.allow or both"))
+	}
+	seen := map[string]bool{}
+	for i, c := range a.Challenges {
+		switch {
+		case c != ChallengeHTTP01 && c != ChallengeTLSALPN01:
+			p.add(fmt.Sprintf("%s.challenges[%d]", at, i), "", "", fmt.Errorf("%q is not one of %s, %s", c, ChallengeHTTP01, ChallengeTLSALPN01))
+		case seen[c]:
+			p.add(fmt.Sprintf("%s.challenges[%d]", at, i), "", "", fmt.Errorf("%q is listed twice", c))
+		}
+		seen[c] = true
+	}
+}
+
+// checkDNSName accepts a DNS name a public CA can certify: letters, digits and hyphens in
+// labels of at most 63 bytes, at least two labels, and, when wild, a leading "*." label.
+func checkDNSName(h string, wild bool) error {
+	name := strings.TrimSuffix(h, ".")
+	if wild {
+		name = strings.TrimPrefix(name, "*.")
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		return fmt.Errorf("%q is an IP address; list host names", h)
+	}
+	labels := strings.Split(name, ".")
+	if len(name) == 0 || len(name) > 253 || len(labels) < 2 {
+		return fmt.Errorf("%q is not a fully qualified host name", h)
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("%q is not a valid host name (label %q)", h, l)
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i] | 0x20
+			if !('a' <= c && c <= 'z' || '0' <= l[i] && l[i] <= '9' || l[i] == '-') {
+				if l[i] == '*' && !wild {
+					return fmt.Errorf("%q: wildcards need the dns-01 challenge, which Weir does not offer; list each name", h)
+				}
+				return fmt.Errorf("%q is not a valid host name (byte %q)", h, l[i])
+			}
+		}
+	}
+	return nil
 }
 
 func validateAccessLog(p *problems, a *AccessLog) {

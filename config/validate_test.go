@@ -62,6 +62,40 @@ func TestValidate(t *testing.T) {
 		{"strict sni host", func(c *Config) {
 			c.Server.TLS = &ServerTLS{Certificates: []Certificate{{CertFile: "c", KeyFile: "k"}}, StrictSNIHost: "on"}
 		}, nil, []string{`server.tls.strict_sni_host: "on" is not one of auto, always, never`}},
+		{"acme alone", func(c *Config) {
+			c.Server.TLS = &ServerTLS{ACME: &ACME{Hosts: []string{"a.example.com"}, AgreeTOS: true, CA: ACMEStaging,
+				OnDemand: &OnDemand{Allow: []string{"*.t.example.com", "b.example.com."}}, Challenges: []string{ChallengeHTTP01}}}
+		}, nil, nil},
+		{"acme problems", func(c *Config) {
+			c.Server.TLS = &ServerTLS{ACME: &ACME{
+				CA: "http://ca.internal/dir", Email: "ops",
+				Hosts:      []string{"*.a.example.com", "localhost", "10.0.0.1", "a..example.com", "a_b.example.com"},
+				OnDemand:   &OnDemand{Allow: []string{"a.*.example.com", "*"}, Timeout: -time.Second},
+				Challenges: []string{"dns-01", "http-01", "http-01"},
+			}}
+		}, nil, []string{
+			`server.tls.acme.agree_tos: must be true`,
+			`server.tls.acme.ca: "http://ca.internal/dir" is not "production", "staging" or an https:// directory URL`,
+			`server.tls.acme.email: "ops" is not an email address`,
+			`server.tls.acme.hosts[0]: "*.a.example.com": wildcards need the dns-01 challenge`,
+			`server.tls.acme.hosts[1]: "localhost" is not a fully qualified host name`,
+			`server.tls.acme.hosts[2]: "10.0.0.1" is an IP address`,
+			`server.tls.acme.hosts[3]: "a..example.com" is not a valid host name`,
+			`server.tls.acme.hosts[4]: "a_b.example.com" is not a valid host name (byte '_')`,
+			`server.tls.acme.on_demand.allow[0]: "a.*.example.com" is not a valid host name`,
+			`server.tls.acme.on_demand.allow[1]: "*" is not a fully qualified host name`,
+			`server.tls.acme.on_demand.timeout: is negative`,
+			`server.tls.acme.challenges[0]: "dns-01" is not one of http-01, tls-alpn-01`,
+			`server.tls.acme.challenges[2]: "http-01" is listed twice`,
+		}},
+		{"acme names nothing", func(c *Config) {
+			c.Server.TLS = &ServerTLS{ACME: &ACME{AgreeTOS: true, OnDemand: &OnDemand{}}}
+		}, nil, []string{`server.tls.acme.on_demand.allow: is empty`}},
+		{"acme without hosts or on demand", func(c *Config) {
+			c.Server.TLS = &ServerTLS{ACME: &ACME{AgreeTOS: true}}
+		}, nil, []string{`server.tls.acme: names no certificate`}},
+		{"tls without certificates", func(c *Config) { c.Server.TLS = &ServerTLS{} }, nil,
+			[]string{`server.tls.certificates: is empty; TLS needs at least one certificate, or server.tls.acme`}},
 		{"host with port", func(c *Config) { c.Routes[0].Match.Host = "a.com:80" }, nil, []string{`has a port`}},
 		{"host wildcard", func(c *Config) { c.Routes[0].Match.Host = "*.a.com" }, nil, nil},
 		{"host inner wildcard", func(c *Config) { c.Routes[0].Match.Host = "a.*.com" }, nil, []string{`only a leading "*." wildcard`}},
@@ -134,5 +168,37 @@ func TestTrustedPrefixes(t *testing.T) {
 	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.1/32"), netip.MustParsePrefix("::1/128")}
 	if got := s.TrustedPrefixes(); !reflect.DeepEqual(got, want) {
 		t.Errorf("TrustedPrefixes() = %v, want %v", got, want)
+	}
+}
+
+func TestParseACME(t *testing.T) {
+	c := mustParse(t, `
+server:
+  listen: ":443"
+  tls:
+    acme:
+      email: ops@example.com
+      ca: staging
+      storage: /var/lib/weir/acme
+      hosts: [api.example.com]
+      on_demand: { allow: ["*.tenants.example.com"], timeout: 10s }
+      challenges: [tls-alpn-01]
+      agree_tos: true
+upstreams: { u: { targets: ["a:1"] } }
+routes: [ { name: r, upstream: u } ]
+`)
+	want := &ACME{Email: "ops@example.com", CA: ACMEStaging, Storage: "/var/lib/weir/acme", Hosts: []string{"api.example.com"},
+		OnDemand:   &OnDemand{Allow: []string{"*.tenants.example.com"}, Timeout: 10 * time.Second},
+		Challenges: []string{ChallengeTLSALPN01}, AgreeTOS: true}
+	if got := c.Server.TLS.ACME; !reflect.DeepEqual(got, want) {
+		t.Errorf("acme = %+v, want %+v", got, want)
+	}
+	_, err := Parse("weir.yaml", []byte(`
+server: { tls: { acme: { agree_tos: true, hosts: [a.example.com], renew: 1h } } }
+upstreams: { u: { targets: ["a:1"] } }
+routes: [ { name: r, upstream: u } ]
+`))
+	if err == nil || !strings.Contains(err.Error(), "renew") {
+		t.Errorf("an unknown key under acme: %v", err)
 	}
 }
