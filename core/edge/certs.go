@@ -18,12 +18,28 @@ type CertPair struct {
 	CertFile, KeyFile string
 }
 
+// AutoCerts is a source of certificates for names the files do not cover: ACME (core/acme).
+type AutoCerts interface {
+	// GetCertificate answers a TLS-ALPN-01 validation, or returns the certificate of a name
+	// Covers admits; nil and no error for any other name.
+	GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
+	// Covers reports whether a lower-case name gets a certificate of its own from here.
+	Covers(name string) bool
+	// NextProtos are protocols the listener must offer by ALPN for its validations.
+	NextProtos() []string
+}
+
 // CertStore serves the certificates of a TLS listener, chosen by SNI. Files are checked for
 // changes at most once per CertCheckInterval, from the handshake path itself, so a renewed
 // certificate (certbot, cert-manager) is picked up without a restart and without a goroutine to
 // stop. A file that fails to load keeps the previous certificate and is reported.
+//
+// With an AutoCerts source, a handshake gets, in order: an ACME validation's answer; the file
+// certificate whose names match the SNI name; the source's certificate for that name; the
+// first file certificate. So a file certificate wins for the names it covers.
 type CertStore struct {
 	pairs   []CertPair
+	auto    AutoCerts // nil without ACME
 	onError func(error)
 
 	cur       atomic.Pointer[certSet]
@@ -42,12 +58,12 @@ type certSet struct {
 }
 
 // NewCertStore loads every pair; any failure is an error, so a listener never starts with a
-// broken certificate.
-func NewCertStore(pairs []CertPair, onError func(error)) (*CertStore, error) {
-	if len(pairs) == 0 {
+// broken certificate. auto may be nil; without it, pairs must not be empty.
+func NewCertStore(pairs []CertPair, auto AutoCerts, onError func(error)) (*CertStore, error) {
+	if len(pairs) == 0 && auto == nil {
 		return nil, errors.New("no certificates")
 	}
-	s := &CertStore{pairs: pairs, onError: onError}
+	s := &CertStore{pairs: pairs, auto: auto, onError: onError}
 	set, err := s.load(nil)
 	if err != nil {
 		return nil, err
@@ -138,10 +154,39 @@ func (s *CertStore) maybeReload() {
 func (s *CertStore) Recheck() { s.nextCheck.Store(0) }
 
 // GetCertificate picks the certificate for the client's SNI name: an exact name, then a
-// wildcard one level up, then the first certificate.
+// wildcard one level up, then (with AutoCerts) the source's, then the first certificate.
 func (s *CertStore) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if s.auto != nil && IsACMEChallenge(hello) {
+		return s.auto.GetCertificate(hello)
+	}
 	s.maybeReload()
-	return s.cur.Load().pick(strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))), nil
+	set := s.cur.Load()
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if s.auto == nil {
+		return set.pick(name), nil
+	}
+	if c := set.lookup([]byte(name)); c != nil {
+		return c, nil
+	}
+	// A failure to obtain is the source's to log (once, where it knows the context); the
+	// handshake falls back to the first file certificate when there is one.
+	c, err := s.auto.GetCertificate(hello)
+	if c != nil || len(set.certs) == 0 {
+		if c == nil && err == nil {
+			err = fmt.Errorf("no certificate for %q", hello.ServerName)
+		}
+		return c, err
+	}
+	return set.certs[0], nil
+}
+
+// ACMEChallengeALPN is the protocol an ACME server's TLS-ALPN-01 validation offers (RFC 8737).
+const ACMEChallengeALPN = "acme-tls/1"
+
+// IsACMEChallenge reports whether hello is a TLS-ALPN-01 validation: it offers
+// ACMEChallengeALPN alone (RFC 8737, section 3).
+func IsACMEChallenge(hello *tls.ClientHelloInfo) bool {
+	return len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ACMEChallengeALPN
 }
 
 // Misdirected reports whether a request for host (a Host field, port allowed) that arrived on
@@ -173,11 +218,17 @@ func (s *CertStore) Misdirected(sni string, host []byte, always bool) bool {
 		name[i] = c
 	}
 	set := s.cur.Load()
-	given := set.pick(strings.ToLower(sni))
-	if given.Leaf.VerifyHostname(string(name)) == nil {
+	sni = strings.ToLower(sni)
+	// An SNI name the AutoCerts source covers got its certificate from there, which names
+	// that name only, and the Host is another: given stays nil, covering nothing.
+	given := set.lookup([]byte(sni))
+	if given == nil && len(set.certs) > 0 && (s.auto == nil || !s.auto.Covers(sni)) {
+		given = set.certs[0]
+	}
+	if given != nil && given.Leaf.VerifyHostname(string(name)) == nil {
 		return false
 	}
-	return always || set.lookup(name) != nil
+	return always || set.lookup(name) != nil || (s.auto != nil && s.auto.Covers(string(name)))
 }
 
 // pick is GetCertificate's choice for a lower-case name: an exact name, then a wildcard one
@@ -201,11 +252,16 @@ func (set *certSet) lookup(name []byte) *tls.Certificate {
 }
 
 // TLSConfig is a server config with modern defaults: TLS 1.2 at least (1.3 preferred by Go),
-// Go's default AEAD-only cipher suites, HTTP/1.1 offered by ALPN.
+// Go's default AEAD-only cipher suites, HTTP/1.1 offered by ALPN, and the protocols of the
+// AutoCerts source's validations after it (no client but an ACME server asks for those).
 func (s *CertStore) TLSConfig() *tls.Config {
+	protos := []string{"http/1.1"}
+	if s.auto != nil {
+		protos = append(protos, s.auto.NextProtos()...)
+	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: s.GetCertificate,
-		NextProtos:     []string{"http/1.1"},
+		NextProtos:     protos,
 	}
 }

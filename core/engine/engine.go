@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/acme"
 	"github.com/weir-gateway/weir/core/edge"
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/telemetry"
@@ -73,6 +75,10 @@ type Engine struct {
 	certs     *edge.CertStore
 	sniCheck  bool
 	sniAlways bool
+	// acme obtains and renews certificates (server.tls.acme), nil otherwise. It starts with
+	// the first Serve, so no validation arrives before anyone listens, and answers http-01
+	// validations ahead of routing.
+	acme *acme.Manager
 
 	reloadMu sync.Mutex // serialises reloads; never taken on the request path
 	histMu   sync.Mutex
@@ -105,7 +111,7 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 	e.ctxPool.New = func() any { return new(request) }
 	if t := cfg.Server.TLS; t != nil {
 		var err error
-		if e.certs, err = newCertStore(t, log); err != nil {
+		if e.certs, e.acme, err = newCertStore(t, 0, listenPort(cfg.Server.Listen), log); err != nil {
 			return nil, err
 		}
 		e.sniCheck = t.StrictSNIHost != config.StrictSNINever
@@ -113,6 +119,7 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 	}
 	s, err := build(cfg, e.shared, log)
 	if err != nil {
+		e.stopACME()
 		return nil, err
 	}
 	if cfg.AccessLog.Enabled {
@@ -120,11 +127,13 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 			Output: cfg.AccessLog.Output, Sample: cfg.AccessLog.Sample,
 		}); err != nil {
 			s.close()
+			e.stopACME()
 			return nil, err
 		}
 	}
 	if e.tracer, err = newTracer(cfg, log); err != nil {
 		s.close()
+		e.stopACME()
 		return nil, errors.Join(err, e.closeAccessLog())
 	}
 	e.cur.Store(s)
@@ -168,6 +177,9 @@ func (e *Engine) Shared() *filter.Shared { return e.shared }
 // Plain connections that do not start like an HTTP/1 request (a TLS handshake sent to a plain
 // listener) are answered 400 at once (edge.GuardPlain).
 func (e *Engine) Serve(ln net.Listener) error {
+	if e.acme != nil {
+		e.acme.Start()
+	}
 	if err := e.srv.Serve(edge.GuardPlain(ln)); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
@@ -184,6 +196,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	if s := e.cur.Swap(nil); s != nil {
 		s.release(e.log)
 	}
+	e.stopACME()
 	return errors.Join(err, e.closeAccessLog(), e.flushTraces())
 }
 
@@ -192,6 +205,23 @@ func (e *Engine) closeAccessLog() error {
 		return nil
 	}
 	return e.access.Close()
+}
+
+// stopACME ends certificate renewal and any issuance in progress.
+func (e *Engine) stopACME() {
+	if e.acme != nil {
+		e.acme.Stop()
+	}
+}
+
+// listenPort is the port of a listen address, 0 when it has none.
+func listenPort(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // Reload reads the config file again and, when it is valid and different, swaps it in. trigger
@@ -344,6 +374,10 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 		e.ctxPool.Put(r)
 		e.framing.Add(1)
 		e.reject(rc, fasthttp.StatusBadRequest, err, start)
+		return
+	}
+	if e.acme != nil && e.acme.ServeHTTPChallenge(rc) {
+		e.ctxPool.Put(r)
 		return
 	}
 	if e.sniCheck && e.misdirected(rc) {

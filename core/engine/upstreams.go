@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/acme"
 	"github.com/weir-gateway/weir/core/edge"
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/proxy"
@@ -170,19 +171,33 @@ func (e *Engine) Upstreams() []UpstreamStatus {
 }
 
 // newCertStore loads the proxy listener's certificates from server.tls: chosen by SNI and
-// reloaded when their files change.
-func newCertStore(c *config.ServerTLS, log zerolog.Logger) (*edge.CertStore, error) {
+// reloaded when their files change, and, with server.tls.acme, obtained from an ACME CA for the
+// names the files do not cover. tlsPort is the TLS listener's port, where TLS-ALPN-01
+// validations arrive; httpPort the plain listener's (0 when none), for http-01.
+func newCertStore(c *config.ServerTLS, httpPort, tlsPort int, log zerolog.Logger) (*edge.CertStore, *acme.Manager, error) {
 	pairs := make([]edge.CertPair, len(c.Certificates))
 	for i, cc := range c.Certificates {
 		pairs[i] = edge.CertPair{CertFile: cc.CertFile, KeyFile: cc.KeyFile}
 	}
-	store, err := edge.NewCertStore(pairs, func(err error) {
+	var auto edge.AutoCerts
+	var mgr *acme.Manager
+	if c.ACME != nil {
+		var err error
+		if mgr, err = acme.New(c.ACME, acme.Options{HTTPPort: httpPort, TLSPort: tlsPort, Log: log}); err != nil {
+			return nil, nil, &config.Error{Path: "server.tls.acme", Err: err}
+		}
+		auto = mgr
+	}
+	store, err := edge.NewCertStore(pairs, auto, func(err error) {
 		log.Error().Err(err).Msg("reload tls certificate; keeping the previous one")
 	})
 	if err != nil {
-		return nil, &config.Error{Path: "server.tls", Err: err}
+		if mgr != nil {
+			mgr.Stop()
+		}
+		return nil, nil, &config.Error{Path: "server.tls", Err: err}
 	}
-	return store, nil
+	return store, mgr, nil
 }
 
 // TLSConfig is the proxy listener's TLS settings (TLS 1.2 at least, certificates chosen by SNI),

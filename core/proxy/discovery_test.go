@@ -281,7 +281,7 @@ func TestCertStoreSNI(t *testing.T) {
 	a, b := newPKIFor(t, "a.example.com"), newPKIFor(t, "*.b.example.com", "api.internal")
 	c := newPKIFor(t, "api.internal")
 	var reloadErrs []error
-	store, err := edge.NewCertStore([]edge.CertPair{{CertFile: a.certFile, KeyFile: a.keyFile}, {CertFile: b.certFile, KeyFile: b.keyFile}, {CertFile: c.certFile, KeyFile: c.keyFile}},
+	store, err := edge.NewCertStore([]edge.CertPair{{CertFile: a.certFile, KeyFile: a.keyFile}, {CertFile: b.certFile, KeyFile: b.keyFile}, {CertFile: c.certFile, KeyFile: c.keyFile}}, nil,
 		func(err error) { reloadErrs = append(reloadErrs, err) })
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +311,7 @@ func TestCertStoreSNI(t *testing.T) {
 			t.Errorf("SNI %q got the wrong certificate", tt.sni)
 		}
 	}
-	if _, err := edge.NewCertStore([]edge.CertPair{{CertFile: a.certFile, KeyFile: filepath.Join(a.dir, "missing.key")}}, nil); err == nil {
+	if _, err := edge.NewCertStore([]edge.CertPair{{CertFile: a.certFile, KeyFile: filepath.Join(a.dir, "missing.key")}}, nil, nil); err == nil {
 		t.Error("missing key accepted")
 	}
 	// Renew a's files with c's certificate: the store serves it after the next check.
