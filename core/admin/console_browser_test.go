@@ -133,7 +133,7 @@ func TestConsoleBrowser(t *testing.T) {
 	}()
 	t.Cleanup(func() { close(stop); wg.Wait() })
 
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.WindowSize(1440, 900),
 		// The page is this test's own; the sandbox needs user namespaces a CI container may lack.

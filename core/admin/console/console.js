@@ -132,7 +132,8 @@
           upWin = state.lastUpWin;
         } else if (scrape) {
           win = WeirProm.window(scrape, state.prevScrape, secs, "weir_requests_total", "weir_request_duration_seconds", "route");
-          upWin = WeirProm.window(scrape, state.prevScrape, secs, "", "weir_upstream_duration_seconds", "upstream");
+          var upReqs = scrape.types.weir_upstream_requests_total ? "weir_upstream_requests_total" : "";
+          upWin = WeirProm.window(scrape, state.prevScrape, secs, upReqs, "weir_upstream_duration_seconds", "upstream");
           state.prevScrape = scrape;
           state.prevTime = now;
           state.lastWin = win;
@@ -341,7 +342,8 @@
     var blocks = ups.map(function (u) {
       var f = win && win[u.name];
       var head = el("h3", null, u.name, el("span", { class: "note" }, " " + u.balance +
-        (f ? " · " + fmtRate(f.rate) + " req/s · p50 " + fmtSeconds(f.p50) + " · p99 " + fmtSeconds(f.p99) : "")));
+        (f ? " · " + fmtRate(f.rate) + " attempts/s · p50 " + fmtSeconds(f.p50) + " · p99 " + fmtSeconds(f.p99) +
+          (isFinite(f.errors) ? " · failed " + fmtShare(f.errors) : "") : "")));
       var rows = (u.targets || []).map(function (t) {
         var check = "–";
         if (t.last_check) {

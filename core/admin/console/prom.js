@@ -152,11 +152,15 @@ var WeirProm = (function () {
     return NaN;
   }
 
+  // The "code" labels that count as failed: a 5xx answer, or none at all (an upstream attempt
+  // refused, reset or timed out).
+  var FAILED = ["5xx", "error"];
+
   // window derives, for each value of label key, the figures between scrape prev and scrape
   // cur taken seconds apart: requests per second, p50 and p99 in seconds (NaN with no requests)
-  // and the share of 5xx answers (0..1, NaN with no requests); total is the count so far.
-  // requests is a counter family with a "code" label ("2xx".."5xx"), or "" to count the
-  // observations of histogram duration instead (errors are then NaN).
+  // and the share that failed (0..1, NaN with no requests); total is the count so far.
+  // requests is a counter family with a "code" label ("2xx".."5xx", "error"), or "" to count
+  // the observations of histogram duration instead (errors are then NaN).
   function window(cur, prev, seconds, requests, duration, key) {
     var count = requests || duration + "_count";
     var curReq = sum(cur, count, [key]), prevReq = prev ? sum(prev, count, [key]) : {};
@@ -173,8 +177,12 @@ var WeirProm = (function () {
       var n = delta(total, prevReq[k]);
       f.rate = n / seconds;
       if (requests && n > 0) {
-        var k5 = k + "\u0000" + "5xx";
-        f.errors = cur5[k5] === undefined ? 0 : delta(cur5[k5], prev5[k5]) / n;
+        var failed = 0;
+        FAILED.forEach(function (code) {
+          var kc = k + "\u0000" + code;
+          if (cur5[kc] !== undefined) failed += delta(cur5[kc], prev5[kc]);
+        });
+        f.errors = failed / n;
       }
       if (curB[k]) {
         var d = bucketDelta(curB[k], prevB[k]);

@@ -82,6 +82,10 @@ test("window: rates, quantiles from bucket deltas, and the 5xx share", () => {
   near(up.api.p50, 0.0075, "upstream p50");
   near(up.api.p99, 0.01, "upstream p99 in the +Inf bucket");
   assert.ok(Number.isNaN(up.api.errors));
+  // With the attempts counter, a 5xx answer and no answer at all both count as failed.
+  const att = P.window(b, a, 10, "weir_upstream_requests_total", "weir_upstream_duration_seconds", "upstream");
+  near(att.api.rate, 3, "upstream attempts per second");
+  near(att.api.errors, 4 / 30, "upstream failed share");
 });
 
 test("window: the first read has totals only; a restart counts from zero", () => {
