@@ -249,7 +249,7 @@ func (e *Engine) Apply(cfg *config.Config, trigger string) (ReloadEvent, error) 
 		telemetry.ConfigUnchanged()
 		return ev, nil
 	}
-	s, err := build(cfg, e.shared, e.log)
+	s, err := build(e.tracingAsStarted(cfg), e.shared, e.log)
 	if err != nil {
 		return e.reloadFailed(trigger, cfg.Hash, err)
 	}

@@ -40,6 +40,19 @@ func (e *Engine) flushTraces() error {
 	return e.tracer.Shutdown(ctx)
 }
 
+// tracingAsStarted returns cfg for a reload's snapshot, with tracing on exactly when the
+// engine traces: the section is restart-only, and a snapshot whose filters were wrapped for
+// a tracer that does not run would pay for nothing, one without wrappers beside a running
+// tracer would lose its filter spans. cfg itself is not changed.
+func (e *Engine) tracingAsStarted(cfg *config.Config) *config.Config {
+	if cfg.Tracing.Enabled == (e.tracer != nil) {
+		return cfg
+	}
+	cp := *cfg
+	cp.Tracing.Enabled = e.tracer != nil
+	return &cp
+}
+
 // beginTrace starts the request's trace once it is routed (route "" when nothing matched).
 func (e *Engine) beginTrace(r *request, route string) {
 	if e.tracer != nil {

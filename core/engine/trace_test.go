@@ -20,6 +20,7 @@ import (
 
 // traceBackend records the trace context fields of every request it answers.
 type traceBackend struct {
+	addr string
 	mu   sync.Mutex
 	seen []map[string][]string
 }
@@ -44,7 +45,8 @@ func (b *traceBackend) start(t *testing.T) string {
 	}}
 	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
 	t.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String()
+	b.addr = ln.Addr().String()
+	return b.addr
 }
 
 func (b *traceBackend) last(t *testing.T) map[string][]string {
@@ -462,5 +464,31 @@ func BenchmarkHandleTracing(b *testing.B) {
 				e.Handle(&rc)
 			}
 		})
+	}
+}
+
+// TestTraceReloadIsRestartOnly: a reload that turns tracing off (or changes it) leaves the
+// running tracer in charge, filter spans included, until the next start.
+func TestTraceReloadIsRestartOnly(t *testing.T) {
+	rcv := testkit.NewOTLPReceiver(t)
+	e, addr, be := traceGateway(t, rcv.URL, 1, 512, 2048)
+	src := fmt.Sprintf(traceConfig, "http://127.0.0.1:1/v1/traces", 0.5, 512, 2048, be.addr)
+	src = strings.Replace(src, "enabled: true", "enabled: false", 1)
+	src = strings.Replace(src, "X-A: \"1\"", "X-A: \"2\"", 1) // and a change a reload does apply
+	cfg, err := parseConfig("trace.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(cfg, "test"); err != nil {
+		t.Fatal(err)
+	}
+	do(t, addr, "/api/x")
+	spans := rcv.WaitSpans(t, 4, 10*time.Second)
+	names := map[string]int{}
+	for _, s := range spans {
+		names[s.Name]++
+	}
+	if names["api"] != 1 || names["filter headers"] != 2 || names["upstream be"] != 1 {
+		t.Errorf("spans after the reload: %v, want the server, both filters and the upstream", names)
 	}
 }

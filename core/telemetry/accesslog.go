@@ -1,6 +1,7 @@
 // Package telemetry holds what the gateway reports about the traffic it serves: the access log
 // (one zerolog JSON line per request) and Metrics, the registry of counters and gauges that the
-// admin API's /stats reads.
+// admin API's /stats reads. Traces (OpenTelemetry, exported over OTLP/HTTP) are the subpackage
+// tracing, whose package doc says how a request is traced and what a trace costs.
 package telemetry
 
 import (
