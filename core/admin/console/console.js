@@ -121,6 +121,7 @@
         if (failed.length) setStatus(errorText(failed[0]), "bad");
         else setStatus("updated " + new Date().toLocaleTimeString() + " · every " + state.interval / 1000 + " s", "ok");
         $("main").hidden = false;
+        $("controls").hidden = false;
         $("forget").hidden = !token();
         var scrape = rs[4].status === 200 ? WeirProm.parse(rs[4].body) : null;
         var win = null, upWin = null;
@@ -460,6 +461,7 @@
     state.needToken = true;
     stop();
     $("main").hidden = true;
+    $("controls").hidden = true;
     $("login").hidden = false;
     var e = $("token-error");
     e.hidden = !(rejected && token());
