@@ -74,6 +74,8 @@ func TestDefaults(t *testing.T) {
 		BodyTimeout: 60 * time.Second, BodyBufferBytes: 64 << 10,
 		StripClientHeaders: []string{"X-Real-IP", "True-Client-IP", "CF-Connecting-IP",
 			"X-Client-IP", "X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Prefix"},
+		HTTP2: HTTP2{Enabled: true, MaxConcurrentStreams: 100, MaxResetsPerSecond: 100,
+			MaxPingsPerSecond: 10, MaxSettingsPerSecond: 10, MaxContinuationFrames: 32},
 	}
 	if !reflect.DeepEqual(c.Server, wantServer) {
 		t.Errorf("server = %+v\nwant     %+v", c.Server, wantServer)

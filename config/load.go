@@ -75,6 +75,20 @@ var settings = []setting{
 	{"server.via", "weir"},
 	// Compiled plugins are cached on disk so a restart does not recompile them.
 	{"server.plugin_cache_dir", ""},
+	// h2 by ALPN on TLS listeners, as browsers expect; h2c (plain, prior knowledge) is opt-in,
+	// since only a client told to speak it will.
+	{"server.http2.enabled", true},
+	{"server.http2.h2c", false},
+	// The RFC 9113 recommended minimum; browsers open far fewer per connection.
+	{"server.http2.max_concurrent_streams", 100},
+	// Generous for browsers (which cancel streams as pages change) and gRPC clients, far below
+	// the hundreds of thousands per second of a rapid-reset or ping flood.
+	{"server.http2.max_resets_per_second", 100},
+	{"server.http2.max_pings_per_second", 10},
+	{"server.http2.max_settings_per_second", 10},
+	// A header block of server.max_header_bytes needs one or two frames; 32 is far past any
+	// client's need.
+	{"server.http2.max_continuation_frames", 32},
 	{"access_log.enabled", true},
 	{"access_log.output", "stdout"},
 	{"access_log.sample", 1},

@@ -77,6 +77,33 @@ type Server struct {
 	PluginCacheDir string `mapstructure:"plugin_cache_dir" json:"plugin_cache_dir"`
 	// TLS, when set, terminates TLS on Listen.
 	TLS *ServerTLS `mapstructure:"tls" json:"tls,omitempty"`
+	// HTTP2 is HTTP/2 from clients; it applies at start only, like the listener.
+	HTTP2 HTTP2 `mapstructure:"http2" json:"http2"`
+}
+
+// HTTP2 configures HTTP/2 from clients: "h2" by ALPN on a TLS listener, and h2c with prior
+// knowledge (RFC 9113 section 3.3) on a plain one. Every stream is served by the same edge
+// checks, routes, filters and plugins as an HTTP/1.1 request. The limits bound what one
+// connection may cost; a client over a flood limit gets GOAWAY (ENHANCE_YOUR_CALM).
+type HTTP2 struct {
+	// Enabled offers h2 by ALPN on a TLS listener (next to http/1.1).
+	Enabled bool `mapstructure:"enabled" json:"enabled"`
+	// H2C accepts HTTP/2 with prior knowledge on a plain listener; HTTP/1.1 keeps working there.
+	H2C bool `mapstructure:"h2c" json:"h2c"`
+	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may have
+	// open at once. A stream over it is reset (REFUSED_STREAM or PROTOCOL_ERROR).
+	MaxConcurrentStreams int `mapstructure:"max_concurrent_streams" json:"max_concurrent_streams"`
+	// MaxResetsPerSecond, MaxPingsPerSecond and MaxSettingsPerSecond are the RST_STREAM, PING
+	// and SETTINGS frames a client may send per second on one connection, averaged over ten
+	// seconds (a burst of ten seconds' worth is allowed). Resets bound the rapid-reset attack
+	// (CVE-2023-44487), pings and settings the floods of frames the server must answer.
+	MaxResetsPerSecond   int `mapstructure:"max_resets_per_second" json:"max_resets_per_second"`
+	MaxPingsPerSecond    int `mapstructure:"max_pings_per_second" json:"max_pings_per_second"`
+	MaxSettingsPerSecond int `mapstructure:"max_settings_per_second" json:"max_settings_per_second"`
+	// MaxContinuationFrames bounds the CONTINUATION frames of one header block (the
+	// CVE-2024-27316 class of floods: endless, possibly empty, CONTINUATION frames). The header
+	// list itself is bounded by server.max_header_bytes.
+	MaxContinuationFrames int `mapstructure:"max_continuation_frames" json:"max_continuation_frames"`
 }
 
 // AccessLog configures the one-line-per-request JSON log.

@@ -72,6 +72,21 @@ func validateServer(p *problems, s *Server) {
 	nonNeg(p, "server.body_buffer_bytes", int64(s.BodyBufferBytes))
 	nonNeg(p, "server.max_conns", int64(s.MaxConns))
 	nonNeg(p, "server.max_conns_per_ip", int64(s.MaxConnsPerIP))
+	if h := s.HTTP2; h.Enabled || h.H2C {
+		// 0 would be no limit for the flood limits, and a server that takes no streams.
+		for _, l := range []struct {
+			key string
+			n   int
+		}{
+			{"max_concurrent_streams", h.MaxConcurrentStreams}, {"max_resets_per_second", h.MaxResetsPerSecond},
+			{"max_pings_per_second", h.MaxPingsPerSecond}, {"max_settings_per_second", h.MaxSettingsPerSecond},
+			{"max_continuation_frames", h.MaxContinuationFrames},
+		} {
+			if l.n <= 0 {
+				p.add("server.http2."+l.key, "", "", fmt.Errorf("must be positive (%d)", l.n))
+			}
+		}
+	}
 	if s.TLS != nil {
 		if len(s.TLS.Certificates) == 0 && s.TLS.ACME == nil {
 			p.add("server.tls.certificates", "", "", errors.New("is empty; TLS needs at least one certificate, or server.tls.acme"))

@@ -96,6 +96,11 @@ func TestValidate(t *testing.T) {
 		}, nil, []string{`server.tls.acme: names no certificate`}},
 		{"tls without certificates", func(c *Config) { c.Server.TLS = &ServerTLS{} }, nil,
 			[]string{`server.tls.certificates: is empty; TLS needs at least one certificate, or server.tls.acme`}},
+		{"http2 limits", func(c *Config) {
+			c.Server.HTTP2 = HTTP2{H2C: true, MaxConcurrentStreams: 0, MaxResetsPerSecond: 1, MaxPingsPerSecond: -1,
+				MaxSettingsPerSecond: 1, MaxContinuationFrames: 1}
+		}, nil, []string{"server.http2.max_concurrent_streams: must be positive (0)", "server.http2.max_pings_per_second: must be positive (-1)"}},
+		{"http2 off needs no limits", func(c *Config) { c.Server.HTTP2 = HTTP2{} }, nil, nil},
 		{"host with port", func(c *Config) { c.Routes[0].Match.Host = "a.com:80" }, nil, []string{`has a port`}},
 		{"host wildcard", func(c *Config) { c.Routes[0].Match.Host = "*.a.com" }, nil, nil},
 		{"host inner wildcard", func(c *Config) { c.Routes[0].Match.Host = "a.*.com" }, nil, []string{`only a leading "*." wildcard`}},

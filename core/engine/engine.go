@@ -58,6 +58,7 @@ type Engine struct {
 	// after the engine, may still ask for it.
 	cfg    atomic.Pointer[config.Config]
 	srv    *fasthttp.Server
+	h2     *h2front             // nil when HTTP/2 is off
 	access *telemetry.AccessLog // nil when disabled; fixed at start like the listeners
 	// metrics records every request in the Prometheus families (telemetry.Prom); noRoute
 	// holds those of requests no route answered. Only the engine's benchmarks turn it off, to
@@ -141,6 +142,7 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 	e.record(ReloadEvent{Time: time.Now(), Trigger: "start", OK: true, Hash: cfg.Hash})
 	telemetry.ConfigApplied(cfg.Hash, false)
 	e.srv = e.newServer(cfg.Server)
+	e.h2 = e.newH2(cfg.Server)
 	return e, nil
 }
 
@@ -180,7 +182,7 @@ func (e *Engine) Serve(ln net.Listener) error {
 	if e.acme != nil {
 		e.acme.Start()
 	}
-	if err := e.srv.Serve(edge.GuardPlain(ln)); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := e.srv.Serve(edge.GuardPlain(e.h2.listener(ln))); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil
@@ -189,7 +191,9 @@ func (e *Engine) Serve(ln net.Listener) error {
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends, then closes the
 // current snapshot and the access log.
 func (e *Engine) Shutdown(ctx context.Context) error {
+	e.h2.shutdown(ctx) // GOAWAY to HTTP/2 clients, which the server below waits for too
 	err := e.srv.ShutdownWithContext(ctx)
+	e.h2.closeAll()
 	if err != nil {
 		err = fmt.Errorf("drain connections: %w", err)
 	}

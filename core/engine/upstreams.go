@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/net/http2"
 
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/acme"
@@ -206,7 +207,12 @@ func (e *Engine) TLSConfig() *tls.Config {
 	if e.certs == nil {
 		return nil
 	}
-	return e.certs.TLSConfig()
+	c := e.certs.TLSConfig()
+	if e.Config().Server.HTTP2.Enabled && e.h2 != nil {
+		// h2 first: ALPN picks the server's first protocol the client offers.
+		c.NextProtos = append([]string{http2.NextProtoTLS}, c.NextProtos...)
+	}
+	return c
 }
 
 // sameTLS compares listener TLS settings, which apply at start only.
