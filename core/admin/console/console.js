@@ -124,21 +124,24 @@
         $("controls").hidden = false;
         $("forget").hidden = !token();
         var scrape = rs[4].status === 200 ? WeirProm.parse(rs[4].body) : null;
-        var win = null, upWin = null;
+        var win = null, upWin = null, plugWin = null;
         var secs = state.prevScrape ? (now - state.prevTime) / 1000 : 0;
         if (scrape && state.prevScrape && secs < state.interval / 2000) {
           // An extra read (after Reload config) soon after the last: figures over so short a
           // window would be noise, so the last ones stay and the baseline is kept.
           win = state.lastWin;
           upWin = state.lastUpWin;
+          plugWin = state.lastPlugWin;
         } else if (scrape) {
           win = WeirProm.window(scrape, state.prevScrape, secs, "weir_requests_total", "weir_request_duration_seconds", "route");
           var upReqs = scrape.types.weir_upstream_requests_total ? "weir_upstream_requests_total" : "";
           upWin = WeirProm.window(scrape, state.prevScrape, secs, upReqs, "weir_upstream_duration_seconds", "upstream");
+          plugWin = WeirProm.window(scrape, state.prevScrape, secs, "", "weir_plugin_call_duration_seconds", "plugin");
           state.prevScrape = scrape;
           state.prevTime = now;
           state.lastWin = win;
           state.lastUpWin = upWin;
+          state.lastPlugWin = plugWin;
           record(win);
         }
         metricsNote(rs[4]);
@@ -146,7 +149,7 @@
         drawCharts();
         if (rs[1].status === 200) renderUpstreams(json(rs[1]) || [], upWin);
         var stats = rs[3].status === 200 ? json(rs[3]) : null;
-        if (stats) renderGroups(stats, scrape);
+        if (stats) renderGroups(stats, scrape, plugWin);
         if (rs[2].status === 200) renderReloads(json(rs[2]));
       })
       .catch(function (e) { setStatus("console error: " + e, "bad"); })
@@ -392,21 +395,26 @@
         if (old !== undefined && v > old) { td.className += " rose"; td.title = "+" + (v - old) + " since the last read"; }
         tr.appendChild(td);
       });
-      if (extra) tr.appendChild(el("td", { class: "num" }, extra.value(group[n])));
+      if (extra) tr.appendChild(el("td", { class: "num " + extra.cls }, extra.value(group[n], n)));
       tbody.appendChild(tr);
     });
     return el("table", { class: "group" }, el("thead", null, head), tbody);
   }
 
-  function renderGroups(stats, scrape) {
+  function renderGroups(stats, scrape, plugWin) {
     var prev = state.prevStats || {};
     replace($("plugins-body"), groupTable(stats.plugins, prev.plugins,
       ["calls", "traps", "timeouts", "failures", "pool_waits", "pool_timeouts", "instances"], "plugin",
-      "No WebAssembly plugins loaded."));
+      "No WebAssembly plugins loaded.", plugWin && Object.keys(plugWin).length ? {
+        // From a sample of the calls (weir_plugin_call_duration_seconds), over the last read.
+        title: "call p99", cls: "p99", value: function (g, name) {
+          return plugWin[name] ? fmtSeconds(plugWin[name].p99) : "–";
+        }
+      } : null));
     replace($("cache-body"), groupTable(stats.cache, prev.cache,
       ["hits", "misses", "stale", "revalidated", "coalesced", "bypass", "stored", "entries", "bytes"], "route",
       "No route uses the cache filter.", {
-        title: "hit ratio", value: function (g) {
+        title: "hit ratio", cls: "ratio", value: function (g) {
           var n = (g.hits || 0) + (g.misses || 0);
           return n ? fmtShare((g.hits || 0) / n) : "–";
         }
@@ -483,7 +491,7 @@
   // A new token or interval starts the charts over: rates need two reads the same distance apart.
   function reset() {
     state.prevScrape = null;
-    state.lastWin = state.lastUpWin = null;
+    state.lastWin = state.lastUpWin = state.lastPlugWin = null;
     state.prevStats = null;
     state.history = {};
     state.configHash = null;

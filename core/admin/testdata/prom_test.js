@@ -99,6 +99,15 @@ test("window: the first read has totals only; a restart counts from zero", () =>
   near(w.hello.p50, 0.001 * 50 / 50, "p50 after a reset uses the new buckets whole");
 });
 
+test("window over a histogram alone, with exponent-written bounds", () => {
+  const a = read("scrape1.prom"), b = read("scrape2.prom");
+  const w = P.window(b, a, 10, "", "weir_plugin_call_duration_seconds", "plugin");
+  // Deltas: 20 ≤10µs, 30 ≤25µs, 30 in all.
+  near(w.hello.rate, 3, "calls per second");
+  near(w.hello.p50, 1e-5 * 15 / 20, "p50");
+  near(w.hello.p99, 1e-5 + 1.5e-5 * (29.7 - 20) / 10, "p99");
+});
+
 test("sum groups by labels", () => {
   const b = read("scrape2.prom");
   assert.deepEqual(P.sum(b, "weir_ratelimit_decisions_total", ["route", "decision"]), { "hello\u0000allowed": 7 });
