@@ -9,51 +9,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	dto "github.com/prometheus/client_model/go"
-
-	"github.com/weir-gateway/weir/core/telemetry"
+	"github.com/weir-gateway/weir/core/telemetry/promtest"
 )
-
-// promValue reads one series from the gateway's Prometheus registry: a counter's or gauge's
-// value, or a histogram's sample count; 0 when the series does not exist.
-func promValue(t *testing.T, name string, labels ...string) float64 {
-	t.Helper()
-	fams, err := telemetry.Prom.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				if labelValue(m, labels[i]) != labels[i+1] {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return 0
-}
-
-func labelValue(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
-}
 
 // TestRequestMetrics drives known traffic through a running gateway and checks the request
 // families count exactly it.
@@ -68,9 +25,29 @@ routes:
   - { name: m-api, match: { path_prefix: /m/ }, upstream: be }
   - { name: m-local, match: { path: /local }, upstream: be, filters: [ { respond: { status: 503, body: "down" } } ] }
 `, be))
-	// The no-route series is shared with every other test of the package: compare before/after.
-	none404 := promValue(t, "weir_requests_total", "route", "(none)", "method", "GET", "code", "4xx")
-	noneOther := promValue(t, "weir_requests_total", "route", "(none)", "method", "OTHER", "code", "4xx")
+	// Series are kept for the process (other tests, -count): compare before and after.
+	checks := []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"weir_requests_total", []string{"route", "m-api", "method", "GET", "code", "2xx"}, 3},
+		{"weir_requests_total", []string{"route", "m-api", "method", "POST", "code", "2xx"}, 1},
+		{"weir_requests_total", []string{"route", "m-api", "method", "OTHER", "code", "2xx"}, 1},
+		{"weir_requests_total", []string{"route", "m-api", "method", "GET", "code", "5xx"}, 0},
+		{"weir_requests_total", []string{"route", "m-local", "method", "GET", "code", "5xx"}, 2},
+		{"weir_requests_total", []string{"route", "(none)", "method", "GET", "code", "4xx"}, 2}, // the 404 and the framing rejection
+		{"weir_requests_total", []string{"route", "(none)", "method", "OTHER", "code", "4xx"}, 1},
+		{"weir_request_duration_seconds", []string{"route", "m-api"}, 5},
+		{"weir_request_duration_seconds", []string{"route", "m-local"}, 2},
+		{"weir_request_bytes_total", []string{"route", "m-api"}, 5},
+		{"weir_response_bytes_total", []string{"route", "m-api"}, 4 * 5}, // the backend echoes the 4-byte path
+		{"weir_response_bytes_total", []string{"route", "m-local"}, 8},
+	}
+	before := make([]float64, len(checks))
+	for i, tt := range checks {
+		before[i] = promtest.Value(t, tt.name, tt.labels...)
+	}
 	_, addr := start(t, path)
 
 	c := &fasthttp.Client{}
@@ -103,36 +80,9 @@ routes:
 		t.Fatalf("framing: %q", head)
 	}
 
-	counts := []struct {
-		route, method, code string
-		want                float64
-	}{
-		{"m-api", "GET", "2xx", 3},
-		{"m-api", "POST", "2xx", 1},
-		{"m-api", "OTHER", "2xx", 1},
-		{"m-api", "GET", "5xx", 0},
-		{"m-local", "GET", "5xx", 2},
-		{"(none)", "GET", "4xx", none404 + 1 + 1}, // the 404 and the framing rejection
-		{"(none)", "OTHER", "4xx", noneOther + 1},
-	}
-	for _, tt := range counts {
-		if got := promValue(t, "weir_requests_total", "route", tt.route, "method", tt.method, "code", tt.code); got != tt.want {
-			t.Errorf("weir_requests_total{route=%q,method=%q,code=%q} = %v, want %v", tt.route, tt.method, tt.code, got, tt.want)
-		}
-	}
-	others := []struct {
-		name, route string
-		want        float64
-	}{
-		{"weir_request_duration_seconds", "m-api", 5},
-		{"weir_request_duration_seconds", "m-local", 2},
-		{"weir_request_bytes_total", "m-api", 5},
-		{"weir_response_bytes_total", "m-api", 4 * 5}, // the backend echoes the 4-byte path
-		{"weir_response_bytes_total", "m-local", 8},
-	}
-	for _, tt := range others {
-		if got := promValue(t, tt.name, "route", tt.route); got != tt.want {
-			t.Errorf("%s{route=%q} = %v, want %v", tt.name, tt.route, got, tt.want)
+	for i, tt := range checks {
+		if got := promtest.Value(t, tt.name, tt.labels...) - before[i]; got != tt.want {
+			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
 		}
 	}
 }
@@ -143,9 +93,9 @@ func TestConfigReloadMetrics(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "weir.yaml")
 	writeConfig(t, path, "127.0.0.1:1", "1s", "a")
 	e, _ := start(t, path)
-	ok0, failed0 := promValue(t, "weir_config_reloads_total", "result", "ok"), promValue(t, "weir_config_reloads_total", "result", "failed")
+	ok0, failed0 := promtest.Value(t, "weir_config_reloads_total", "result", "ok"), promtest.Value(t, "weir_config_reloads_total", "result", "failed")
 	first := e.Config().Hash
-	if got := promValue(t, "weir_config_info", "hash", first); got != 1 {
+	if got := promtest.Value(t, "weir_config_info", "hash", first); got != 1 {
 		t.Fatalf("weir_config_info{hash=first} = %v, want 1", got)
 	}
 	writeConfig(t, path, "127.0.0.1:1", "1s", "b")
@@ -167,7 +117,7 @@ func TestConfigReloadMetrics(t *testing.T) {
 		{"weir_config_info", "hash", second, 1},
 	}
 	for _, tt := range checks {
-		if got := promValue(t, tt.name, tt.label, tt.value); got != tt.want {
+		if got := promtest.Value(t, tt.name, tt.label, tt.value); got != tt.want {
 			t.Errorf("%s{%s=%q} = %v, want %v", tt.name, tt.label, tt.value, got, tt.want)
 		}
 	}
@@ -177,5 +127,81 @@ func writeFile(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUpstreamMetrics: attempts are counted by the class of the answer or as errors, retries
+// apart, and the targets' health and in-flight requests are read at scrape time.
+func TestUpstreamMetrics(t *testing.T) {
+	be := backend(t)
+	path := filepath.Join(t.TempDir(), "weir.yaml")
+	writeFile(t, path, fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "" }
+access_log: { enabled: false }
+upstreams:
+  m-up: { targets: [%q] }
+  # Nothing listens on port 1: each attempt fails to connect and is retried once.
+  m-dead: { targets: ["127.0.0.1:1"], retries: { attempts: 1, backoff: 1ms } }
+  # One failed connect ejects the dead target; the retry goes to the live one.
+  m-eject:
+    targets: ["127.0.0.1:1", %q]
+    retries: { attempts: 1, backoff: 1ms }
+    outlier: { consecutive_connect_failures: 1 }
+routes:
+  - { name: m-up, match: { path_prefix: /up/ }, upstream: m-up }
+  - { name: m-dead, match: { path_prefix: /dead/ }, upstream: m-dead }
+  - { name: m-eject, match: { path_prefix: /eject/ }, upstream: m-eject }
+`, be, be))
+	checks := []struct {
+		name   string
+		labels []string
+		want   float64 // added by this test's traffic, or the value of a gauge
+		gauge  bool
+	}{
+		{"weir_upstream_ejections_total", []string{"upstream", "m-eject", "target", "127.0.0.1:1"}, 1, false},
+		{"weir_upstream_target_healthy", []string{"upstream", "m-eject", "target", "127.0.0.1:1"}, 0, true},
+		{"weir_upstream_target_healthy", []string{"upstream", "m-eject", "target", be}, 1, true},
+		{"weir_upstream_requests_total", []string{"upstream", "m-up", "code", "2xx"}, 3, false},
+		{"weir_upstream_requests_total", []string{"upstream", "m-up", "code", "error"}, 0, false},
+		{"weir_upstream_duration_seconds", []string{"upstream", "m-up"}, 3, false},
+		{"weir_upstream_retries_total", []string{"upstream", "m-up"}, 0, false},
+		{"weir_upstream_requests_total", []string{"upstream", "m-dead", "code", "error"}, 4, false},
+		{"weir_upstream_duration_seconds", []string{"upstream", "m-dead"}, 0, false}, // no answer, no latency
+		{"weir_upstream_retries_total", []string{"upstream", "m-dead"}, 2, false},
+		{"weir_upstream_in_flight", []string{"upstream", "m-up"}, 0, true},
+		{"weir_upstream_target_healthy", []string{"upstream", "m-up", "target", be}, 1, true},
+		{"weir_requests_total", []string{"route", "m-dead", "code", "5xx"}, 2, false},
+	}
+	before := make([]float64, len(checks))
+	for i, tt := range checks {
+		if !tt.gauge {
+			before[i] = promtest.Value(t, tt.name, tt.labels...)
+		}
+	}
+	ejected := func() float64 { return promtest.Value(t, "weir_upstream_ejections_total", "upstream", "m-eject") }
+	ejected0 := ejected()
+
+	_, addr := start(t, path)
+	c := &fasthttp.Client{}
+	for range 3 {
+		if status, _, _, err := get(c, "http://"+addr+"/up/x"); err != nil || status != 200 {
+			t.Fatalf("/up/x: %d %v", status, err)
+		}
+	}
+	for range 2 {
+		if status, _, _, err := get(c, "http://"+addr+"/dead/x"); err != nil || status != 502 {
+			t.Fatalf("/dead/x: %d %v, want 502", status, err)
+		}
+	}
+	// The balancer picks the dead target sooner or later; once ejected it is not picked again.
+	for i := 0; i < 100 && ejected() == ejected0; i++ {
+		if status, _, _, err := get(c, "http://"+addr+"/eject/x"); err != nil || status != 200 {
+			t.Fatalf("/eject/x: %d %v", status, err)
+		}
+	}
+	for i, tt := range checks {
+		if got := promtest.Value(t, tt.name, tt.labels...) - before[i]; got != tt.want {
+			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
+		}
 	}
 }

@@ -26,6 +26,9 @@ func forbidden(dir, imp string) string {
 	if under(imp, "core/testkit") && !under(dir, "core/testkit") {
 		return "core/testkit is for tests only; it must never be linked into the gateway"
 	}
+	if under(imp, "core/telemetry/promtest") && !under(dir, "core/telemetry/promtest") {
+		return "core/telemetry/promtest is for tests only; it must never be linked into the gateway"
+	}
 	switch {
 	case under(dir, "core/httpsyntax"):
 		return "core/httpsyntax imports only the standard library, so that config may use it"
@@ -104,6 +107,8 @@ func TestForbidden(t *testing.T) {
 		{"plugins/wasmhost", "core/testkit", false},
 		{"plugins/wasmhost/wasmtest", "core/testkit", false},
 		{"core/testkit", "core/testkit/x", true},
+		{"core/engine", "core/telemetry/promtest", false},
+		{"filters/ratelimit", "core/telemetry/promtest", false},
 	}
 	for _, tt := range tests {
 		if got := forbidden(tt.dir, tt.imp) == ""; got != tt.allowed {

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/proxy/balance"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // Pool is the part of an upstream that outlives config reloads: one member per backend address
@@ -123,6 +124,7 @@ func newPool(name string, o *Options) (*Pool, error) {
 		p.tr.tls = cfg
 	}
 	p.health.Store(&HealthOptions{})
+	livePools.add(p)
 	return p, nil
 }
 
@@ -145,6 +147,7 @@ func (p *Pool) Close() error {
 		return nil
 	}
 	p.closed = true
+	livePools.remove(p)
 	ms := make([]*member, 0, len(p.members))
 	for _, m := range p.members {
 		ms = append(ms, m)
@@ -436,6 +439,7 @@ func (p *Pool) eject(m *member, o *OutlierOptions) {
 		return
 	}
 	p.ejected.Add(1)
+	telemetry.UpstreamEjected(p.name, m.addr)
 	// A target that behaved for longer than the longest ejection since its last one starts
 	// the cooldown over, so a blip next week is not punished for last week's outage.
 	if !m.unejectedAt.IsZero() && time.Since(m.unejectedAt) > max(o.MaxEjection, o.BaseEjection) {

@@ -19,6 +19,7 @@ import (
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/httpsyntax"
 	"github.com/weir-gateway/weir/core/proxy/balance"
+	"github.com/weir-gateway/weir/core/telemetry"
 	"github.com/weir-gateway/weir/core/telemetry/tracing"
 )
 
@@ -114,6 +115,7 @@ type policy struct {
 // snapshot retires.
 type Upstream struct {
 	name      string
+	metrics   *telemetry.UpstreamMetrics // per attempt; in-flight and health are read at scrape (metrics.go)
 	pool      *Pool
 	ownPool   bool
 	algorithm string
@@ -198,6 +200,7 @@ func (p *Pool) Upstream(o Options) (*Upstream, error) {
 	}
 	u := &Upstream{
 		name:      o.Name,
+		metrics:   telemetry.Upstream(o.Name),
 		pool:      p,
 		algorithm: o.Balance,
 		balOpts:   balance.Options{HashBoundedLoad: o.BoundedLoad},
@@ -484,6 +487,7 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 		if wait > 0 {
 			time.Sleep(wait)
 		}
+		u.metrics.Retry()
 		if len(v.members) > 1 {
 			exclude = i
 		}
@@ -526,7 +530,12 @@ func (u *Upstream) attempt(c *filter.Ctx, m *member, p *policy, reqDeadline time
 	} else if c.Response.StatusCode() >= 500 {
 		oc = outcome5xx
 	}
-	m.target.End(start, oc != outcomeOK)
+	d := m.target.End(start, oc != outcomeOK)
+	status := 0 // no answer
+	if err == nil {
+		status = c.Response.StatusCode()
+	}
+	u.metrics.Attempt(status, d)
 	u.pool.observe(m, oc, &u.outlier)
 	return err
 }

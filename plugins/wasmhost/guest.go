@@ -13,6 +13,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // This file is the ABI-neutral part of the host, for plugin ABIs other than http-wasm (which
@@ -161,6 +163,8 @@ type Guest struct {
 	callStart atomic.Int64
 	interrupt api.MutableGlobal
 	closed    atomic.Bool
+	// calls counts this instance's calls, to time one in telemetry.PluginTimingSample.
+	calls atomic.Uint32
 }
 
 // guestCtx is callCtx for a Guest: one reused context per instance whose Done closes when the
@@ -201,10 +205,17 @@ func (g *Guest) expire() {
 // good then, and IsStale says so).
 func (g *Guest) Call(fn api.Function, stack []uint64) error {
 	g.owner.stats.Calls.Add(1)
+	var t0 time.Time
+	if g.calls.Add(1)%telemetry.PluginTimingSample == 0 {
+		t0 = time.Now()
+	}
 	start := watch.tick.Load()
 	g.callStart.Store(start)
 	err := fn.CallWithStack(&g.ctx, stack)
 	stopped := g.callStart.CompareAndSwap(start, 0)
+	if !t0.IsZero() {
+		g.owner.stats.CallDuration.Observe(time.Since(t0))
+	}
 	if err != nil {
 		var exit *sys.ExitError
 		if g.ctx.expired.Load() || (errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded) {

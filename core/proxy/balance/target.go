@@ -93,10 +93,13 @@ func (t *Target) Begin() time.Time {
 // End finishes a request started with Begin and feeds its latency to the estimate. A failed
 // request (connection error, timeout, 5xx the caller counts as failure) is recorded as at least
 // twice the current estimate: a target that fails fast must not look fast to p2c.
-func (t *Target) End(start time.Time, failed bool) {
+// It returns the request's latency, for the caller's own metrics.
+func (t *Target) End(start time.Time, failed bool) time.Duration {
 	t.inflight.Add(-1)
 	now := time.Now()
-	t.observe(float64(now.Sub(start)), failed, max(int64(now.Sub(epoch)), 1))
+	d := now.Sub(start)
+	t.observe(float64(d), failed, max(int64(now.Sub(epoch)), 1))
+	return d
 }
 
 // latency returns the estimate decayed from its stamp to now, and false before any sample.
