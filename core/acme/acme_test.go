@@ -3,133 +3,23 @@ package acme
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"io"
 	"log"
 	"math/big"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/acme/acmetest"
 	"github.com/weir-gateway/weir/core/edge"
 )
-
-// testCA is pebble, Let's Encrypt's test CA, run in this process: its web front end on an
-// httptest TLS server, its validation authority pointed at the test gateway's ports and at a
-// DNS server that resolves every name to 127.0.0.1.
-type testCA struct {
-	dir    string // directory URL
-	root   string // PEM file of the httptest server's certificate (ca_root)
-	ca     *ca.CAImpl
-	orders atomic.Int64 // newOrder requests
-	ocsp   atomic.Int64 // OCSP requests answered
-}
-
-func startCA(t *testing.T, httpPort, tlsPort int, validity uint64) *testCA {
-	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")      // validate at once, not after up to 5 s
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0") // no simulated bad nonces: retries would only slow the test
-	t.Setenv("PEBBLE_AUTHZREUSE", "0")      // every order validates again, so each test sees its challenge
-	tc := &testCA{}
-	logger := log.New(io.Discard, "", 0)
-	if testing.Verbose() {
-		logger = log.New(os.Stderr, "pebble ", log.Lmicroseconds)
-	}
-	// The OCSP responder is part of the test: pebble names it in every certificate, and it
-	// answers "good", signed by pebble's intermediate.
-	var ocspURL string
-	ocspSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		req, err := ocsp.ParseRequest(body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		issuer := tc.ca.GetIntermediateCert(0).Cert
-		resp, err := ocsp.CreateResponse(issuer, issuer, ocsp.Response{
-			Status: ocsp.Good, SerialNumber: req.SerialNumber,
-			ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(10 * time.Minute), // within the certificate's hour
-		}, tc.ca.GetIntermediateKey(0))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		tc.ocsp.Add(1)
-		w.Header().Set("Content-Type", "application/ocsp-response")
-		_, _ = w.Write(resp)
-	}))
-	t.Cleanup(ocspSrv.Close)
-	ocspURL = ocspSrv.URL
-
-	store := db.NewMemoryStore()
-	tc.ca = ca.New(logger, store, ocspURL, "rsa", 0, 1, map[string]ca.Profile{
-		"default": {Description: "test", ValidityPeriod: validity},
-	})
-	vaImpl := va.New(logger, httpPort, tlsPort, false, startDNS(t), store)
-	front := wfe.New(logger, store, vaImpl, tc.ca, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	h := front.Handler()
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/order-plz") {
-			tc.orders.Add(1)
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	tc.dir = srv.URL + wfe.DirectoryPath
-	tc.root = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(tc.root, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return tc
-}
-
-// roots trusts the certificates pebble issues.
-func (tc *testCA) roots() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(tc.ca.GetRootCert(0).Cert)
-	return p
-}
-
-// startDNS answers every A question with 127.0.0.1 and every other with nothing, over TCP
-// (pebble's validation authority asks over TCP).
-func startDNS(t *testing.T) string {
-	t.Helper()
-	ln := listen(t)
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		for _, qq := range q.Question {
-			if qq.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{
-					Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 0},
-					A:   net.IPv4(127, 0, 0, 1),
-				})
-			}
-		}
-		_ = w.WriteMsg(m)
-	})}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String()
-}
 
 // gateway is the TLS side of a listener as the engine builds it (an edge.CertStore with the
 // Manager behind it) and a plain listener that answers http-01 validations, each a fasthttp
@@ -140,33 +30,6 @@ type gateway struct {
 	tls      net.Listener
 	tlsAddr  string
 	httpAddr string
-}
-
-// testLog writes to the test's log until it ends, then nowhere: certmagic's jobs (an order
-// that a finished handshake started, a lock release) may log after Stop returns.
-func testLog(t *testing.T) io.Writer {
-	w := &afterTest{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return w
-}
-
-type afterTest struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *afterTest) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
 }
 
 func listen(t *testing.T) net.Listener {
@@ -190,7 +53,7 @@ func newListeners(t *testing.T) *gateway {
 func (g *gateway) start(t *testing.T, c *config.ACME, o Options) {
 	t.Helper()
 	o.HTTPPort, o.TLSPort = port(g.plain), port(g.tls)
-	o.Log = zerolog.New(testLog(t)).Level(zerolog.WarnLevel)
+	o.Log = zerolog.New(acmetest.Log(t)).Level(zerolog.WarnLevel)
 	if testing.Verbose() {
 		o.Log = o.Log.Level(zerolog.DebugLevel)
 	}
@@ -251,9 +114,9 @@ func (g *gateway) waitCert(t *testing.T, name string, roots *x509.CertPool, not 
 	return nil, nil
 }
 
-func acmeConfig(tc *testCA, storage string, challenge string) *config.ACME {
+func acmeConfig(tc *acmetest.CA, storage string, challenge string) *config.ACME {
 	return &config.ACME{
-		Email: "ops@weir.test", CA: tc.dir, CARoot: tc.root, Storage: storage,
+		Email: "ops@weir.test", CA: tc.Dir, CARoot: tc.Root, Storage: storage,
 		Challenges: []string{challenge}, AgreeTOS: true,
 	}
 }
@@ -266,22 +129,22 @@ func TestIssueServeRenew(t *testing.T) {
 			g := newListeners(t)
 			// One hour of validity, renewed once 0.1% of it (3.6 s) has passed: the test sees a
 			// renewal by the background maintenance, which checks every 500 ms.
-			tc := startCA(t, port(g.plain), port(g.tls), 3600)
+			tc := acmetest.Start(t, port(g.plain), port(g.tls), 3600)
 			name := "app.weir.test"
 			c := acmeConfig(tc, t.TempDir(), challenge)
 			c.Hosts = []string{name}
 			g.start(t, c, Options{renewCheck: 500 * time.Millisecond, renewRatio: 0.999, noARI: true})
 
-			first, staple := g.waitCert(t, name, tc.roots(), nil, 15*time.Second)
+			first, staple := g.waitCert(t, name, tc.Roots(), nil, 15*time.Second)
 			if first.Subject.CommonName != name && (len(first.DNSNames) != 1 || first.DNSNames[0] != name) {
 				t.Fatalf("served certificate names %v, want %s", first.DNSNames, name)
 			}
 			if len(staple) == 0 {
 				t.Error("no OCSP response stapled, although the certificate names a responder")
-			} else if resp, err := ocsp.ParseResponseForCert(staple, first, tc.ca.GetIntermediateCert(0).Cert); err != nil || resp.Status != ocsp.Good {
+			} else if resp, err := ocsp.ParseResponseForCert(staple, first, tc.Intermediate()); err != nil || resp.Status != ocsp.Good {
 				t.Errorf("stapled OCSP response: %v (status %v)", err, resp)
 			}
-			renewed, _ := g.waitCert(t, name, tc.roots(), first.SerialNumber, 20*time.Second)
+			renewed, _ := g.waitCert(t, name, tc.Roots(), first.SerialNumber, 20*time.Second)
 			if renewed.NotBefore.Before(first.NotBefore) {
 				t.Errorf("renewed certificate starts %s, before the first (%s)", renewed.NotBefore, first.NotBefore)
 			}
@@ -293,7 +156,7 @@ func TestIssueServeRenew(t *testing.T) {
 // allow-list does not cover gets no certificate and causes no ACME order, whatever its spelling.
 func TestOnDemandAllowList(t *testing.T) {
 	g := newListeners(t)
-	tc := startCA(t, port(g.plain), port(g.tls), 0) // pebble's 90 days: no renewal here
+	tc := acmetest.Start(t, port(g.plain), port(g.tls), 0) // pebble's 90 days: no renewal here
 	c := acmeConfig(tc, t.TempDir(), config.ChallengeTLSALPN01)
 	c.OnDemand = &config.OnDemand{Allow: []string{"*.tenants.weir.test", "exact.weir.test"}}
 	g.start(t, c, Options{noARI: true})
@@ -308,16 +171,16 @@ func TestOnDemandAllowList(t *testing.T) {
 		"127.0.0.1",                 // an address: Go sends no SNI at all
 		"",                          // no SNI
 	} {
-		if leaf, _, err := g.handshake(name, tc.roots()); err == nil {
+		if leaf, _, err := g.handshake(name, tc.Roots()); err == nil {
 			t.Errorf("%q: served a certificate for %v", name, leaf.DNSNames)
 		}
 	}
-	if n := tc.orders.Load(); n != 0 {
+	if n := tc.Orders(); n != 0 {
 		t.Fatalf("%d ACME orders for names outside the allow-list", n)
 	}
 
 	for _, name := range []string{"exact.weir.test", "Shop.Tenants.weir.test"} {
-		leaf, _, err := g.handshake(name, tc.roots())
+		leaf, _, err := g.handshake(name, tc.Roots())
 		if err != nil {
 			t.Fatalf("%q: first handshake: %v", name, err)
 		}
@@ -325,14 +188,14 @@ func TestOnDemandAllowList(t *testing.T) {
 			t.Errorf("%q: %v", name, err)
 		}
 	}
-	if n := tc.orders.Load(); n != 2 {
+	if n := tc.Orders(); n != 2 {
 		t.Errorf("%d ACME orders, want 2", n)
 	}
 	// The second handshake is served from memory: no order.
-	if _, _, err := g.handshake("exact.weir.test", tc.roots()); err != nil {
+	if _, _, err := g.handshake("exact.weir.test", tc.Roots()); err != nil {
 		t.Fatal(err)
 	}
-	if n := tc.orders.Load(); n != 2 {
+	if n := tc.Orders(); n != 2 {
 		t.Errorf("%d ACME orders after a repeated handshake, want 2", n)
 	}
 }
