@@ -220,6 +220,7 @@ func TestConsoleBrowser(t *testing.T) {
 	wait("requests chart drawn", `Number(document.getElementById("chart-rate").dataset.points) > 0 && "ok"`)
 	wait("p99 shown", `(c => c && /[µm]?s$/.test(c.textContent) && "ok")(document.querySelector('tr[data-route="hello"] td.p99'))`)
 	wait("5xx share of orders", `(c => c && /%$/.test(c.textContent) && c.textContent !== "0.0 %" && "ok")(document.querySelector('tr[data-route="orders"] td.errors'))`)
+	wait("upstream figures", `(h => h && /attempts\/s · p50 [0-9.]+ [µm]?s · p99 [0-9.]+ [µm]?s · failed [0-9.]+ %/.test(h.textContent) && "ok")(document.querySelector('[data-upstream="api"] h3'))`)
 	// The cache counters of /stats rise too, and the upstream target is healthy.
 	misses := `document.querySelector('#cache-body tr[data-name="hello"] td[data-counter="hits"]')`
 	hits := wait("cache hits", `(c => c && c.textContent)(`+misses+`)`)
