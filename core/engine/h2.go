@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
 
@@ -62,7 +64,8 @@ func (e *Engine) newH2(sc config.Server) *h2front {
 		// ReadTimeout and WriteTimeout stay 0: x/net would apply them to a whole stream from
 		// its start, which would cut long streamed responses. A request body is bounded by
 		// server.body_timeout (readBody), a response's writing by write below.
-		base: &http.Server{MaxHeaderBytes: sc.MaxHeaderBytes, IdleTimeout: sc.IdleTimeout},
+		base: &http.Server{MaxHeaderBytes: sc.MaxHeaderBytes, IdleTimeout: sc.IdleTimeout,
+			ErrorLog: log.New(h2Log{e.log}, "", 0)},
 		limits: edge.H2Limits{
 			ResetsPerSecond: hc.MaxResetsPerSecond, PingsPerSecond: hc.MaxPingsPerSecond,
 			SettingsPerSecond: hc.MaxSettingsPerSecond, ContinuationFrames: hc.MaxContinuationFrames,
@@ -86,6 +89,15 @@ func (e *Engine) newH2(sc config.Server) *h2front {
 		})
 	}
 	return f
+}
+
+// h2Log takes x/net's log lines (a client's protocol error, a connection over a flood limit)
+// into the structured log.
+type h2Log struct{ log zerolog.Logger }
+
+func (l h2Log) Write(p []byte) (int, error) {
+	l.log.Warn().Str("component", "http2").Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // listener adds the h2c sniff to a plain listener when h2c is on.

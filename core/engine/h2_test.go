@@ -357,3 +357,36 @@ func TestH2StreamedResponse(t *testing.T) {
 		t.Errorf("broken upstream body read as whole: %q", body)
 	}
 }
+
+// BenchmarkH2CGet is one small GET over an open h2c connection through a route with the
+// headers filter to the echo upstream: the adapter's cost on top of x/net's.
+func BenchmarkH2CGet(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "weir.yaml")
+	if err := os.WriteFile(path, []byte(`
+server: { listen: "127.0.0.1:0", admin: "", http2: { h2c: true } }
+access_log: { enabled: false }
+upstreams: { demo: { kind: echo } }
+routes:
+  - name: r
+    upstream: demo
+    filters: [ { headers: { request: { set: { X-Tag: tagged } } } } ]
+`), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	_, addr := start(b, path)
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, a)
+	}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := client.Get("http://" + addr + "/x")
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
