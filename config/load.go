@@ -69,6 +69,8 @@ var settings = []setting{
 	{"server.max_conns", 10000},
 	// 0 means no per-client-IP limit: behind a load balancer all clients share one IP.
 	{"server.max_conns_per_ip", 0},
+	// Each tunnel holds two connections, two goroutines and their buffers (about 50 KiB).
+	{"server.max_tunnels", 10000},
 	// No peer is trusted to set X-Forwarded-* until the operator says so.
 	{"server.trusted_proxies", []string{}},
 	{"server.strip_client_headers", DefaultStripClientHeaders},

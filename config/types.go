@@ -55,6 +55,9 @@ type Server struct {
 	MaxBodyBytes   Size `mapstructure:"max_body_bytes" json:"max_body_bytes"`
 	MaxConns       int  `mapstructure:"max_conns" json:"max_conns"`
 	MaxConnsPerIP  int  `mapstructure:"max_conns_per_ip" json:"max_conns_per_ip"`
+	// MaxTunnels caps the WebSocket tunnels open at once over every route. A tunnel's
+	// connection has left the server's accounting (MaxConns), so this is its own bound.
+	MaxTunnels int `mapstructure:"max_tunnels" json:"max_tunnels"`
 
 	// BodyTimeout bounds how long a request body may take to arrive in full, counted from the
 	// end of its header; 0 leaves only ReadTimeout, counted from the request's first byte.
@@ -295,6 +298,31 @@ type Route struct {
 	// AllowTrace lets TRACE requests reach the route. By default TRACE matches no route and is
 	// answered 405: it echoes the request, credentials included, to whoever made a client send it.
 	AllowTrace bool `mapstructure:"allow_trace" json:"allow_trace,omitempty"`
+	// WebSocket tunes how the route proxies WebSocket handshakes; nil takes the defaults
+	// (enabled, DefaultWebSocketIdleTimeout, no per-route cap).
+	WebSocket *WebSocket `mapstructure:"websocket" json:"websocket,omitempty"`
+}
+
+// WebSocket configures a route's WebSocket tunnels. WebSockets are on by default, as in
+// Traefik, Kong and Caddy: the handshake runs through the route's filters like any request.
+type WebSocket struct {
+	// Enabled false answers a handshake with 403 instead of proxying it.
+	Enabled *bool `mapstructure:"enabled" json:"enabled,omitempty"`
+	// IdleTimeout closes a tunnel in which no byte moved either way for this long; 0 means
+	// DefaultWebSocketIdleTimeout.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout" json:"idle_timeout,omitempty"`
+	// MaxTunnels caps the route's open tunnels (0: only server.max_tunnels applies); a
+	// handshake over the cap is answered 503 before the upstream is dialled.
+	MaxTunnels int `mapstructure:"max_tunnels" json:"max_tunnels,omitempty"`
+}
+
+// DefaultWebSocketIdleTimeout is a tunnel's idle timeout unless its route sets one: Envoy's
+// stream idle timeout. Clients that keep a connection open longer send pings.
+const DefaultWebSocketIdleTimeout = 5 * time.Minute
+
+// WebSocketEnabled reports whether the route proxies WebSocket handshakes.
+func (r *Route) WebSocketEnabled() bool {
+	return r.WebSocket == nil || r.WebSocket.Enabled == nil || *r.WebSocket.Enabled
 }
 
 // Split spreads a route's requests over upstreams: by weight (a canary), by a header or cookie

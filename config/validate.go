@@ -72,6 +72,7 @@ func validateServer(p *problems, s *Server) {
 	nonNeg(p, "server.body_buffer_bytes", int64(s.BodyBufferBytes))
 	nonNeg(p, "server.max_conns", int64(s.MaxConns))
 	nonNeg(p, "server.max_conns_per_ip", int64(s.MaxConnsPerIP))
+	nonNeg(p, "server.max_tunnels", int64(s.MaxTunnels))
 	if h := s.HTTP2; h.Enabled || h.H2C {
 		// 0 would be no limit for the flood limits, and a server that takes no streams.
 		for _, l := range []struct {
@@ -372,6 +373,14 @@ func validateRoutes(p *problems, c *Config, knownFilter func(string) bool) {
 		}
 		if r.Retries != nil {
 			validateRetries(p, path+".retries", r.Name, *r.Retries)
+		}
+		if ws := r.WebSocket; ws != nil {
+			if ws.IdleTimeout < 0 {
+				p.add(path+".websocket.idle_timeout", r.Name, "", fmt.Errorf("is negative (%s)", ws.IdleTimeout))
+			}
+			if ws.MaxTunnels < 0 {
+				p.add(path+".websocket.max_tunnels", r.Name, "", fmt.Errorf("is negative (%d)", ws.MaxTunnels))
+			}
 		}
 		for j, f := range r.Filters {
 			fpath := fmt.Sprintf("%s.filters[%d]", path, j)

@@ -390,6 +390,8 @@ func (a *Server) stats(rc *fasthttp.RequestCtx) {
 		// Per route: hits, misses, stored, revalidated, stale, coalesced, bypass, too_large,
 		// and the store's bytes and entries (filters/cache/README.md).
 		"cache": telemetry.Metrics.Group("cache"),
+		// Per route: open, total, closed_idle, refused_cap WebSocket tunnels (core/engine/README.md).
+		"websocket": telemetry.Metrics.Group("websocket"),
 	})
 }
 

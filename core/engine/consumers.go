@@ -64,11 +64,16 @@ type consumerTerminal struct{ next func(*filter.Ctx) }
 
 // Forward sets the authenticated consumer's headers, then runs the route's terminal step.
 func (t *consumerTerminal) Forward(c *filter.Ctx) {
+	setConsumer(c)
+	t.next(c)
+}
+
+// setConsumer sets the authenticated consumer's headers on the upstream request.
+func setConsumer(c *filter.Ctx) {
 	if k := c.Consumer(); k != nil {
 		h := &c.Request.Header
 		for _, kv := range k.Headers {
 			h.Set(kv[0], kv[1])
 		}
 	}
-	t.next(c)
 }

@@ -90,6 +90,8 @@ type Engine struct {
 	framing, notFound, reloads, reloadFails atomic.Uint64
 
 	ctxPool sync.Pool // of *request
+
+	tunnels tunnels // open WebSocket tunnels (websocket.go)
 }
 
 // New loads the config at path, builds the first snapshot and prepares the server. It does not
@@ -109,7 +111,12 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 		bodyTimeout: cfg.Server.BodyTimeout, bodyBuffer: int(cfg.Server.BodyBufferBytes),
 		metrics: true, noRoute: telemetry.Route(""),
 	}
-	e.ctxPool.New = func() any { return new(request) }
+	e.tunnels.max = int64(cfg.Server.MaxTunnels)
+	e.ctxPool.New = func() any {
+		r := &request{tunnels: &e.tunnels}
+		r.wsStep = r.forwardWebSocket // bound once, so a handshake allocates no closure for it
+		return r
+	}
 	if t := cfg.Server.TLS; t != nil {
 		var err error
 		if e.certs, e.acme, err = newCertStore(t, 0, listenPort(cfg.Server.Listen), log); err != nil {
@@ -189,14 +196,18 @@ func (e *Engine) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends, then closes the
-// current snapshot and the access log.
+// current snapshot and the access log. WebSocket tunnels are asked to end at once
+// (proxy.Tunnel.GoAway: a close frame 1001 to the upstream, whose answer reaches the client);
+// those still open when ctx ends have their connections closed.
 func (e *Engine) Shutdown(ctx context.Context) error {
+	e.tunnels.drain()
 	e.h2.shutdown(ctx) // GOAWAY to HTTP/2 clients, which the server below waits for too
 	err := e.srv.ShutdownWithContext(ctx)
 	e.h2.closeAll()
 	if err != nil {
 		err = fmt.Errorf("drain connections: %w", err)
 	}
+	err = errors.Join(err, e.tunnels.wait(ctx))
 	if s := e.cur.Swap(nil); s != nil {
 		s.release(e.log)
 	}
@@ -389,6 +400,13 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 		e.reject(rc, fasthttp.StatusMisdirectedRequest, errMisdirected, start)
 		return
 	}
+	// Before Sanitize, which removes Upgrade with the other hop-by-hop fields.
+	upgrade, err := edge.CheckUpgrade(&rc.Request.Header)
+	if err != nil {
+		e.ctxPool.Put(r)
+		e.rejectUpgrade(rc, err, start)
+		return
+	}
 	s := e.acquire()
 	if s == nil {
 		e.ctxPool.Put(r)
@@ -443,7 +461,9 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 		rt := &s.routes[id]
 		c.Route, rm = rt.name, rt.metrics
 		e.beginTrace(r, rt.name)
-		if status, err := e.readBody(r); err != nil {
+		if upgrade == edge.UpgradeWebSocket {
+			e.websocket(r, rt)
+		} else if status, err := e.readBody(r); err != nil {
 			// Refused like an edge rejection, but counted and logged once, with its route.
 			reply(rc, status)
 			rc.SetConnectionClose()
@@ -591,6 +611,13 @@ type request struct {
 	raw          []byte // the raw path, when some route matches on it
 	allow        []byte // the Allow field of a 405
 	trace        tracing.Request
+
+	// A WebSocket handshake's route, its terminal step (forwardWebSocket, bound once) and the
+	// upstream connection that step opened.
+	tunnels *tunnels
+	ws      *wsRoute
+	wsStep  func(*filter.Ctx)
+	upConn  net.Conn
 }
 
 // bodySizes returns the request and response body lengths for metrics and the access log: a

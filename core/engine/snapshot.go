@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -45,6 +46,7 @@ type route struct {
 	pipeline *filter.Pipeline
 	terminal func(*filter.Ctx)
 	metrics  *telemetry.RouteMetrics // resolved here so recording a request looks nothing up
+	ws       *wsRoute                // WebSocket handshakes (websocket.go)
 }
 
 // acquire takes a reference unless the snapshot already retired (refs reached zero), in which
@@ -135,17 +137,25 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 			errs = append(errs, err)
 			continue
 		}
-		var term func(*filter.Ctx)
+		var (
+			term func(*filter.Ctx)
+			dial func(*filter.Ctx) net.Conn
+		)
 		if rc.Split != nil {
 			term, err = s.splitTerminal(cfg, i, terminals)
-		} else {
-			term, err = s.routeTerminal(cfg, i, rc.Upstream, terminals[rc.Upstream])
+		} else if term, err = s.routeTerminal(cfg, i, rc.Upstream, terminals[rc.Upstream]); err == nil {
+			dial, err = s.websocketDial(cfg, i, rc.Upstream)
 		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: withConsumer(term), metrics: telemetry.Route(rc.Name)}
+		ws, err := s.newWSRoute(&cfg.Routes[i], shared, dial)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: withConsumer(term), metrics: telemetry.Route(rc.Name), ws: ws}
 	}
 	if s.table, err = router.Compile(rr); err != nil {
 		errs = append(errs, &config.Error{File: cfg.File, Path: "routes", Err: err})

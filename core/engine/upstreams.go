@@ -127,14 +127,23 @@ func (s *snapshot) upstream(cfg *config.Config, name string, u config.Upstream, 
 // routeTerminal is route i's terminal step to upstream name: the upstream's, or one with the
 // route's own timeouts and retries.
 func (s *snapshot) routeTerminal(cfg *config.Config, i int, name string, def func(*filter.Ctx)) (func(*filter.Ctx), error) {
-	rc := cfg.Routes[i]
-	if rc.Timeout == nil && rc.RequestTimeout == nil && rc.Retries == nil {
-		return def, nil
-	}
 	up := s.upstreams[name]
 	if up == nil {
 		// An echo upstream has nothing to time out or retry.
 		return def, nil
+	}
+	ru, err := s.routeUpstream(cfg, i, up)
+	if err != nil || ru == nil {
+		return def, err
+	}
+	return ru.Forward, nil
+}
+
+// routeUpstream is up with route i's own timeouts and retries, or nil when the route has none.
+func (s *snapshot) routeUpstream(cfg *config.Config, i int, up *proxy.Upstream) (*proxy.RouteUpstream, error) {
+	rc := cfg.Routes[i]
+	if rc.Timeout == nil && rc.RequestTimeout == nil && rc.Retries == nil {
+		return nil, nil
 	}
 	ro := proxy.RouteOptions{Timeout: rc.Timeout, RequestTimeout: rc.RequestTimeout}
 	if rc.Retries != nil {
@@ -145,7 +154,7 @@ func (s *snapshot) routeTerminal(cfg *config.Config, i int, name string, def fun
 	if err != nil {
 		return nil, &config.Error{File: cfg.File, Path: fmt.Sprintf("routes[%d]", i), Route: rc.Name, Err: err}
 	}
-	return ru.Forward, nil
+	return ru, nil
 }
 
 // UpstreamStatus is one upstream's entry in the admin API.

@@ -143,6 +143,17 @@ type view struct {
 	bal     balance.Balancer
 }
 
+// pick is the balancer's choice for key avoiding exclude (-1: none), or exclude itself when
+// it is the only available target: a retry goes to the target that just failed rather than
+// giving up, since a connect failure may be a blip.
+func (v *view) pick(key []byte, exclude int) int {
+	i := v.bal.Pick(key, exclude)
+	if i < 0 && exclude >= 0 {
+		i = v.bal.Pick(key, -1)
+	}
+	return i
+}
+
 type hashKind uint8
 
 const (
@@ -455,12 +466,7 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 	exclude := -1
 	var err error
 	for attempt := 0; ; attempt++ {
-		i := v.bal.Pick(key, exclude)
-		if i < 0 && exclude >= 0 {
-			// The only available target is the one that just failed: retry it rather than
-			// giving up, since a connect failure may be a blip.
-			i = v.bal.Pick(key, -1)
-		}
+		i := v.pick(key, exclude)
 		if i < 0 {
 			if err == nil {
 				err = errNoTarget
