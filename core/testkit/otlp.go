@@ -36,6 +36,9 @@ type OTLPReceiver struct {
 	URL string
 	// Delay, when set before the first export, holds every export this long (a slow collector).
 	Delay time.Duration
+	// Discard, when set before the first export, reads exports without decoding or keeping
+	// them: a collector on another machine, for benchmarks of the gateway's own cost.
+	Discard bool
 
 	mu      sync.Mutex
 	spans   []Span
@@ -76,6 +79,10 @@ func (r *OTLPReceiver) serve(w http.ResponseWriter, req *http.Request) {
 		body = zr
 	}
 	data, err := io.ReadAll(body)
+	if r.Discard && err == nil {
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		return
+	}
 	var msg coltrace.ExportTraceServiceRequest
 	if err == nil {
 		err = proto.Unmarshal(data, &msg)

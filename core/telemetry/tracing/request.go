@@ -38,6 +38,8 @@ type Request struct {
 	frames [filter.MaxSlots]frame
 	// hdr holds a traceparent the gateway writes into the request.
 	hdr [traceparentLen]byte
+	// hadParent says the request came with a traceparent field (valid or not) to replace.
+	hadParent bool
 }
 
 type frame struct {
@@ -78,9 +80,11 @@ func (r *Request) Begin(t *Tracer, c *filter.Ctx, route string) {
 	)
 	// Two traceparent fields are as invalid as a malformed one: there is no saying which the
 	// caller meant.
-	if tp := h.PeekAll(hTraceparent); len(tp) == 1 {
+	tp := h.PeekAll(hTraceparent)
+	if len(tp) == 1 {
 		parent, valid = parseTraceparent(tp[0])
 	}
+	r.hadParent = len(tp) > 0
 	var ctx context.Context
 	switch {
 	case valid && parent.flags&byte(trace.FlagsSampled) == 0:
@@ -207,7 +211,10 @@ func (r *Request) EndUpstream(c *filter.Ctx, err error) {
 // tracestate, removing the client's when sc has none: a tracestate belongs to the traceparent
 // it came with.
 func (r *Request) inject(h *fasthttp.RequestHeader, sc trace.SpanContext) {
-	h.Del(hTraceparent)
+	if r.hadParent {
+		h.Del(hTraceparent) // every one: SetBytesV replaces only the first
+	}
+	r.hadParent = true
 	h.SetBytesV(hTraceparent, formatTraceparent(r.hdr[:0], sc))
 	h.Del(hTracestate)
 	if ts := sc.TraceState(); ts.Len() > 0 {
