@@ -69,7 +69,7 @@ func TestDefaults(t *testing.T) {
 	wantServer := Server{
 		Listen: ":8080", Admin: "127.0.0.1:9901",
 		DrainTimeout: 30 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
-		IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16384, MaxBodyBytes: 100 << 20,
+		IdleTimeout: 60 * time.Second, IdleParkAfter: time.Second, MaxHeaderBytes: 16384, MaxBodyBytes: 100 << 20,
 		MaxConns: 10000, MaxConnsPerIP: 0, MaxTunnels: 10000, TrustedProxies: []string{}, Via: "weir", AdminHosts: []string{},
 		BodyTimeout: 60 * time.Second, BodyBufferBytes: 64 << 10,
 		StripClientHeaders: []string{"X-Real-IP", "True-Client-IP", "CF-Connecting-IP",

@@ -50,6 +50,10 @@ type Server struct {
 	ReadTimeout  time.Duration `mapstructure:"read_timeout" json:"read_timeout"`
 	WriteTimeout time.Duration `mapstructure:"write_timeout" json:"write_timeout"`
 	IdleTimeout  time.Duration `mapstructure:"idle_timeout" json:"idle_timeout"`
+	// IdleParkAfter is how long a keep-alive connection waits with its buffers and goroutine
+	// before it is parked without them until its next request or IdleTimeout
+	// (core/edge/park.go); 0 keeps them until IdleTimeout.
+	IdleParkAfter time.Duration `mapstructure:"idle_park_after" json:"idle_park_after"`
 
 	MaxHeaderBytes int  `mapstructure:"max_header_bytes" json:"max_header_bytes"`
 	MaxBodyBytes   Size `mapstructure:"max_body_bytes" json:"max_body_bytes"`

@@ -66,6 +66,7 @@ func validateServer(p *problems, s *Server) {
 	nonNegDur(p, "server.read_timeout", s.ReadTimeout)
 	nonNegDur(p, "server.write_timeout", s.WriteTimeout)
 	nonNegDur(p, "server.idle_timeout", s.IdleTimeout)
+	nonNegDur(p, "server.idle_park_after", s.IdleParkAfter)
 	nonNeg(p, "server.max_header_bytes", int64(s.MaxHeaderBytes))
 	nonNeg(p, "server.max_body_bytes", int64(s.MaxBodyBytes))
 	nonNegDur(p, "server.body_timeout", s.BodyTimeout)

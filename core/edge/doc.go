@@ -4,7 +4,8 @@
 //
 // Before any request, GuardPlain makes a plain connection that does not start like an HTTP/1
 // request (a TLS ClientHello sent to a plain listener) fail at once, so it is answered 400
-// rather than held until the read timeout.
+// rather than held until the read timeout. Park keeps idle keep-alive connections without the
+// server's buffers and goroutine (a few KiB each instead of about 20).
 //
 // The engine calls, in order, for every request:
 //

@@ -5,6 +5,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,6 +81,8 @@ type Engine struct {
 	// the first Serve, so no validation arrives before anyone listens, and answers http-01
 	// validations ahead of routing.
 	acme *acme.Manager
+	// Idle keep-alive connections are parked (edge.Park) when park.After is set; fixed at start.
+	park edge.ParkOptions
 
 	reloadMu sync.Mutex // serialises reloads; never taken on the request path
 	histMu   sync.Mutex
@@ -154,7 +157,7 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 }
 
 func (e *Engine) newServer(sc config.Server) *fasthttp.Server {
-	return &fasthttp.Server{
+	srv := &fasthttp.Server{
 		Handler:      e.Handle,
 		ErrorHandler: e.parseError,
 		Name:         "weir",
@@ -174,6 +177,17 @@ func (e *Engine) newServer(sc config.Server) *fasthttp.Server {
 		SleepWhenConcurrencyLimitsExceeded: 0,
 		Logger:                             fasthttpLogger{e.log},
 	}
+	// fasthttp's idle timeout, as IdleTimeout 0 is: ReadTimeout.
+	idle := cmp.Or(sc.IdleTimeout, sc.ReadTimeout)
+	if sc.IdleParkAfter > 0 && (idle == 0 || sc.IdleParkAfter < idle) {
+		// The server gives up on an idle connection after IdleParkAfter, and the Parker
+		// keeps it (edge.Park), counting every open connection against the limits.
+		e.park = edge.ParkOptions{After: sc.IdleParkAfter, Idle: idle, MaxConns: sc.MaxConns, MaxConnsPerIP: sc.MaxConnsPerIP}
+		srv.IdleTimeout = sc.IdleParkAfter
+		srv.MaxConnsPerIP = 0
+		srv.ConnState = edge.ParkConnState
+	}
+	return srv
 }
 
 // Config returns the running config; after Shutdown, the last one that ran.
@@ -189,7 +203,13 @@ func (e *Engine) Serve(ln net.Listener) error {
 	if e.acme != nil {
 		e.acme.Start()
 	}
-	if err := e.srv.Serve(edge.GuardPlain(e.h2.listener(ln))); err != nil && !errors.Is(err, net.ErrClosed) {
+	// HTTP/2 connections leave at the h2 listener; the Parker is outermost, so the connections
+	// it wakes go straight back to the server.
+	hl := edge.GuardPlain(e.h2.listener(ln))
+	if e.park.After > 0 {
+		hl = edge.Park(hl, e.park)
+	}
+	if err := e.srv.Serve(hl); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil

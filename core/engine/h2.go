@@ -127,7 +127,8 @@ func (f *h2front) serveConn(c net.Conn) {
 		f.mu.Unlock()
 	}()
 	info := &h2conn{local: c.LocalAddr(), remote: c.RemoteAddr()}
-	if tc, ok := c.(*tls.Conn); ok {
+	// Not *tls.Conn: the connection may come wrapped (edge.Park), with the same method.
+	if tc, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := tc.ConnectionState()
 		info.tls = &st
 	}

@@ -1,0 +1,253 @@
+package edge
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// parkServer serves "conn N" (fasthttp's id of the connection) behind a Parker that parks
+// after 20 ms idle, and returns the parker and its address.
+func parkServer(t *testing.T, o ParkOptions, wrap func(net.Listener) net.Listener) (*Parker, *fasthttp.Server, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrap != nil {
+		ln = wrap(ln)
+	}
+	if o.After == 0 {
+		o.After = 20 * time.Millisecond
+	}
+	p := Park(ln, o)
+	srv := &fasthttp.Server{
+		Handler: func(rc *fasthttp.RequestCtx) {
+			fmt.Fprintf(rc, "tls=%v", rc.IsTLS())
+		},
+		IdleTimeout:       o.After,
+		ReadTimeout:       5 * time.Second,
+		StreamRequestBody: true,
+		ConnState:         ParkConnState,
+		CloseOnShutdown:   true,
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(p) }()
+	t.Cleanup(func() {
+		if err := srv.Shutdown(); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return p, srv, ln.Addr().String()
+}
+
+// get sends one request on c and reads its answer.
+func get(t *testing.T, c net.Conn, br *bufio.Reader) string {
+	t.Helper()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// waitParked polls until the parker holds n connections.
+func waitParked(t *testing.T, p *Parker, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); p.Parked() != n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections parked, want %d", p.Parked(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestParkWakesOnNextRequest(t *testing.T) {
+	p, _, addr := parkServer(t, ParkOptions{Idle: 10 * time.Second}, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		if got := get(t, c, br); got != "tls=false" {
+			t.Fatalf("request %d: %q", i, got)
+		}
+		waitParked(t, p, 1)
+	}
+	// Two pipelined requests, the second in the same write: nothing of it may be lost to
+	// parking, and the connection is not parked between them.
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	waitParked(t, p, 1)
+}
+
+func TestParkIdleTimeout(t *testing.T) {
+	p, _, addr := parkServer(t, ParkOptions{Idle: 200 * time.Millisecond}, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	get(t, c, br)
+	start := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read %d bytes, %v; want EOF when the idle timeout closes the connection", n, err)
+	}
+	if waited := time.Since(start); waited < 150*time.Millisecond {
+		t.Fatalf("closed after %v, before the idle timeout", waited)
+	}
+	waitParked(t, p, 0)
+}
+
+func TestParkShutdownClosesParked(t *testing.T) {
+	p, srv, addr := parkServer(t, ParkOptions{Idle: time.Minute}, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	get(t, c, br)
+	waitParked(t, p, 1)
+	if err := srv.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("parked connection after shutdown: %v, want EOF", err)
+	}
+	waitParked(t, p, 0)
+}
+
+// A client cannot get around the connection limits by letting its connections park.
+func TestParkLimitsCountParked(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		o      ParkOptions
+		status int
+	}{
+		{"per ip", ParkOptions{Idle: time.Minute, MaxConnsPerIP: 2}, 429},
+		{"total", ParkOptions{Idle: time.Minute, MaxConns: 2}, 503},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _, addr := parkServer(t, tc.o, nil)
+			for range 2 {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				get(t, c, bufio.NewReader(c))
+			}
+			waitParked(t, p, 2)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || !resp.Close {
+				t.Fatalf("third connection: %d (close %v), want %d and close", resp.StatusCode, resp.Close, tc.status)
+			}
+		})
+	}
+}
+
+func TestParkTLS(t *testing.T) {
+	cert := testCert(t, "localhost")
+	wrap := func(ln net.Listener) net.Listener {
+		return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+	}
+	p, _, addr := parkServer(t, ParkOptions{Idle: 10 * time.Second}, wrap)
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		if got := get(t, c, br); got != "tls=true" {
+			t.Fatalf("request %d: %q, want the server to see the woken connection's TLS state", i, got)
+		}
+		waitParked(t, p, 1)
+	}
+}
+
+// Many clients parking and waking at once, under -race.
+func TestParkHammer(t *testing.T) {
+	_, _, addr := parkServer(t, ParkOptions{After: time.Millisecond, Idle: 10 * time.Second}, nil)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for i := range 20 {
+				if got := get(t, c, br); got != "tls=false" {
+					t.Errorf("client %d request %d: %q", w, i, got)
+					return
+				}
+				time.Sleep(time.Duration(i%3) * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// testCert is a self-signed certificate for name.
+func testCert(t *testing.T, name string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
