@@ -32,7 +32,8 @@ type AutoCerts interface {
 // CertStore serves the certificates of a TLS listener, chosen by SNI. Files are checked for
 // changes at most once per CertCheckInterval, from the handshake path itself, so a renewed
 // certificate (certbot, cert-manager) is picked up without a restart and without a goroutine to
-// stop. A file that fails to load keeps the previous certificate and is reported.
+// stop. A file that fails to load keeps the previous certificate and is reported. OCSP
+// responses are stapled to certificates that name a responder (ocsp.go).
 //
 // With an AutoCerts source, a handshake gets, in order: an ACME validation's answer; the file
 // certificate whose names match the SNI name; the source's certificate for that name; the
@@ -45,6 +46,9 @@ type CertStore struct {
 	cur       atomic.Pointer[certSet]
 	nextCheck atomic.Int64 // unix nanoseconds
 	mu        sync.Mutex   // one reload at a time
+
+	stapleMu sync.Mutex
+	staples  []stapleState // per pair: the OCSP staple's schedule (ocsp.go)
 }
 
 // CertCheckInterval is how often certificate files are checked for changes.
@@ -63,13 +67,14 @@ func NewCertStore(pairs []CertPair, auto AutoCerts, onError func(error)) (*CertS
 	if len(pairs) == 0 && auto == nil {
 		return nil, errors.New("no certificates")
 	}
-	s := &CertStore{pairs: pairs, auto: auto, onError: onError}
+	s := &CertStore{pairs: pairs, auto: auto, onError: onError, staples: make([]stapleState, len(pairs))}
 	set, err := s.load(nil)
 	if err != nil {
 		return nil, err
 	}
 	s.cur.Store(set)
 	s.nextCheck.Store(time.Now().Add(CertCheckInterval).UnixNano())
+	s.maybeStaple(set)
 	return s, nil
 }
 
@@ -102,7 +107,13 @@ func (s *CertStore) load(prev *certSet) (*certSet, error) {
 		set.certs = append(set.certs, &c)
 		set.mtimes = append(set.mtimes, mt)
 	}
-	// Earlier certificates win a name claimed twice, so the order of the list is the priority.
+	set.index()
+	return set, errors.Join(errs...)
+}
+
+// index maps every name of set's certificates to its certificate. Earlier certificates win a
+// name claimed twice, so the order of the list is the priority.
+func (set *certSet) index() {
 	for i := len(set.certs) - 1; i >= 0; i-- {
 		c := set.certs[i]
 		names := c.Leaf.DNSNames
@@ -121,7 +132,6 @@ func (s *CertStore) load(prev *certSet) (*certSet, error) {
 			}
 		}
 	}
-	return set, errors.Join(errs...)
 }
 
 func modTime(path string) time.Time {
@@ -146,6 +156,7 @@ func (s *CertStore) maybeReload() {
 		s.onError(err)
 	}
 	s.cur.Store(set)
+	s.maybeStaple(set)
 }
 
 // Recheck makes the next handshake check the certificate files, whatever the interval: a
