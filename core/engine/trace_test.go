@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -294,6 +295,35 @@ func TestTraceHostileTraceparent(t *testing.T) {
 	}
 }
 
+// TestTraceHostileTracestate continues a valid sampled caller whose tracestate is broken or
+// oversized: the trace goes on, and the upstream gets no tracestate rather than a bad one.
+func TestTraceHostileTracestate(t *testing.T) {
+	rcv := testkit.NewOTLPReceiver(t)
+	_, addr, be := traceGateway(t, rcv.URL, 1, 512, 2048)
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	var many []string
+	for i := range 40 { // the list allows 32 members
+		many = append(many, fmt.Sprintf("v%d=x", i))
+	}
+	for _, ts := range []string{"not a list", "=x", "a=b,a=c", "A=b", strings.Join(many, ","), "a=" + strings.Repeat("x", 300)} {
+		if st := do(t, addr, "/api/x", "traceparent", "00-"+tid+"-00f067aa0ba902b7-01", "tracestate", ts); st != 200 {
+			t.Fatalf("tracestate %.40q: status %d", ts, st)
+		}
+		got := be.last(t)
+		if len(got["traceparent"]) != 1 || !strings.Contains(got["traceparent"][0], tid) {
+			t.Errorf("tracestate %.40q: upstream got traceparent %q, want the caller's trace continued", ts, got["traceparent"])
+		}
+		if len(got["tracestate"]) != 0 {
+			t.Errorf("tracestate %.40q: upstream got tracestate %.60q, want none", ts, got["tracestate"])
+		}
+	}
+	// Fields of one list split over several header lines are one list.
+	do(t, addr, "/api/x", "traceparent", "00-"+tid+"-00f067aa0ba902b7-01", "tracestate", "a=1", "tracestate", "b=2")
+	if got := be.last(t)["tracestate"]; fmt.Sprint(got) != "[a=1,b=2]" {
+		t.Errorf("split tracestate: upstream got %q, want [a=1,b=2]", got)
+	}
+}
+
 // TestTraceRetriesAndErrors checks that each attempt has its own client span and that failures
 // mark spans failed, and that a filter's local reply ends its span and the chain.
 func TestTraceRetriesAndErrors(t *testing.T) {
@@ -508,4 +538,37 @@ func processCPU(b *testing.B) int64 {
 		b.Fatal(err)
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// TestTracePluginSpans: a WebAssembly plugin's call gets its span like a built-in filter, named
+// and marked as a plugin, and a plugin that fails closed marks it failed.
+func TestTracePluginSpans(t *testing.T) {
+	rcv := testkit.NewOTLPReceiver(t)
+	path := writePluginConfig(t, t.TempDir(), "closed", 3)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "tracing: { enabled: true, endpoint: %q, batch: { interval: 20ms } }\n", rcv.URL)
+	f.Close()
+	_, addr := start(t, path)
+	if st := do(t, addr, "/hello"); st != 200 {
+		t.Fatalf("/hello: status %d", st)
+	}
+	if st := do(t, addr, "/spin"); st != 500 {
+		t.Fatalf("/spin: status %d", st)
+	}
+	spans := rcv.WaitSpans(t, 4, 10*time.Second)
+	got := map[string]testkit.Span{}
+	for _, s := range spans {
+		got[s.Name] = s
+	}
+	hello, plugin := got["hello"], got["plugin hello"]
+	if plugin.Parent != hello.SpanID || plugin.Attrs["weir.filter.kind"] != "plugin" || plugin.Attrs["weir.filter.name"] != "hello" || plugin.Error {
+		t.Errorf("plugin span %+v under server span %s", plugin, hello.SpanID)
+	}
+	spin, spinPlugin := got["spin"], got["plugin spin"]
+	if !spin.Error || !spinPlugin.Error || spinPlugin.Parent != spin.SpanID || spinPlugin.Attrs["weir.filter.stopped"] != "true" {
+		t.Errorf("a plugin failing closed: server span %+v, plugin span %+v", spin, spinPlugin)
+	}
 }
