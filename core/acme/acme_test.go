@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,10 @@ type gateway struct {
 	tls      net.Listener
 	tlsAddr  string
 	httpAddr string
+
+	// answered, when set, sees each http-01 request the Manager answered, while its
+	// challenge is still open.
+	answered func(rc *fasthttp.RequestCtx)
 }
 
 func listen(t *testing.T) net.Listener {
@@ -70,6 +75,8 @@ func (g *gateway) start(t *testing.T, c *config.ACME, o Options) {
 	plain := &fasthttp.Server{Logger: quiet, Handler: func(rc *fasthttp.RequestCtx) {
 		if !m.ServeHTTPChallenge(rc) {
 			rc.SetStatusCode(fasthttp.StatusNotFound)
+		} else if g.answered != nil {
+			g.answered(rc)
 		}
 	}}
 	secure := &fasthttp.Server{Logger: quiet, Handler: func(rc *fasthttp.RequestCtx) { rc.SetBodyString("ok") }}
@@ -114,6 +121,33 @@ func (g *gateway) waitCert(t *testing.T, name string, roots *x509.CertPool, not 
 	return nil, nil
 }
 
+// challengeSpellings asks m for the token of rc (an answered http-01 request) in ways that must
+// not be answered, and returns those that were.
+func challengeSpellings(m *Manager, rc *fasthttp.RequestCtx) []string {
+	path, host := string(rc.Path()), string(rc.Host())
+	var leaks []string
+	for _, v := range []struct{ method, target, host string }{
+		{"GET", path, "other.weir.test"},  // another site's Host (DNS rebinding)
+		{"GET", path, "evil.test"},        // any other Host
+		{"POST", path, host},              // only GET is a validation
+		{"HEAD", path, host},              // nor HEAD
+		{"GET", path + "x", host},         // a longer token
+		{"GET", path[:len(path)-1], host}, // a prefix of it
+		{"GET", path + "/", host},
+		{"GET", strings.ToUpper(path), host},
+		{"GET", "/x/.." + path, host}, // not the exact path
+	} {
+		var probe fasthttp.RequestCtx
+		probe.Request.Header.SetMethod(v.method)
+		probe.Request.SetRequestURI(v.target)
+		probe.Request.Header.SetHost(v.host)
+		if m.ServeHTTPChallenge(&probe) {
+			leaks = append(leaks, v.method+" "+v.host+v.target)
+		}
+	}
+	return leaks
+}
+
 func acmeConfig(tc *acmetest.CA, storage string, challenge string) *config.ACME {
 	return &config.ACME{
 		Email: "ops@weir.test", CA: tc.Dir, CARoot: tc.Root, Storage: storage,
@@ -133,6 +167,19 @@ func TestIssueServeRenew(t *testing.T) {
 			name := "app.weir.test"
 			c := acmeConfig(tc, t.TempDir(), challenge)
 			c.Hosts = []string{name}
+			var mu sync.Mutex
+			var answered int
+			var leaks []string
+			if challenge == config.ChallengeHTTP01 {
+				// While the CA's request is answered, the challenge is open: the same token
+				// asked for another way must still get nothing.
+				g.answered = func(rc *fasthttp.RequestCtx) {
+					mu.Lock()
+					defer mu.Unlock()
+					answered++
+					leaks = append(leaks, challengeSpellings(g.m, rc)...)
+				}
+			}
 			g.start(t, c, Options{renewCheck: 500 * time.Millisecond, renewRatio: 0.999, noARI: true})
 
 			first, staple := g.waitCert(t, name, tc.Roots(), nil, 15*time.Second)
@@ -144,6 +191,14 @@ func TestIssueServeRenew(t *testing.T) {
 			} else if resp, err := ocsp.ParseResponseForCert(staple, first, tc.Intermediate()); err != nil || resp.Status != ocsp.Good {
 				t.Errorf("stapled OCSP response: %v (status %v)", err, resp)
 			}
+			mu.Lock()
+			if challenge == config.ChallengeHTTP01 && answered == 0 {
+				t.Error("the CA's http-01 request never reached the listener")
+			}
+			for _, l := range leaks {
+				t.Errorf("answered a challenge request it must not: %s", l)
+			}
+			mu.Unlock()
 			renewed, _ := g.waitCert(t, name, tc.Roots(), first.SerialNumber, 20*time.Second)
 			if renewed.NotBefore.Before(first.NotBefore) {
 				t.Errorf("renewed certificate starts %s, before the first (%s)", renewed.NotBefore, first.NotBefore)
