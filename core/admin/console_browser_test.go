@@ -66,6 +66,8 @@ routes:
   - name: orders
     match: { path_prefix: /orders }
     upstream: api
+    filters:
+      - ratelimit: { key: client_ip, limits: [ { rate: 100000, per: 1s } ] }
 `
 
 // TestConsoleBrowser loads the console in headless chromium against a gateway under traffic:
@@ -221,6 +223,8 @@ func TestConsoleBrowser(t *testing.T) {
 	wait("p99 shown", `(c => c && /[µm]?s$/.test(c.textContent) && "ok")(document.querySelector('tr[data-route="hello"] td.p99'))`)
 	wait("5xx share of orders", `(c => c && /%$/.test(c.textContent) && c.textContent !== "0.0 %" && "ok")(document.querySelector('tr[data-route="orders"] td.errors'))`)
 	wait("upstream figures", `(h => h && /attempts\/s · p50 [0-9.]+ [µm]?s · p99 [0-9.]+ [µm]?s · failed [0-9.]+ %/.test(h.textContent) && "ok")(document.querySelector('[data-upstream="api"] h3'))`)
+	// The rate-limit section knows the route that limits: its decisions, or that none are counted.
+	wait("rate limits", `(b => (b.querySelector('tr[data-name^="orders"]') || b.textContent.includes("routes with ratelimit: orders")) && "ok")(document.getElementById("ratelimit-body"))`)
 	// The cache counters of /stats rise too, and the upstream target is healthy.
 	misses := `document.querySelector('#cache-body tr[data-name="hello"] td[data-counter="hits"]')`
 	hits := wait("cache hits", `(c => c && c.textContent)(`+misses+`)`)

@@ -145,7 +145,10 @@
           record(win);
         }
         metricsNote(rs[4]);
-        if (rs[0].status === 200) renderRoutes(json(rs[0]) || [], win);
+        if (rs[0].status === 200) {
+          state.routes = json(rs[0]) || [];
+          renderRoutes(state.routes, win);
+        }
         drawCharts();
         if (rs[1].status === 200) renderUpstreams(json(rs[1]) || [], upWin);
         var stats = rs[3].status === 200 ? json(rs[3]) : null;
@@ -432,8 +435,13 @@
         (rl[name] = rl[name] || {})[p[2]] = sums[k];
       });
     }
-    replace($("ratelimit-body"), groupTable(rl, state.prevRatelimit, ["allowed", "limited"], "route",
-      scrape ? "No rate-limit decisions yet." : "Rate-limit decisions need /metrics."));
+    var limited = (state.routes || []).filter(function (r) {
+      return (r.filters || []).indexOf("ratelimit") >= 0;
+    }).map(function (r) { return r.name; });
+    var none = !limited.length ? "No route uses the ratelimit filter."
+      : !scrape ? "Rate-limit decisions need /metrics."
+        : "No rate-limit decisions counted yet (routes with ratelimit: " + limited.join(", ") + ").";
+    replace($("ratelimit-body"), groupTable(rl, state.prevRatelimit, ["allowed", "limited"], "route", none));
     state.prevRatelimit = rl;
     state.prevStats = stats;
   }
