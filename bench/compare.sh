@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # compare.sh runs wrk against Weir, nginx, HAProxy and a bare fasthttp proxy (the ceiling), all
 # in front of the same backend, in interleaved rounds per scenario (13-byte GET, 64 KiB GET,
-# 1 KiB POST, a route with a WebAssembly plugin), and prints req/s, p50/p99/p99.9 latency, the
+# 1 KiB POST, a route with a WebAssembly plugin; and h2load for a GET over HTTP/2, h2c with
+# prior knowledge, Weir against nginx's `listen ... http2`), and prints req/s, p50/p99/p99.9 latency, the
 # proxies' CPU time per request and the ratios to nginx. It also measures each proxy's startup
 # time, its RSS when idle and while holding 10,000 idle keep-alive connections. It writes
 # bench/RESULTS.md and bench/results.png and keeps wrk's raw output under bench/out/. See
@@ -9,8 +10,9 @@
 #
 # Settings (environment):
 #   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 WARMUP=2s   wrk run shape
-#   SCENARIOS="small big post plugin httpwasm proxywasm filters cache"   which scenarios, in order
-#                         (see add_scenario below)
+#   SCENARIOS="small big post plugin httpwasm proxywasm filters cache h2"   which scenarios, in
+#                         order (see add_scenario below)
+#   H2_CLIENTS=$CONNECTIONS H2_STREAMS=10   the h2 scenario's h2load -c and -m
 #   WORKERS=<nproc>       Weir's and the ceiling's GOMAXPROCS, nginx's workers, HAProxy's threads
 #   PROXIES="nginx haproxy ceiling weir"   which proxies to measure, in first-round order
 #   URL_PATH=/            a custom scenario: this path through every proxy...
@@ -75,6 +77,12 @@ add_scenario httpwasm "13-byte GET, route with a C add-header filter (http-wasm)
 add_scenario proxywasm "13-byte GET, route with a C add-header filter (proxy-wasm) vs the plain route" / /pw/ "" "weir weir-plain"
 add_scenario filters "13-byte GET, route with request-id, rewrite, headers vs the plain route" / /f/ "" "weir weir-plain"
 add_scenario cache "1 KiB GET (max-age=60) from the cache filter vs the plain route uncached and nginx proxy_cache" /1k /cached/1k "" "weir weir-plain nginx"
+# h2load, not wrk: HTTP/2 with prior knowledge (h2c), H2_STREAMS concurrent streams on each of
+# H2_CLIENTS connections, to Weir's own listener (server.http2.h2c) and to an nginx server
+# block with `listen ... http2` (plain, so h2c only) in front of the same backend.
+add_scenario h2 "13-byte GET over HTTP/2 (h2c, h2load)" / / "" "weir nginx"
+H2_CLIENTS=${H2_CLIENTS:-$CONNECTIONS}
+H2_STREAMS=${H2_STREAMS:-10}
 
 if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
 	# The interface before scenarios existed: one path (and maybe another one for Weir).
@@ -82,7 +90,7 @@ if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
 	add_scenario custom "GET $URL_PATH (weir: ${WEIR_URL_PATH:-$URL_PATH})" "$URL_PATH" "${WEIR_URL_PATH:-$URL_PATH}" ""
 	SCENARIOS=${SCENARIOS:-custom}
 fi
-SCENARIOS=${SCENARIOS:-small big post plugin httpwasm proxywasm filters cache}
+SCENARIOS=${SCENARIOS:-small big post plugin httpwasm proxywasm filters cache h2}
 for s in $SCENARIOS; do
 	[ -n "${sc_desc[$s]:-}" ] || die "unknown scenario \"$s\" (have: ${!sc_desc[*]})"
 done
@@ -104,9 +112,11 @@ participants_of() {
 }
 # url_of prints the URL participant $2 is sent in scenario $1.
 url_of() {
-	local path=${sc_path[$1]}
+	local path=${sc_path[$1]} a=${addr[$(proxy_of "$2")]}
 	[ "$2" = weir ] && path=${sc_weir[$1]}
-	echo "http://${addr[$(proxy_of "$2")]}$path"
+	# nginx speaks h2c on a listener of its own; Weir on its one listener, beside HTTP/1.1.
+	[ "$1" = h2 ] && [ "$2" = nginx ] && a=$nginx_h2_addr
+	echo "http://$a$path"
 }
 
 # --- tools -------------------------------------------------------------------------------
@@ -120,6 +130,7 @@ case " $PROXIES " in *" haproxy "*)
 	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy) ;;
 esac
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+case " $SCENARIOS " in *" h2 "*) command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client) ;; esac
 install_pkgs "${need_pkgs[@]}"
 # Debian keeps nginx and haproxy in /usr/sbin, which is not on a non-root PATH.
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
@@ -204,6 +215,7 @@ declare -A addr=(
 	[weir]=127.0.0.1:$((BASE_PORT + 4))
 	[haproxy]=127.0.0.1:$((BASE_PORT + 5))
 )
+nginx_h2_addr=127.0.0.1:$((BASE_PORT + 6))
 declare -A pid=()
 for p in $PROXIES; do
 	[ -n "${addr[$p]:-}" ] || die "unknown proxy \"$p\" in PROXIES (want nginx, haproxy, ceiling, weir)"
@@ -225,9 +237,9 @@ fi
 fill() { # fill TEMPLATE LISTEN > file
 	awk -v user="$user_line" -v workers="$WORKERS" -v dir="$tmp/nginx" \
 		-v nofile="$(ulimit -n)" -v maxconn="$((($(ulimit -n) - 200) / 2))" \
-		-v backend="$backend_addr" -v listen="$2" -v extra="${extra%$'\n'}" '
+		-v backend="$backend_addr" -v listen="$2" -v listen_h2="$nginx_h2_addr" -v extra="${extra%$'\n'}" '
 		{ gsub(/@USER@/, user); gsub(/@WORKERS@/, workers); gsub(/@DIR@/, dir)
-		  gsub(/@BACKEND@/, backend); gsub(/@LISTEN@/, listen); gsub(/@EXTRA_TEMP@/, extra)
+		  gsub(/@BACKEND@/, backend); gsub(/@LISTEN_H2@/, listen_h2); gsub(/@LISTEN@/, listen); gsub(/@EXTRA_TEMP@/, extra)
 		  gsub(/@NOFILE@/, nofile); gsub(/@MAXCONN@/, maxconn)
 		  print }' "$1"
 }
@@ -337,7 +349,9 @@ for s in $SCENARIOS; do
 	for p in $(participants_of "$s"); do
 		method=GET
 		[ -n "${sc_lua[$s]}" ] && method=POST
-		curl -fsS -o /dev/null -X "$method" "$(url_of "$s" "$p")" ||
+		h2=()
+		[ "$s" = h2 ] && h2=(--http2-prior-knowledge)
+		curl -fsS -o /dev/null "${h2[@]}" -X "$method" "$(url_of "$s" "$p")" ||
 			die "$p: $method $(url_of "$s" "$p") does not answer 2xx (scenario $s)"
 	done
 done
@@ -377,6 +391,39 @@ for s in $SCENARIOS; do
 done
 
 wrk_args=(-t "$THREADS" -c "$CONNECTIONS" --latency)
+
+# run_h2load OUT ARG... is run_wrk for h2load (h2c with prior knowledge on an http:// URL).
+run_h2load() {
+	local f=$1
+	shift
+	"${pin_load[@]}" h2load -t "$THREADS" -c "$H2_CLIENTS" -m "$H2_STREAMS" "$@" >"$f" &
+	wrk_pid=$!
+	wait "$wrk_pid"
+	wrk_pid=""
+}
+
+# measure_h2 KEY OUT "PID..." ARG... is measure for h2load: req/s, requests, failures and the
+# proxy's CPU time. h2load reports a mean and no percentiles, so p50, p99 and p99.9 stay empty.
+measure_h2() {
+	local k=$1 f=$2 procs=$3 before after run_rps run_reqs run_errs
+	shift 3
+	# shellcheck disable=SC2086 # procs is a list of pids
+	before=$(cpu_ticks $procs)
+	run_h2load "$f" "$@"
+	# shellcheck disable=SC2086
+	after=$(cpu_ticks $procs)
+	# "finished in 10.00s, 123456.70 req/s, 4.50MB/s"; "requests: N total, N started, N done,
+	# N succeeded, N failed, N errored, N timeout"; "status codes: N 2xx, N 3xx, N 4xx, N 5xx"
+	run_rps=$(awk '/^finished in/ { print $4 }' "$f")
+	run_reqs=$(awk '/^requests:/ { print $8 }' "$f")
+	run_errs=$(awk '/^requests:/ { n += $10 + $12 } /^status codes:/ { n += $7 + $9 } END { print n + 0 }' "$f")
+	rps[$k]+="$run_rps "
+	p50[$k]+="" p99[$k]+="" p999[$k]+=""
+	reqs[$k]=$((${reqs[$k]:-0} + ${run_reqs:-0}))
+	ticks[$k]=$((${ticks[$k]:-0} + after - before))
+	secs[$k]=$(awk -v a="${secs[$k]:-0}" '/^finished in/ { t = $3; sub(/s,$/, "", t); print a + t }' "$f")
+	errs[$k]=$((${errs[$k]:-0} + run_errs))
+}
 # Results are keyed "scenario/proxy".
 declare -A rps=() p50=() p99=() p999=() ticks=() reqs=() errs=() secs=()
 
@@ -387,7 +434,11 @@ for s in $SCENARIOS; do
 		# Fills the connection pools and grows the Go heaps before anything is counted.
 		for p in "${order[@]}"; do
 			log "$s: warm-up $p ($WARMUP)"
-			run_wrk "$out/$s-warmup-$p.txt" -s "$tmp/$s.lua" -d "$WARMUP" "$(url_of "$s" "$p")"
+			if [ "$s" = h2 ]; then
+				run_h2load "$out/$s-warmup-$p.txt" -D "${WARMUP%s}" "$(url_of "$s" "$p")"
+			else
+				run_wrk "$out/$s-warmup-$p.txt" -s "$tmp/$s.lua" -d "$WARMUP" "$(url_of "$s" "$p")"
+			fi
 		done
 	fi
 	for ((r = 1; r <= ROUNDS; r++)); do
@@ -401,7 +452,11 @@ for s in $SCENARIOS; do
 			px=$(proxy_of "$p")
 			mapfile -t procs < <(proc_pids "$px")
 			# cpu_ticks, run_wrk and measure are in lib.sh, shared with filters.sh.
-			measure "$k" "$f" "${procs[*]}" -s "$tmp/$s.lua" -d "$DURATION" "$(url_of "$s" "$p")"
+			if [ "$s" = h2 ]; then
+				measure_h2 "$k" "$f" "${procs[*]}" -D "${DURATION%s}" "$(url_of "$s" "$p")"
+			else
+				measure "$k" "$f" "${procs[*]}" -s "$tmp/$s.lua" -d "$DURATION" "$(url_of "$s" "$p")"
+			fi
 			kill -0 "${pid[$px]}" 2>/dev/null || die "$px exited during $s round $r; its log: $(tail -n 20 "$tmp/$px.log")"
 		done
 	done
@@ -425,6 +480,9 @@ for k in "${!rps[@]}"; do
 	cores[$k]=$(awk -v t="${ticks[$k]}" -v hz="$CLK_TCK" -v s="${secs[$k]}" 'BEGIN { printf "%.2f", s ? t / hz / s : 0 }')
 done
 
+# ms prints a latency in ms with three decimals, or "-" where the tool gave none (h2load).
+ms() { if [ -z "$1" ]; then echo -; else printf '%.3f' "$1"; fi; }
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.3f", a / b }'; }
 
 scenario_table() {
@@ -437,8 +495,8 @@ scenario_table() {
 		k="$s/$p"
 		[ -n "${m_rps[$k]:-}" ] || continue
 		per=$(printf '%s' "${rps[$k]}" | awk '{ for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? " " : ""), $i }')
-		printf '| %-10s | %9.0f | %-24s | %7.3f | %7.3f | %8.3f | %10s | %9s | %6s | %8s |\n' \
-			"$p" "${m_rps[$k]}" "$per" "${m_p50[$k]}" "${m_p99[$k]}" "${m_p999[$k]}" "${cpu_us[$k]}" "${cores[$k]}" \
+		printf '| %-10s | %9.0f | %-24s | %7s | %7s | %8s | %10s | %9s | %6s | %8s |\n' \
+			"$p" "${m_rps[$k]}" "$per" "$(ms "${m_p50[$k]}")" "$(ms "${m_p99[$k]}")" "$(ms "${m_p999[$k]}")" "${cpu_us[$k]}" "${cores[$k]}" \
 			"${errs[$k]}" "$(ratio "${m_rps[$k]}" "${m_rps[$s/nginx]:-}")"
 	done
 }
@@ -520,7 +578,7 @@ echo "raw wrk output: $out"
 	for s in $SCENARIOS; do
 		for p in $(participants_of "$s"); do
 			[ -n "${m_rps[$s/$p]:-}" ] || continue
-			echo -e "$s\t$p\t${m_rps[$s/$p]}\t${m_p99[$s/$p]}\t${cpu_us[$s/$p]}"
+			echo -e "$s\t$p\t${m_rps[$s/$p]}\t${m_p99[$s/$p]:-0}\t${cpu_us[$s/$p]}"
 		done
 	done
 } >"$out/summary.tsv"

@@ -50,15 +50,13 @@ func (l sniffListener) Accept() (net.Conn, error) {
 type sniffConn struct {
 	net.Conn
 	serve   func(net.Conn)
-	sniffed bool        // only the HTTP/1 server's goroutine reads it
+	sniffed bool        // only the HTTP/1 server's goroutine uses it
 	h2      atomic.Bool // Close may come from a shutdown in another goroutine
 }
 
 func (c *sniffConn) Read(p []byte) (int, error) {
 	if c.sniffed {
-		if c.h2.Load() {
-			return 0, io.EOF
-		}
+		// After HTTP/2 the HTTP/1 server reads no more: it saw the end of the connection.
 		return c.Conn.Read(p)
 	}
 	c.sniffed = true
