@@ -49,8 +49,14 @@ type Options struct {
 
 // Manager is one ACME account's certificates for one TLS listener.
 type Manager struct {
-	magic   *certmagic.Config
-	issuer  *certmagic.ACMEIssuer
+	// magic manages hosts and renews every certificate; onDemand (nil without an allow-list)
+	// obtains at handshake time. They share one cache, one storage and one account. Two are
+	// needed because certmagic does not obtain a config's hosts at start when that config
+	// does on-demand issuance, and because a handshake for a managed host must never wait for
+	// an order.
+	magic    *certmagic.Config
+	onDemand *certmagic.Config
+	issuer   *certmagic.ACMEIssuer
 	cache   *certmagic.Cache
 	hosts   []string
 	managed map[string]bool
@@ -130,35 +136,39 @@ func New(c *config.ACME, o Options) (*Manager, error) {
 		OCSPCheckInterval:  o.renewCheck,
 		Logger:             zl,
 	})
-	cm := certmagic.Config{
-		Storage:            &certmagic.FileStorage{Path: dir},
-		RenewalWindowRatio: o.renewRatio,
-		DisableARI:         o.noARI,
-		Logger:             zl,
+	newConfig := func(od *certmagic.OnDemandConfig) (*certmagic.Config, *certmagic.ACMEIssuer) {
+		cfg := certmagic.New(m.cache, certmagic.Config{
+			Storage:            &certmagic.FileStorage{Path: dir},
+			RenewalWindowRatio: o.renewRatio,
+			DisableARI:         o.noARI,
+			OnDemand:           od,
+			Logger:             zl,
+		})
+		iss := certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
+			CA:                      ca,
+			Email:                   c.Email,
+			Agreed:                  c.AgreeTOS,
+			DisableHTTPChallenge:    !m.http01,
+			DisableTLSALPNChallenge: !m.alpn,
+			AltHTTPPort:             o.HTTPPort,
+			AltTLSALPNPort:          o.TLSPort,
+			TrustedRoots:            roots,
+			Logger:                  zl,
+		})
+		cfg.Issuers = []certmagic.Issuer{iss}
+		return cfg, iss
 	}
+	m.magic, m.issuer = newConfig(nil)
 	if m.allow != nil {
-		// certmagic asks before every on-demand order; the handshake path below asks first,
-		// so this is the second of two locks on the same door.
-		cm.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: func(_ context.Context, name string) error {
+		// certmagic asks before every on-demand order; GetCertificate asks first, so this is
+		// the second of two locks on the same door.
+		m.onDemand, _ = newConfig(&certmagic.OnDemandConfig{DecisionFunc: func(_ context.Context, name string) error {
 			if !m.allow.covers(normalize(name)) {
 				return fmt.Errorf("%q is not in server.tls.acme.on_demand.allow", name)
 			}
 			return nil
-		}}
+		}})
 	}
-	m.magic = certmagic.New(m.cache, cm)
-	m.issuer = certmagic.NewACMEIssuer(m.magic, certmagic.ACMEIssuer{
-		CA:                      ca,
-		Email:                   c.Email,
-		Agreed:                  c.AgreeTOS,
-		DisableHTTPChallenge:    !m.http01,
-		DisableTLSALPNChallenge: !m.alpn,
-		AltHTTPPort:             o.HTTPPort,
-		AltTLSALPNPort:          o.TLSPort,
-		TrustedRoots:            roots,
-		Logger:                  zl,
-	})
-	m.magic.Issuers = []certmagic.Issuer{m.issuer}
 	return m, nil
 }
 
@@ -215,12 +225,17 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		}
 		return m.magic.GetCertificate(hello)
 	}
-	if !m.Covers(normalize(hello.ServerName)) {
-		return nil, nil
+	name := normalize(hello.ServerName)
+	switch {
+	case m.managed[name]:
+		// From memory only: a host whose certificate is still being obtained gets none yet.
+		return m.magic.GetCertificate(hello)
+	case m.allow.covers(name):
+		ctx, cancel := context.WithTimeout(hello.Context(), m.timeout)
+		defer cancel()
+		return m.onDemand.GetCertificateWithContext(ctx, hello)
 	}
-	ctx, cancel := context.WithTimeout(hello.Context(), m.timeout)
-	defer cancel()
-	return m.magic.GetCertificateWithContext(ctx, hello)
+	return nil, nil
 }
 
 func normalize(name string) string {

@@ -209,12 +209,23 @@ func TestIssueServeRenew(t *testing.T) {
 
 // On demand: an allowed name gets its certificate during its first handshake; a name the
 // allow-list does not cover gets no certificate and causes no ACME order, whatever its spelling.
+// A managed host beside the allow-list is obtained at start, not at its first handshake.
 func TestOnDemandAllowList(t *testing.T) {
 	g := newListeners(t)
 	tc := acmetest.Start(t, port(g.plain), port(g.tls), 0) // pebble's 90 days: no renewal here
 	c := acmeConfig(tc, t.TempDir(), config.ChallengeTLSALPN01)
+	c.Hosts = []string{"managed.weir.test"}
 	c.OnDemand = &config.OnDemand{Allow: []string{"*.tenants.weir.test", "exact.weir.test"}}
 	g.start(t, c, Options{noARI: true})
+	for deadline := time.Now().Add(10 * time.Second); tc.Orders() == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the managed host was not ordered at start")
+		}
+	}
+	g.waitCert(t, "managed.weir.test", tc.Roots(), nil, 10*time.Second)
+	if n := tc.Orders(); n != 1 {
+		t.Fatalf("%d ACME orders for one managed host", n)
+	}
 
 	for _, name := range []string{
 		"evil.weir.test",
@@ -230,8 +241,8 @@ func TestOnDemandAllowList(t *testing.T) {
 			t.Errorf("%q: served a certificate for %v", name, leaf.DNSNames)
 		}
 	}
-	if n := tc.Orders(); n != 0 {
-		t.Fatalf("%d ACME orders for names outside the allow-list", n)
+	if n := tc.Orders(); n != 1 {
+		t.Fatalf("%d ACME orders for names outside the allow-list", n-1)
 	}
 
 	for _, name := range []string{"exact.weir.test", "Shop.Tenants.weir.test"} {
@@ -243,15 +254,15 @@ func TestOnDemandAllowList(t *testing.T) {
 			t.Errorf("%q: %v", name, err)
 		}
 	}
-	if n := tc.Orders(); n != 2 {
-		t.Errorf("%d ACME orders, want 2", n)
+	if n := tc.Orders(); n != 3 {
+		t.Errorf("%d ACME orders, want 3", n)
 	}
 	// The second handshake is served from memory: no order.
 	if _, _, err := g.handshake("exact.weir.test", tc.Roots()); err != nil {
 		t.Fatal(err)
 	}
-	if n := tc.Orders(); n != 2 {
-		t.Errorf("%d ACME orders after a repeated handshake, want 2", n)
+	if n := tc.Orders(); n != 3 {
+		t.Errorf("%d ACME orders after a repeated handshake, want 3", n)
 	}
 }
 

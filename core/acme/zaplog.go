@@ -47,7 +47,7 @@ func (c zapCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 		f.AddTo(enc)
 	}
 	if e.LoggerName != "" {
-		ev = ev.Str("logger", e.LoggerName)
+		ev = ev.Str("logger", strings.TrimPrefix(e.LoggerName, "."))
 	}
 	ev.Fields(enc.Fields).Msg(e.Message)
 	return nil
