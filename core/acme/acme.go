@@ -57,14 +57,14 @@ type Manager struct {
 	magic    *certmagic.Config
 	onDemand *certmagic.Config
 	issuer   *certmagic.ACMEIssuer
-	cache   *certmagic.Cache
-	hosts   []string
-	managed map[string]bool
-	allow   *allowList // nil: no on-demand issuance
-	timeout time.Duration
-	http01  bool
-	alpn    bool
-	log     zerolog.Logger
+	cache    *certmagic.Cache
+	hosts    []string
+	managed  map[string]bool
+	allow    *allowList // nil: no on-demand issuance
+	timeout  time.Duration
+	http01   bool
+	alpn     bool
+	log      zerolog.Logger
 
 	startOnce, stopOnce sync.Once
 	stop                context.CancelFunc
