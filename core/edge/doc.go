@@ -2,6 +2,10 @@
 // make every later step (router, filters, plugins, the upstream) see one unambiguous request,
 // and the listener's certificates.
 //
+// CertStore picks each TLS handshake's certificate by SNI from files, and from an AutoCerts
+// source (core/acme) for the names the files do not cover; it staples OCSP responses to file
+// certificates that name a responder.
+//
 // Before any request, GuardPlain makes a plain connection that does not start like an HTTP/1
 // request (a TLS ClientHello sent to a plain listener) fail at once, so it is answered 400
 // rather than held until the read timeout. Park keeps idle keep-alive connections without the
