@@ -9,7 +9,11 @@
 // Before any request, GuardPlain makes a plain connection that does not start like an HTTP/1
 // request (a TLS ClientHello sent to a plain listener) fail at once, so it is answered 400
 // rather than held until the read timeout. Park keeps idle keep-alive connections without the
-// server's buffers and goroutine (a few KiB each instead of about 20).
+// server's buffers and goroutine (a few KiB each instead of about 20). SniffH2C hands a plain
+// connection that opens with the HTTP/2 preface to the HTTP/2 server, and MeterH2 bounds the
+// frames an HTTP/2 client may make that server answer (resets, pings, settings, CONTINUATION).
+// A request served from an HTTP/2 stream reports a StreamConn as its connection; StreamOf
+// gives a terminal step the stream itself.
 //
 // The engine calls, in order, for every request:
 //

@@ -128,17 +128,20 @@ var errH2Flood error = http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
 // reset against slow handlers). The count reads the 9-byte frame headers passing by, nothing
 // else, and costs a clock read per counted frame.
 //
-// A *tls.Conn stays recognisable as TLS to the HTTP/2 server (its ConnectionState).
+// A TLS connection stays recognisable as TLS to the HTTP/2 server (its ConnectionState).
 func MeterH2(c net.Conn, l H2Limits) net.Conn {
 	m := &meteredConn{Conn: c, skip: len(h2Preface), cont: l.ContinuationFrames}
 	m.resets.init(l.ResetsPerSecond)
 	m.pings.init(l.PingsPerSecond)
 	m.settings.init(l.SettingsPerSecond)
-	if tc, ok := c.(*tls.Conn); ok {
+	// Not only *tls.Conn: a TLS connection may come wrapped (Park), with the same method.
+	if tc, ok := c.(connectionStater); ok {
 		return &meteredTLSConn{meteredConn: m, tc: tc}
 	}
 	return m
 }
+
+type connectionStater interface{ ConnectionState() tls.ConnectionState }
 
 type meteredConn struct {
 	net.Conn
@@ -154,7 +157,7 @@ type meteredConn struct {
 
 type meteredTLSConn struct {
 	*meteredConn
-	tc *tls.Conn
+	tc connectionStater
 }
 
 func (c *meteredTLSConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
