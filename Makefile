@@ -96,12 +96,14 @@ bench:
 # success (make test runs it with 100 for 2s). Last, rate-limit accuracy: 64 clients for 10 s, local (±1%),
 # two gateways on one Redis (±2%), Redis killed mid-run (needs redis-server). Then the breaker's
 # open answers (p99 < 1 ms over 20,000) and the mirror beside a down or slow shadow (client p99
-# within 10% of an unmirrored route in the same run, 20,000 requests each).
+# within 10% of an unmirrored route in the same run, 20,000 requests each). Last, 1,000 WebSocket
+# tunnels open at once, each echoing, then drained with nothing lost (make test runs 50).
 soak: build
 	./bench/soak.sh
 	$(GO) test -count=1 -run 'TestSlowBodyLoad$$' -v ./core/engine -slow-bodies=1000 -load-for=10s
 	$(GO) test -count=1 -run 'TestRatelimitAccuracy$$' -v ./core/engine -ratelimit-soak
 	$(GO) test -count=1 -run 'TestBreakerBackendKilled$$|TestMirrorShadowDownOrSlow$$' -v ./core/engine -breaker-soak -mirror-soak
+	$(GO) test -count=1 -run 'TestWebSocketManyTunnels$$' -v ./core/engine -websocket-soak=1000
 
 # Every SDK example built from source into sdk/out/<lang>-<example>.wasm by `weir plugin build`;
 # a missing toolchain is reported and skipped (WEIR_REQUIRE_ALL=1 makes it an error).

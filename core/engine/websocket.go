@@ -62,8 +62,22 @@ type wsStats struct {
 	max  int64
 	// count is the route's open tunnels for its cap (nil without one), kept in the shared
 	// store so that it survives reloads; open is the same number, published.
-	count                            *wsCount
+	count *wsCount
+	// The counters are registered at a route's first handshake, so that /stats and /metrics
+	// list only routes that carried WebSockets.
+	route                            string
+	once                             sync.Once
 	open, total, idleClosed, refused *telemetry.Metric
+}
+
+func (st *wsStats) register() {
+	st.once.Do(func() {
+		m := telemetry.Metrics
+		st.open = m.Gauge(wsMetricsGroup, st.route, "open")
+		st.total = m.Counter(wsMetricsGroup, st.route, "total")
+		st.idleClosed = m.Counter(wsMetricsGroup, st.route, "closed_idle")
+		st.refused = m.Counter(wsMetricsGroup, st.route, "refused_cap")
+	})
 }
 
 // wsCount is a route's count of open tunnels (or being opened), shared by its snapshots.
@@ -87,11 +101,7 @@ func (s *snapshot) newWSRoute(rc *config.Route, shared *filter.Shared, dial func
 		s.releases = append(s.releases, release)
 		st.count = v.(*wsCount)
 	}
-	m := telemetry.Metrics
-	st.open = m.Gauge(wsMetricsGroup, rc.Name, "open")
-	st.total = m.Counter(wsMetricsGroup, rc.Name, "total")
-	st.idleClosed = m.Counter(wsMetricsGroup, rc.Name, "closed_idle")
-	st.refused = m.Counter(wsMetricsGroup, rc.Name, "refused_cap")
+	st.route = rc.Name
 	ws := &wsRoute{stats: st}
 	switch {
 	case !rc.WebSocketEnabled():
@@ -143,6 +153,7 @@ var (
 
 // reserve takes a place under the global and the route's caps, before the upstream is dialled.
 func (ts *tunnels) reserve(st *wsStats) error {
+	st.register()
 	ts.mu.Lock()
 	draining := ts.draining
 	ts.mu.Unlock()
