@@ -80,8 +80,11 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(c.Server, wantServer) {
 		t.Errorf("server = %+v\nwant     %+v", c.Server, wantServer)
 	}
-	if want := (AccessLog{Enabled: true, Output: "stdout", Sample: 1}); c.AccessLog != want {
+	if want := (AccessLog{Enabled: true, Output: "stdout", Sample: 1, Fields: []string{}}); !reflect.DeepEqual(c.AccessLog, want) {
 		t.Errorf("access_log = %+v, want %+v", c.AccessLog, want)
+	}
+	if want := (Log{Level: "info", Format: "auto"}); c.Log != want {
+		t.Errorf("log = %+v, want %+v", c.Log, want)
 	}
 	wantUp := Upstream{Kind: "http", Targets: []string{"127.0.0.1:9001"}, Balance: "round_robin",
 		ConnectTimeout: 2 * time.Second, Timeout: 30 * time.Second, IdleTimeout: 90 * time.Second,

@@ -97,6 +97,9 @@ var settings = []setting{
 	{"access_log.enabled", true},
 	{"access_log.output", "stdout"},
 	{"access_log.sample", 1},
+	{"access_log.fields", []string{}},
+	{"log.level", "info"},
+	{"log.format", "auto"},
 }
 
 // Per-upstream defaults. Upstream names are chosen by the user, so viper cannot hold defaults
@@ -189,7 +192,7 @@ func Parse(name string, data []byte, more ...func(*Config) error) (*Config, erro
 }
 
 // topKeys are the sections of a config file.
-var topKeys = []string{"server", "access_log", "tracing", "upstreams", "routes", "plugins", "consumers"}
+var topKeys = []string{"server", "access_log", "log", "tracing", "upstreams", "routes", "plugins", "consumers"}
 
 // listKeys are the sections decoded without viper, entry by entry; the others are settings,
 // which viper merges with defaults and environment overrides.
@@ -400,7 +403,7 @@ func newViper() *viper.Viper {
 func decodeSettings(p *problems, data []byte, sections map[string]any, c *Config) {
 	v := newViper()
 	readFile := true
-	for _, s := range []string{"server", "access_log"} {
+	for _, s := range []string{"server", "access_log", "log"} {
 		if sec, ok := sections[s]; ok && sec != nil {
 			if _, isMap := sec.(map[string]any); !isMap {
 				p.add(s, "", "", fmt.Errorf("expected a mapping, got %s", yamlKind(sec)))
@@ -430,6 +433,9 @@ func decodeSettings(p *problems, data []byte, sections map[string]any, c *Config
 		p.addAll(err, "", "")
 	}
 	if err := decodeInto(all["access_log"], &c.AccessLog, "access_log"); err != nil {
+		p.addAll(err, "", "")
+	}
+	if err := decodeInto(all["log"], &c.Log, "log"); err != nil {
 		p.addAll(err, "", "")
 	}
 }

@@ -15,6 +15,7 @@ type Config struct {
 
 	Server    Server              `mapstructure:"server" json:"server"`
 	AccessLog AccessLog           `mapstructure:"access_log" json:"access_log"`
+	Log       Log                 `mapstructure:"log" json:"log"`
 	Tracing   Tracing             `mapstructure:"tracing" json:"tracing"`
 	Upstreams map[string]Upstream `mapstructure:"upstreams" json:"upstreams"`
 	Routes    []Route             `mapstructure:"routes" json:"routes"`
@@ -113,14 +114,40 @@ type HTTP2 struct {
 	MaxContinuationFrames int `mapstructure:"max_continuation_frames" json:"max_continuation_frames"`
 }
 
-// AccessLog configures the one-line-per-request JSON log.
+// AccessLog configures the one-line-per-request log (JSON, or human-readable: see Log.Format).
 type AccessLog struct {
 	Enabled bool `mapstructure:"enabled" json:"enabled"`
 	// Output is "stdout", "stderr" or a file path.
 	Output string `mapstructure:"output" json:"output"`
 	// Sample logs one request in N (1 logs all). Errors (status >= 500) are always logged.
 	Sample int `mapstructure:"sample" json:"sample"`
+	// Fields are the fields each line carries, from AccessLogFields; empty (the default) means
+	// all of them. Lines list them in AccessLogFields' order.
+	Fields []string `mapstructure:"fields" json:"fields,omitempty"`
 }
+
+// AccessLogFields are the names access_log.fields accepts, in the order a line has them. The
+// access log (core/telemetry) writes the same fields; a test keeps the two lists equal.
+var AccessLogFields = []string{
+	"time", "client", "host", "method", "path", "query", "status", "upstream", "upstream_status",
+	"duration_ms", "upstream_duration_ms", "bytes_in", "bytes_out", "user_agent", "request_id",
+	"trace_id", "consumer", "route", "error",
+}
+
+// Log configures the gateway's own log (stderr) and the format of the access log. It applies at
+// start only.
+type Log struct {
+	// Level is the least severe message logged: debug, info, warn or error.
+	Level string `mapstructure:"level" json:"level"`
+	// Format is auto (human-readable on a terminal, JSON otherwise), json or console.
+	Format string `mapstructure:"format" json:"format"`
+}
+
+// LogLevels and LogFormats are what log.level and log.format accept.
+var (
+	LogLevels  = []string{"debug", "info", "warn", "error"}
+	LogFormats = []string{"auto", "json", "console"}
+)
 
 // Upstream is a named pool of backend targets.
 type Upstream struct {

@@ -29,6 +29,7 @@ func Validate(c *Config, knownFilter func(name string) bool) error {
 	}
 	validateServer(p, &c.Server)
 	validateAccessLog(p, &c.AccessLog)
+	validateLog(p, &c.Log)
 	validateTracing(p, &c.Tracing)
 	for _, name := range sortedKeys(c.Upstreams) {
 		validateUpstream(p, name, c.Upstreams[name])
@@ -197,6 +198,27 @@ func validateAccessLog(p *problems, a *AccessLog) {
 	}
 	if a.Enabled && strings.TrimSpace(a.Output) == "" {
 		p.add("access_log.output", "", "", errors.New(`is empty; use "stdout", "stderr" or a file path`))
+	}
+	seen := map[string]bool{}
+	for i, f := range a.Fields {
+		path := fmt.Sprintf("access_log.fields[%d]", i)
+		switch {
+		case !slices.Contains(AccessLogFields, f):
+			p.add(path, "", "", fmt.Errorf("unknown field %q (want some of %s)", f, strings.Join(AccessLogFields, ", ")))
+		case seen[f]:
+			p.add(path, "", "", fmt.Errorf("field %q is listed twice", f))
+		}
+		seen[f] = true
+	}
+}
+
+// validateLog accepts empty settings (a config built in code) as the defaults, info and auto.
+func validateLog(p *problems, l *Log) {
+	if l.Level != "" && !slices.Contains(LogLevels, l.Level) {
+		p.add("log.level", "", "", fmt.Errorf("unknown level %q (want one of %s)", l.Level, strings.Join(LogLevels, ", ")))
+	}
+	if l.Format != "" && !slices.Contains(LogFormats, l.Format) {
+		p.add("log.format", "", "", fmt.Errorf("unknown format %q (want one of %s)", l.Format, strings.Join(LogFormats, ", ")))
 	}
 }
 

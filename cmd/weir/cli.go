@@ -116,21 +116,27 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
-	log := zerolog.New(stderr).With().Timestamp().Logger()
-	if err := run(path, log); err != nil {
+	out := telemetry.NewProcessLog(stderr) // JSON until run applies the config's log settings
+	log := zerolog.New(out).With().Timestamp().Logger()
+	if err := run(path, out, log); err != nil {
 		log.Error().Str("error", config.RedactText(err.Error())).Msg("weir stopped")
 		return 1
 	}
 	return 0
 }
 
-func run(path string, log zerolog.Logger) error {
+func run(path string, out *telemetry.ProcessLog, log zerolog.Logger) error {
 	telemetry.SetBuildInfo(version)
 	eng, err := engine.New(path, log)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", path, err)
 	}
 	cfg := eng.Config()
+	// Validated with the config; log settings apply at start only.
+	if err := out.Configure(cfg.Log.Level, cfg.Log.Format); err != nil {
+		_ = eng.Shutdown(context.Background())
+		return fmt.Errorf("load %s: %w", path, err)
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		_ = eng.Shutdown(context.Background())

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -136,6 +138,7 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 	if cfg.AccessLog.Enabled {
 		if e.access, err = telemetry.NewAccessLog(telemetry.AccessLogOptions{
 			Output: cfg.AccessLog.Output, Sample: cfg.AccessLog.Sample,
+			Fields: cfg.AccessLog.Fields, Format: cfg.Log.Format,
 		}); err != nil {
 			s.close()
 			e.stopACME()
@@ -328,8 +331,11 @@ func restartOnly(a, b *config.Config) string {
 	if fmt.Sprint(sa) != fmt.Sprint(sb) {
 		return "server"
 	}
-	if a.AccessLog != b.AccessLog {
+	if !reflect.DeepEqual(a.AccessLog, b.AccessLog) {
 		return "access_log"
+	}
+	if a.Log != b.Log {
+		return "log"
 	}
 	if !sameTracing(a.Tracing, b.Tracing) {
 		return "tracing"
@@ -549,8 +555,14 @@ func (e *Engine) reject(rc *fasthttp.RequestCtx, status int, err error, start ti
 		e.noRoute.Record(rc.Method(), status, d, 0, len(rc.Response.Body()))
 	}
 	if e.access != nil {
+		// Refused before the client's address was worked out: the peer's address stands in.
+		var client []byte
+		if a, ok := netip.AddrFromSlice(rc.RemoteIP()); ok {
+			client = a.Unmap().AppendTo(nil)
+		}
 		e.access.Log(&telemetry.Entry{
-			Method: rc.Method(), Path: rc.Path(), Status: status, Err: err.Error(),
+			Client: client, Host: rc.Request.Header.Host(), Method: rc.Method(), Path: rc.Path(),
+			Status: status, UserAgent: rc.Request.Header.UserAgent(), Err: err.Error(),
 		})
 	}
 }
@@ -623,8 +635,9 @@ func (e *Engine) parseError(rc *fasthttp.RequestCtx, err error) {
 // request is the pooled per-request state: the filters' Ctx and what the engine keeps beside it.
 type request struct {
 	filter.Ctx
-	path []byte // the path as routed, for the access log; its buffer is reused
-	body prefixedBody
+	path   []byte // the path as routed, for the access log; its buffer is reused
+	client []byte // the client's address, formatted for the access log
+	body   prefixedBody
 
 	// Scratch for the edge: the path's normal form, and the request-target set from it.
 	norm, target []byte
@@ -656,17 +669,30 @@ func (e *Engine) logAccess(r *request, d time.Duration, in, out int) {
 	}
 	c := &r.Ctx
 	rc := c.RequestCtx
+	r.client = c.ClientIP().AppendTo(r.client[:0])
+	var consumer string
+	if cs := c.Consumer(); cs != nil {
+		consumer = cs.Name
+	}
 	e.access.Log(&telemetry.Entry{
-		Route:    c.Route,
-		Method:   rc.Method(),
-		Path:     r.path,
-		Status:   rc.Response.StatusCode(),
-		Upstream: c.Upstream,
-		Duration: d,
-		BytesIn:  in,
-		BytesOut: out,
-		ID:       rc.Request.Header.Peek(e.access.IDHeader()),
-		Err:      c.Reason(),
+		Route:            c.Route,
+		Client:           r.client,
+		Host:             rc.Request.Header.Host(),
+		Method:           rc.Method(),
+		Path:             r.path,
+		Query:            rc.URI().QueryString(), // as forwarded: a filter may have removed a credential
+		Status:           rc.Response.StatusCode(),
+		Upstream:         c.Upstream,
+		UpstreamStatus:   c.UpstreamStatus,
+		Duration:         d,
+		UpstreamDuration: c.UpstreamTime,
+		BytesIn:          in,
+		BytesOut:         out,
+		UserAgent:        rc.Request.Header.UserAgent(),
+		ID:               rc.Request.Header.Peek(e.access.IDHeader()),
+		TraceID:          r.trace.TraceID(),
+		Consumer:         consumer,
+		Err:              c.Reason(),
 	})
 }
 

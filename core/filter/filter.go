@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
@@ -136,6 +137,11 @@ type Ctx struct {
 	Route string
 	// Upstream is the target the request was sent to ("" for local replies); set by the proxy.
 	Upstream string
+	// UpstreamStatus is the status of the upstream's last answer (0 when none came), and
+	// UpstreamTime the time spent waiting for answers over every attempt; set by the proxy for
+	// the access log.
+	UpstreamStatus int
+	UpstreamTime   time.Duration
 
 	params   [MaxParams]Param
 	nparams  int

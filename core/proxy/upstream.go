@@ -542,6 +542,8 @@ func (u *Upstream) attempt(c *filter.Ctx, m *member, p *policy, reqDeadline time
 		status = c.Response.StatusCode()
 	}
 	u.metrics.Attempt(status, d)
+	c.UpstreamStatus = status
+	c.UpstreamTime += d
 	u.pool.observe(m, oc, &u.outlier)
 	return err
 }
