@@ -495,7 +495,9 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 			rc.SetConnectionClose()
 			c.SetReason(err.Error())
 		} else {
+			http10 := !rc.Request.Header.IsHTTP11() // the proxy sends HTTP/1.1 upstream
 			rt.pipeline.Run(c, rt.terminal)
+			e.closeDelimited(rc, http10)
 		}
 	}
 	e.endTrace(r)

@@ -334,6 +334,7 @@ type exchange struct {
 	body   string
 	allow  string // the Allow field
 	proto  string // the version of the status line
+	te     string // the Transfer-Encoding field
 	closed bool
 }
 
@@ -354,7 +355,7 @@ func send(t *testing.T, conn net.Conn, br *bufio.Reader, raw string) exchange {
 		return exchange{closed: true}
 	}
 	ex := exchange{status: resp.StatusCode(), body: string(resp.Body()), allow: string(resp.Header.Peek("Allow")),
-		proto: string(resp.Header.Protocol()), closed: resp.ConnectionClose()}
+		proto: string(resp.Header.Protocol()), te: string(resp.Header.Peek("Transfer-Encoding")), closed: resp.ConnectionClose()}
 	if ex.closed {
 		// The gateway must also act on what it said: the next read sees the end of the stream.
 		if err := conn.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
@@ -621,6 +622,12 @@ func hostileCases() []hostileCase {
 			answer: "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"},
 		{name: "backend HTTP/1.0 body to close", req: "GET /x HTTP/1.1\r\n" + host + "\r\n", wantStatus: 200, wantBody: "ok", golden: "plain_get",
 			answer: "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nok", closeAfter: true},
+		// An HTTP/1.0 client knows no chunked coding (RFC 9112 section 6.1): a body of unknown
+		// length reaches it delimited by the close of its connection.
+		{name: "HTTP/1.0 client, chunked upstream body", req: "GET /x HTTP/1.0\r\n" + host + "\r\n", wantStatus: 200, wantClose: true, wantBody: "ok", golden: "http10_get",
+			answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"},
+		{name: "HTTP/1.0 client, close-delimited upstream body", req: "GET /x HTTP/1.0\r\n" + host + "\r\n", wantStatus: 200, wantClose: true, wantBody: "ok", golden: "http10_get",
+			answer: "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok", closeAfter: true},
 		// A body of unknown length streams: the status line has gone out when the bad chunk is
 		// read, so the gateway can only cut the response short by closing the connection.
 		{name: "backend bad chunk size", req: "GET /x HTTP/1.1\r\n" + host + "\r\n", wantStatus: 0, wantClose: true, golden: "plain_get",
@@ -681,6 +688,9 @@ func runHostile(t *testing.T, rec *recorder, addr string, cases []hostileCase) {
 			// The gateway answers in its own version, whatever the client or the upstream spoke.
 			if got.status != 0 && got.proto != "HTTP/1.1" {
 				t.Errorf("status line version: got %q, want HTTP/1.1", got.proto)
+			}
+			if strings.Contains(strings.SplitN(tc.req, "\r\n", 2)[0], "HTTP/1.0") && got.te != "" {
+				t.Errorf("an HTTP/1.0 client got Transfer-Encoding: %s", got.te)
 			}
 			if tc.wantBody != "" && got.body != tc.wantBody {
 				t.Errorf("body: got %q, want %q", got.body, tc.wantBody)
