@@ -77,10 +77,16 @@ func (c *StreamConn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline bounds the reads of the stream's request body.
 func (c *StreamConn) SetReadDeadline(t time.Time) error {
-	return http.NewResponseController(c.W).SetReadDeadline(t)
+	if d, ok := c.W.(interface{ SetReadDeadline(time.Time) error }); ok {
+		return d.SetReadDeadline(t)
+	}
+	return http.ErrNotSupported
 }
 
 // SetWriteDeadline bounds the writes of the stream's response.
 func (c *StreamConn) SetWriteDeadline(t time.Time) error {
-	return http.NewResponseController(c.W).SetWriteDeadline(t)
+	if d, ok := c.W.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		return d.SetWriteDeadline(t)
+	}
+	return http.ErrNotSupported
 }

@@ -60,6 +60,8 @@ func (e *Engine) newH2(sc config.Server) *h2front {
 		srv: &http2.Server{
 			MaxConcurrentStreams: uint32(hc.MaxConcurrentStreams),
 			IdleTimeout:          sc.IdleTimeout,
+			// A connection on which nothing can be written for write_timeout is closed.
+			WriteByteTimeout: sc.WriteTimeout,
 		},
 		// ReadTimeout and WriteTimeout stay 0: x/net would apply them to a whole stream from
 		// its start, which would cut long streamed responses. A request body is bounded by
@@ -328,10 +330,6 @@ func (f *h2front) writeResponse(w http.ResponseWriter, r *http.Request, resp *fa
 		key := string(k)
 		hdr[key] = append(hdr[key], string(v))
 	}
-	if f.write > 0 {
-		// As on HTTP/1.1, the response must be written within write_timeout.
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(f.write))
-	}
 	status := resp.StatusCode()
 	noBody := status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified
 	switch {
@@ -345,16 +343,34 @@ func (f *h2front) writeResponse(w http.ResponseWriter, r *http.Request, resp *fa
 	case !resp.IsBodyStream():
 		body := resp.Body()
 		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+		if len(body) > smallBody {
+			f.writeDeadline(w)
+		}
 		w.WriteHeader(status)
 		_, _ = w.Write(body)
 	default:
 		if cl := resp.Header.ContentLength(); cl >= 0 {
 			hdr["Content-Length"] = []string{strconv.Itoa(cl)}
 		}
+		f.writeDeadline(w)
 		w.WriteHeader(status)
 		return f.copyBody(w, resp)
 	}
 	return false
+}
+
+// smallBody is a body that fits any client's initial flow-control window (RFC 9113: 65,535
+// bytes unless the client says otherwise), so writing it cannot wait on the client.
+const smallBody = 16 << 10
+
+// writeDeadline bounds the writing of a response that may wait on the client's flow control
+// with server.write_timeout, as on HTTP/1.1. x/net sets a stream's deadline through its
+// connection's goroutine (a message and a timer), so small bodies, which cannot stall, skip it;
+// http2.Server.WriteByteTimeout still bounds a connection that takes no bytes at all.
+func (f *h2front) writeDeadline(w http.ResponseWriter) {
+	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok && f.write > 0 {
+		_ = d.SetWriteDeadline(time.Now().Add(f.write))
+	}
 }
 
 // copyBody copies a streamed body to the stream, flushing after every read. It reports a body
@@ -364,15 +380,15 @@ func (f *h2front) copyBody(w http.ResponseWriter, resp *fasthttp.Response) (brok
 	bp := f.bufs.Get().(*[]byte)
 	defer f.bufs.Put(bp)
 	buf := *bp
-	rc := http.NewResponseController(w)
+	fl, _ := w.(http.Flusher)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return false // the client went away; Reset closes the upstream's body
 			}
-			if ferr := rc.Flush(); ferr != nil {
-				return false
+			if fl != nil {
+				fl.Flush()
 			}
 		}
 		if err == io.EOF {
