@@ -67,7 +67,8 @@ func TestLoadMissingFile(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	c := mustParse(t, minimal)
 	wantServer := Server{
-		Listen: ":8080", Admin: "127.0.0.1:9901",
+		Listen:       []Listener{{Address: ":8080", Protocols: []string{ProtocolHTTP1}, ProxyProtocol: ProxyProtocolOff}},
+		Admin:        "127.0.0.1:9901",
 		DrainTimeout: 30 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 		IdleTimeout: 60 * time.Second, IdleParkAfter: time.Second, MaxHeaderBytes: 16384, MaxBodyBytes: 100 << 20,
 		MaxConns: 10000, MaxConnsPerIP: 0, MaxTunnels: 10000, TrustedProxies: []string{}, Via: "weir", AdminHosts: []string{},
@@ -135,7 +136,7 @@ func TestEnvOverrides(t *testing.T) {
 		get      func(*Config) any
 		want     any
 	}{
-		{"WEIR_SERVER_LISTEN", ":9999", func(c *Config) any { return c.Server.Listen }, ":9999"},
+		{"WEIR_SERVER_LISTEN", ":9999", func(c *Config) any { return c.Server.Listen[0].Address }, ":9999"},
 		{"WEIR_SERVER_ADMIN", "127.0.0.1:7000", func(c *Config) any { return c.Server.Admin }, "127.0.0.1:7000"},
 		{"WEIR_SERVER_ADMIN", "", func(c *Config) any { return c.Server.Admin }, ""},
 		{"WEIR_SERVER_ADMIN_TOKEN", "s3cret", func(c *Config) any { return c.Server.AdminToken }, "s3cret"},
@@ -224,8 +225,8 @@ Server: { Listen: ":1234" }
 Upstreams: { API: { Targets: ["a:1"] } }
 Routes: [ { Name: r, Upstream: API, Match: { Path_Prefix: /x } } ]
 `)
-	if c.Server.Listen != ":1234" || c.Routes[0].Match.PathPrefix != "/x" {
-		t.Errorf("listen %q, path_prefix %q", c.Server.Listen, c.Routes[0].Match.PathPrefix)
+	if c.Server.Listen[0].Address != ":1234" || c.Routes[0].Match.PathPrefix != "/x" {
+		t.Errorf("listen %q, path_prefix %q", c.Server.Listen[0].Address, c.Routes[0].Match.PathPrefix)
 	}
 	if _, ok := c.Upstreams["API"]; !ok {
 		t.Errorf("upstream names keep their case, got %v", sortedKeys(c.Upstreams))

@@ -429,9 +429,22 @@ func decodeSettings(p *problems, data []byte, sections map[string]any, c *Config
 		}
 	}
 	all := v.AllSettings()
-	if err := decodeInto(all["server"], &c.Server, "server"); err != nil {
+	// server.listen is an address or a list of listeners: decoded on its own, after server.tls
+	// (which a single address takes as its TLS).
+	server, _ := all["server"].(map[string]any)
+	rest := make(map[string]any, len(server))
+	var listen any
+	for k, x := range server {
+		if k == "listen" {
+			listen = x
+			continue
+		}
+		rest[k] = x
+	}
+	if err := decodeInto(rest, &c.Server, "server"); err != nil {
 		p.addAll(err, "", "")
 	}
+	decodeListen(p, listen, c)
 	if err := decodeInto(all["access_log"], &c.AccessLog, "access_log"); err != nil {
 		p.addAll(err, "", "")
 	}

@@ -26,12 +26,17 @@ type Config struct {
 
 	// lines maps key paths ("routes[2].match") to their line in File, for error messages.
 	lines map[string]int
+	// listenList records that the file wrote server.listen as a list, so that messages name
+	// a listener by its index even when there is one.
+	listenList bool
 }
 
 // Server holds listener settings. They apply at start only; a reload that changes them is
 // reported and otherwise ignored (see RestartOnly).
 type Server struct {
-	Listen string `mapstructure:"listen" json:"listen"`
+	// Listen are the proxy listeners. The file may give one address ("host:port", whose TLS
+	// is server.tls) or a list of listeners (see Listener); either way it decodes to a list.
+	Listen []Listener `mapstructure:"-" json:"listen"`
 	// Admin is the admin API listener; empty disables it. Loopback by default.
 	Admin string `mapstructure:"admin" json:"admin"`
 	// AdminToken, when set, is required as "Authorization: Bearer <token>" on the admin API.
@@ -83,7 +88,8 @@ type Server struct {
 	// PluginCacheDir holds compiled WebAssembly plugins across restarts: "" is
 	// <user cache dir>/weir/wasm, "off" compiles in memory only.
 	PluginCacheDir string `mapstructure:"plugin_cache_dir" json:"plugin_cache_dir"`
-	// TLS, when set, terminates TLS on Listen.
+	// TLS, when set, terminates TLS on the listener of a single-address server.listen (a
+	// list gives each listener its own tls); it is that listener's TLS too.
 	TLS *ServerTLS `mapstructure:"tls" json:"tls,omitempty"`
 	// HTTP2 is HTTP/2 from clients; it applies at start only, like the listener.
 	HTTP2 HTTP2 `mapstructure:"http2" json:"http2"`

@@ -27,7 +27,7 @@ func Validate(c *Config, knownFilter func(name string) bool) error {
 	if c.File != "" {
 		p.envOf = envSet
 	}
-	validateServer(p, &c.Server)
+	validateServer(p, &c.Server, c.listenList)
 	validateAccessLog(p, &c.AccessLog)
 	validateLog(p, &c.Log)
 	validateTracing(p, &c.Tracing)
@@ -40,17 +40,13 @@ func Validate(c *Config, knownFilter func(name string) bool) error {
 	return p.err()
 }
 
-func validateServer(p *problems, s *Server) {
-	if s.Listen == "" {
-		p.add("server.listen", "", "", errors.New("is empty; the proxy needs a listener"))
-	} else if err := checkListen(s.Listen); err != nil {
-		p.add("server.listen", "", "", err)
-	}
+func validateServer(p *problems, s *Server, listenList bool) {
+	validateListeners(p, s, listenList)
 	if s.Admin != "" {
 		if err := checkListen(s.Admin); err != nil {
 			p.add("server.admin", "", "", err)
-		} else if s.Listen != "" && checkListen(s.Listen) == nil && sameListener(s.Listen, s.Admin) {
-			p.add("server.admin", "", "", fmt.Errorf("%q overlaps server.listen %q; the admin API needs its own listener", s.Admin, s.Listen))
+		} else if l := overlapping(s.Listen, s.Admin); l != "" {
+			p.add("server.admin", "", "", fmt.Errorf("%q overlaps server.listen %q; the admin API needs its own listener", s.Admin, l))
 		} else if host, _, _ := net.SplitHostPort(s.Admin); !LoopbackHost(host) && s.AdminToken == "" && !s.AdminInsecure {
 			// The admin API reloads the gateway and shows its config; off loopback, a token is
 			// what stands between it and anyone who can reach the address.
@@ -90,24 +86,6 @@ func validateServer(p *problems, s *Server) {
 			}
 		}
 	}
-	if s.TLS != nil {
-		if len(s.TLS.Certificates) == 0 && s.TLS.ACME == nil {
-			p.add("server.tls.certificates", "", "", errors.New("is empty; TLS needs at least one certificate, or server.tls.acme"))
-		}
-		if a := s.TLS.ACME; a != nil {
-			validateACME(p, a)
-		}
-		for i, c := range s.TLS.Certificates {
-			if c.CertFile == "" || c.KeyFile == "" {
-				p.add(fmt.Sprintf("server.tls.certificates[%d]", i), "", "", errors.New("needs both cert_file and key_file"))
-			}
-		}
-		switch s.TLS.StrictSNIHost {
-		case "", StrictSNIAuto, StrictSNIAlways, StrictSNINever:
-		default:
-			p.add("server.tls.strict_sni_host", "", "", fmt.Errorf("%q is not one of auto, always, never", s.TLS.StrictSNIHost))
-		}
-	}
 	for i, tp := range s.TrustedProxies {
 		if _, err := parseProxy(tp); err != nil {
 			p.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "", "", err)
@@ -115,8 +93,8 @@ func validateServer(p *problems, s *Server) {
 	}
 }
 
-func validateACME(p *problems, a *ACME) {
-	const at = "server.tls.acme"
+// validateACME checks the acme settings of a listener's tls, written at at.
+func validateACME(p *problems, at string, a *ACME) {
 	if !a.AgreeTOS {
 		p.add(at+".agree_tos", "", "", errors.New("must be true: obtaining certificates means accepting the CA's terms of service"))
 	}
@@ -566,6 +544,16 @@ func sameListener(a, b string) bool {
 	return ha == hb || wild(ha) || wild(hb)
 }
 
+// overlapping returns the address of the first valid listener that would claim addr's socket.
+func overlapping(ls []Listener, addr string) string {
+	for _, l := range ls {
+		if checkListen(l.Address) == nil && sameListener(l.Address, addr) {
+			return l.Address
+		}
+	}
+	return ""
+}
+
 // LoopbackHost reports whether host (without port or brackets) names this machine only:
 // "localhost" or a loopback address (127.0.0.0/8, ::1, also IPv4-mapped). A wildcard ("",
 // "0.0.0.0", "::") is not loopback.
@@ -620,9 +608,15 @@ func parseProxy(s string) (netip.Prefix, error) {
 
 // TrustedPrefixes returns TrustedProxies parsed, skipping invalid entries (Validate reports
 // them), so the engine can test a peer address without parsing per request.
-func (s Server) TrustedPrefixes() []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(s.TrustedProxies))
-	for _, tp := range s.TrustedProxies {
+func (s Server) TrustedPrefixes() []netip.Prefix { return prefixes(s.TrustedProxies) }
+
+// ProxyProtocolPrefixes returns ProxyProtocolFrom parsed, as TrustedPrefixes does.
+func (l *Listener) ProxyProtocolPrefixes() []netip.Prefix { return prefixes(l.ProxyProtocolFrom) }
+
+// prefixes parses addresses and CIDRs, skipping invalid entries (Validate reports them).
+func prefixes(list []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, tp := range list {
 		if pfx, err := parseProxy(tp); err == nil {
 			out = append(out, pfx)
 		}

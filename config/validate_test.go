@@ -11,7 +11,7 @@ import (
 // base returns a valid config built in code.
 func base() *Config {
 	return &Config{
-		Server:    Server{Listen: ":8080", Admin: "127.0.0.1:9901"},
+		Server:    Server{Listen: []Listener{{Address: ":8080"}}, Admin: "127.0.0.1:9901"},
 		AccessLog: AccessLog{Enabled: true, Output: "stdout", Sample: 1},
 		Upstreams: map[string]Upstream{"u": {Targets: []string{"127.0.0.1:9001"}}, "e": {Kind: KindEcho}},
 		Routes:    []Route{{Name: "r", Upstream: "u"}},
@@ -112,13 +112,13 @@ func TestValidate(t *testing.T) {
 		}, nil, []string{"server.drain_timeout: is negative (-1s)", "server.max_body_bytes: is negative (-1)",
 			"server.max_conns_per_ip: is negative (-2)", "upstreams.u.max_conn_wait: is negative (-1ms)",
 			"upstreams.u.max_conns: is negative (-1)"}},
-		{"listen not host:port", func(c *Config) { c.Server.Listen = "8080" }, nil, []string{`server.listen: "8080" is not host:port`}},
-		{"empty listen", func(c *Config) { c.Server.Listen = "" }, nil, []string{`server.listen: is empty`}},
+		{"listen not host:port", func(c *Config) { c.Server.Listen[0].Address = "8080" }, nil, []string{`server.listen: "8080" is not host:port`}},
+		{"empty listen", func(c *Config) { c.Server.Listen = nil }, nil, []string{`server.listen: is empty`}},
 		{"admin not host:port", func(c *Config) { c.Server.Admin = "localhost" }, nil, []string{`server.admin: "localhost" is not host:port`}},
 		{"admin disabled", func(c *Config) { c.Server.Admin = "" }, nil, nil},
-		{"admin equals listen", func(c *Config) { c.Server.Admin = c.Server.Listen }, nil, []string{`server.admin: ":8080" overlaps server.listen`}},
+		{"admin equals listen", func(c *Config) { c.Server.Admin = c.Server.Listen[0].Address }, nil, []string{`server.admin: ":8080" overlaps server.listen`}},
 		{"admin on wildcard port", func(c *Config) { c.Server.Admin = "127.0.0.1:8080" }, nil, []string{`overlaps server.listen`}},
-		{"admin other host same port", func(c *Config) { c.Server.Listen, c.Server.Admin = "10.0.0.1:80", "127.0.0.1:80" }, nil, nil},
+		{"admin other host same port", func(c *Config) { c.Server.Listen[0].Address, c.Server.Admin = "10.0.0.1:80", "127.0.0.1:80" }, nil, nil},
 		{"trusted proxies", func(c *Config) {
 			c.Server.TrustedProxies = []string{"10.0.0.0/8", "::1", "fd00::/8", "1.2.3.4/40", "host"}
 		}, nil,
