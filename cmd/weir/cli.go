@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -137,17 +136,12 @@ func run(path string, out *telemetry.ProcessLog, log zerolog.Logger) error {
 		_ = eng.Shutdown(context.Background())
 		return fmt.Errorf("load %s: %w", path, err)
 	}
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
+	if err := eng.Listen(); err != nil {
 		_ = eng.Shutdown(context.Background())
-		return fmt.Errorf("listen: %w", err)
-	}
-	scheme := "http://"
-	if tcfg := eng.TLSConfig(); tcfg != nil {
-		ln, scheme = tls.NewListener(ln, tcfg), "https://"
+		return err
 	}
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- eng.Serve(ln) }()
+	go func() { serveErr <- eng.ServeListeners() }()
 
 	var adm *admin.Server
 	if cfg.Server.Admin != "" {
@@ -164,7 +158,7 @@ func run(path string, out *telemetry.ProcessLog, log zerolog.Logger) error {
 		}()
 		log.Info().Str("admin", "http://"+aln.Addr().String()).Msg("admin api listening")
 	}
-	log.Info().Str("listen", scheme+ln.Addr().String()).Str("config", path).
+	log.Info().Strs("listen", eng.ListenerURLs()).Str("config", path).
 		Str("version", version).Int("routes", len(cfg.Routes)).Msg("weir listening")
 
 	stopWatch, err := config.Watch(path, 250*time.Millisecond, func() {

@@ -55,11 +55,11 @@ routes: [ { name: r, upstream: demo } ]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := e.TLSConfig().NextProtos; !slices.Contains(got, "acme-tls/1") {
+	if got := e.tlsConfig(e.listeners[0]).NextProtos; !slices.Contains(got, "acme-tls/1") {
 		t.Errorf("NextProtos = %v, want acme-tls/1 among them", got)
 	}
 	done := make(chan error, 2)
-	go func() { done <- e.Serve(tls.NewListener(secure, e.TLSConfig())) }()
+	go func() { done <- e.Serve(tls.NewListener(secure, e.tlsConfig(e.listeners[0]))) }()
 	go func() { done <- e.Serve(plain) }()
 	t.Cleanup(func() {
 		_ = e.Shutdown(t.Context())

@@ -59,10 +59,13 @@ type Engine struct {
 	cur    atomic.Pointer[snapshot]
 	// cfg is the config of cur, kept after Shutdown empties cur: the admin API, which stops
 	// after the engine, may still ask for it.
-	cfg    atomic.Pointer[config.Config]
-	srv    *fasthttp.Server
-	h2     *h2front             // nil when HTTP/2 is off
-	access *telemetry.AccessLog // nil when disabled; fixed at start like the listeners
+	cfg atomic.Pointer[config.Config]
+	// The listeners of server.listen, in order, each with its own fasthttp server; fixed at
+	// start. Serve serves a listener made by the caller as the first.
+	listeners []*listener
+	h2        *h2front             // nil when no listener speaks HTTP/2
+	access    *telemetry.AccessLog // nil when disabled; fixed at start like the listeners
+	maxBody   int                  // server.max_body_bytes; fixed at start
 	// metrics records every request in the Prometheus families (telemetry.Prom); noRoute
 	// holds those of requests no route answered. Only the engine's benchmarks turn it off, to
 	// measure what recording costs.
@@ -73,15 +76,9 @@ type Engine struct {
 	// Request bodies (see readBody); fixed at start like the listeners.
 	bodyTimeout time.Duration
 	bodyBuffer  int
-	// The listener's certificates when it serves TLS (nil otherwise). sniCheck refuses a Host
-	// the connection's certificate does not cover (server.tls.strict_sni_host: auto or
-	// always), sniAlways for every host rather than those with a certificate of their own.
-	certs     *edge.CertStore
-	sniCheck  bool
-	sniAlways bool
-	// acme obtains and renews certificates (server.tls.acme), nil otherwise. It starts with
-	// the first Serve, so no validation arrives before anyone listens, and answers http-01
-	// validations ahead of routing.
+	// acme obtains and renews certificates (tls.acme of the TLS listeners, which share it), nil
+	// otherwise. It starts with the first Serve or ServeListeners, so no validation arrives
+	// before anyone listens, and answers http-01 validations ahead of routing.
 	acme *acme.Manager
 	// Idle keep-alive connections are parked (edge.Park) when park.After is set; fixed at start.
 	park edge.ParkOptions
@@ -115,6 +112,7 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 		path: cfg.File, log: log, shared: filter.NewShared(),
 		bodyTimeout: cfg.Server.BodyTimeout, bodyBuffer: int(cfg.Server.BodyBufferBytes),
 		metrics: true, noRoute: telemetry.Route(""),
+		maxBody: int(cfg.Server.MaxBodyBytes),
 	}
 	e.tunnels.max = int64(cfg.Server.MaxTunnels)
 	e.ctxPool.New = func() any {
@@ -122,13 +120,9 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 		r.wsStep = r.forwardWebSocket // bound once, so a handshake allocates no closure for it
 		return r
 	}
-	if t := cfg.Server.TLS; t != nil {
-		var err error
-		if e.certs, e.acme, err = newCertStore(t, 0, listenPort(cfg.Server.Listen), log); err != nil {
-			return nil, err
-		}
-		e.sniCheck = t.StrictSNIHost != config.StrictSNINever
-		e.sniAlways = t.StrictSNIHost == config.StrictSNIAlways
+	if err := e.newListeners(cfg); err != nil {
+		e.stopACME()
+		return nil, err
 	}
 	s, err := build(cfg, e.shared, log)
 	if err != nil {
@@ -154,14 +148,13 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 	e.cfg.Store(cfg)
 	e.record(ReloadEvent{Time: time.Now(), Trigger: "start", OK: true, Hash: cfg.Hash})
 	telemetry.ConfigApplied(cfg.Hash, false)
-	e.srv = e.newServer(cfg.Server)
-	e.h2 = e.newH2(cfg.Server)
 	return e, nil
 }
 
-func (e *Engine) newServer(sc config.Server) *fasthttp.Server {
+// newServer is the fasthttp server of one listener; handler serves its requests.
+func (e *Engine) newServer(sc config.Server, handler fasthttp.RequestHandler) *fasthttp.Server {
 	srv := &fasthttp.Server{
-		Handler:      e.Handle,
+		Handler:      handler,
 		ErrorHandler: e.parseError,
 		Name:         "weir",
 		// Filters and the proxy see bodies as streams; nothing buffers a large upload whole.
@@ -199,37 +192,36 @@ func (e *Engine) Config() *config.Config { return e.cfg.Load() }
 // Shared exposes the cross-snapshot store (for tests and the admin API).
 func (e *Engine) Shared() *filter.Shared { return e.shared }
 
-// Serve accepts connections on ln until Shutdown. It returns nil after a clean shutdown.
-// Plain connections that do not start like an HTTP/1 request (a TLS handshake sent to a plain
+// Serve accepts connections on ln, as server.listen's first listener, until Shutdown. It
+// returns nil after a clean shutdown. ln is served as it is: TLS and PROXY protocol are the
+// caller's (Listen and ServeListeners serve the configured listeners with both). Plain
+// connections that do not start like an HTTP/1 request (a TLS handshake sent to a plain
 // listener) are answered 400 at once (edge.GuardPlain).
 func (e *Engine) Serve(ln net.Listener) error {
-	if e.acme != nil {
-		e.acme.Start()
-	}
-	// HTTP/2 connections leave at the h2 listener; the Parker is outermost, so the connections
-	// it wakes go straight back to the server.
-	hl := edge.GuardPlain(e.h2.listener(ln))
-	if e.park.After > 0 {
-		hl = edge.Park(hl, e.park)
-	}
-	if err := e.srv.Serve(hl); err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
-	}
-	return nil
+	e.startACME()
+	l := e.listeners[0]
+	return l.serve(e.parked(edge.GuardPlain(e.h2.listener(ln, l))))
 }
 
-// Shutdown stops accepting, lets in-flight requests finish until ctx ends, then closes the
-// current snapshot and the access log. WebSocket tunnels are asked to end at once
-// (proxy.Tunnel.GoAway: a close frame 1001 to the upstream, whose answer reaches the client);
-// those still open when ctx ends have their connections closed.
+// parked puts the Parker (edge.Park) around a listener's socket when idle connections are
+// parked. It is outermost: HTTP/2 connections have left at the h2 listener, and the
+// connections it wakes go straight back to the server.
+func (e *Engine) parked(ln net.Listener) net.Listener {
+	if e.park.After > 0 {
+		return edge.Park(ln, e.park)
+	}
+	return ln
+}
+
+// Shutdown stops accepting on every listener, lets in-flight requests finish until ctx ends,
+// then closes the current snapshot and the access log. WebSocket tunnels are asked to end at
+// once (proxy.Tunnel.GoAway: a close frame 1001 to the upstream, whose answer reaches the
+// client); those still open when ctx ends have their connections closed.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.tunnels.drain()
-	e.h2.shutdown(ctx) // GOAWAY to HTTP/2 clients, which the server below waits for too
-	err := e.srv.ShutdownWithContext(ctx)
+	e.h2.shutdown(ctx) // GOAWAY to HTTP/2 clients, which the servers below wait for too
+	err := e.shutdownListeners(ctx)
 	e.h2.closeAll()
-	if err != nil {
-		err = fmt.Errorf("drain connections: %w", err)
-	}
 	err = errors.Join(err, e.tunnels.wait(ctx))
 	if s := e.cur.Swap(nil); s != nil {
 		s.release(e.log)
@@ -243,6 +235,13 @@ func (e *Engine) closeAccessLog() error {
 		return nil
 	}
 	return e.access.Close()
+}
+
+// startACME starts certificate issuance and renewal, once.
+func (e *Engine) startACME() {
+	if e.acme != nil {
+		e.acme.Start()
+	}
 }
 
 // stopACME ends certificate renewal and any issuance in progress.
@@ -297,8 +296,10 @@ func (e *Engine) Apply(cfg *config.Config, trigger string) (ReloadEvent, error) 
 	e.cur.Store(s)
 	e.cfg.Store(cfg)
 	old.release(e.log)
-	if e.certs != nil {
-		e.certs.Recheck() // certificate files may have been renewed with the config
+	for _, l := range e.listeners {
+		if l.certs != nil {
+			l.certs.Recheck() // certificate files may have been renewed with the config
+		}
 	}
 	e.reloads.Add(1)
 	telemetry.ConfigApplied(cfg.Hash, true)
@@ -327,7 +328,11 @@ func restartOnly(a, b *config.Config) string {
 	if !sameTLS(sa.TLS, sb.TLS) {
 		return "server.tls"
 	}
-	sa.TLS, sb.TLS = nil, nil // a pointer: fmt.Sprint would compare addresses
+	if !reflect.DeepEqual(sa.Listen, sb.Listen) {
+		return "server.listen"
+	}
+	// Pointers: fmt.Sprint would compare addresses.
+	sa.TLS, sb.TLS, sa.Listen, sb.Listen = nil, nil, nil, nil
 	if fmt.Sprint(sa) != fmt.Sprint(sb) {
 		return "server"
 	}
@@ -384,8 +389,11 @@ func (e *Engine) acquire() *snapshot {
 	}
 }
 
-// Handle serves one request. It is the fasthttp handler.
-func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
+// Handle serves one request as server.listen's first listener does.
+func (e *Engine) Handle(rc *fasthttp.RequestCtx) { e.handle(rc, e.listeners[0]) }
+
+// handle serves one request that arrived on listener l. It is the fasthttp handler.
+func (e *Engine) handle(rc *fasthttp.RequestCtx, l *listener) {
 	// The server read the clock when the request's header arrived; a clock read costs over a
 	// hundred nanoseconds on some VMs, so only a RequestCtx not from a server pays for another.
 	start := rc.Time()
@@ -421,7 +429,7 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 		e.ctxPool.Put(r)
 		return
 	}
-	if e.sniCheck && e.misdirected(rc) {
+	if l.sniCheck && l.misdirected(rc) {
 		e.ctxPool.Put(r)
 		e.reject(rc, fasthttp.StatusMisdirectedRequest, errMisdirected, start)
 		return
@@ -446,6 +454,18 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 	c := &r.Ctx
 	c.Reset(rc, "")
 	c.SetClientIP(client)
+	if l.redirect != nil && l.redirect.OnRequest(c) == filter.Stop {
+		// redirect_https: answered before routing, once the edge has checked the Host and
+		// settled X-Forwarded-Proto.
+		if e.access != nil {
+			r.path = append(r.path[:0], tg.Path...)
+		}
+		// Its span begins once it is answered, so that a request routed instead (a trusted
+		// proxy's X-Forwarded-Proto: https) has one span, begun below.
+		e.beginTrace(r, "")
+		e.done(r, e.noRoute, start)
+		return
+	}
 	params, n := c.ParamStore()
 	// Routes match the normal form of the path, and raw routes (if any) the path as received;
 	// the request-target is then set to the path the winner matched, so that is the path
@@ -500,7 +520,13 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 			e.closeDelimited(rc, http10)
 		}
 	}
+	e.done(r, rm, start)
+}
+
+// done ends the request's trace, records and logs it, and returns its state to the pool.
+func (e *Engine) done(r *request, rm *telemetry.RouteMetrics, start time.Time) {
 	e.endTrace(r)
+	rc := r.RequestCtx
 	if e.metrics || e.access != nil {
 		d := time.Since(start)
 		in, out := bodySizes(rc)
@@ -509,7 +535,7 @@ func (e *Engine) Handle(rc *fasthttp.RequestCtx) {
 		}
 		e.logAccess(r, d, in, out)
 	}
-	c.Reset(nil, "")
+	r.Ctx.Reset(nil, "")
 	r.body.rest = nil
 	e.ctxPool.Put(r)
 }
@@ -529,16 +555,6 @@ func (e *Engine) miss(rc *fasthttp.RequestCtx, s *snapshot, r *request, tg *edge
 	}
 	reply(rc, fasthttp.StatusMethodNotAllowed)
 	rc.Response.Header.SetBytesV(fasthttp.HeaderAllow, r.allow)
-}
-
-var errMisdirected = errors.New("host not covered by the certificate of the connection's sni name (server.tls.strict_sni_host)")
-
-// misdirected reports a TLS request whose Host its connection's certificate does not cover
-// (edge.CertStore.Misdirected). Reading the connection state costs one small allocation per
-// TLS request; the handshake and encryption cost far more.
-func (e *Engine) misdirected(rc *fasthttp.RequestCtx) bool {
-	st := rc.TLSConnectionState()
-	return st != nil && e.certs.Misdirected(st.ServerName, rc.Request.Header.Host(), e.sniAlways)
 }
 
 // reject answers a request that must not be processed further and closes the connection, so
@@ -575,7 +591,7 @@ func (e *Engine) reject(rc *fasthttp.RequestCtx, status int, err error, start ti
 // a chunked body is cut off where it crosses the limit, which fails the forwarding as a broken
 // client body (the upstream connection is closed, so the upstream never sees a whole request).
 func (e *Engine) limitBody(rc *fasthttp.RequestCtx) error {
-	limit := e.srv.MaxRequestBodySize
+	limit := e.maxBody
 	if limit <= 0 {
 		return nil
 	}

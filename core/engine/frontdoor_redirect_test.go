@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -97,17 +96,7 @@ routes: [ { name: r, upstream: demo, filters: [ { redirect: { https: true } } ] 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- e.Serve(tls.NewListener(ln, e.TLSConfig())) }()
-	t.Cleanup(func() {
-		_ = e.Shutdown(t.Context())
-		<-done
-	})
-	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "a.example.com", RootCAs: pool})
+	conn, err := tls.Dial("tcp", serveListeners(t, e)[0], &tls.Config{ServerName: "a.example.com", RootCAs: pool})
 	if err != nil {
 		t.Fatal(err)
 	}

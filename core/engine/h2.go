@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +38,6 @@ type h2front struct {
 	srv    *http2.Server
 	base   *http.Server // carries the settings x/net reads from net/http; its Shutdown sends GOAWAY
 	limits edge.H2Limits
-	h2c    bool
 	write  time.Duration // server.write_timeout, for writing a response as on HTTP/1.1
 	log    fasthttpLogger
 
@@ -48,11 +48,12 @@ type h2front struct {
 	conns map[net.Conn]struct{} // open HTTP/2 connections, closed when a shutdown times out
 }
 
-// newH2 prepares HTTP/2 for the engine's server, or returns nil when it is off. h2 over TLS
-// is registered with the fasthttp server (srv.NextProto); h2c is added by listener.
+// newH2 prepares HTTP/2 for the engine's listeners, or returns nil when none speaks it. h2
+// over TLS is registered with each h2 listener's fasthttp server (srv.NextProto); h2c is
+// added to each h2c listener's socket (listener).
 func (e *Engine) newH2(sc config.Server) *h2front {
 	hc := sc.HTTP2
-	if !hc.Enabled && !hc.H2C {
+	if !slices.ContainsFunc(e.listeners, func(l *listener) bool { return l.h2() || l.h2c() }) {
 		return nil
 	}
 	f := &h2front{
@@ -72,7 +73,6 @@ func (e *Engine) newH2(sc config.Server) *h2front {
 			ResetsPerSecond: hc.MaxResetsPerSecond, PingsPerSecond: hc.MaxPingsPerSecond,
 			SettingsPerSecond: hc.MaxSettingsPerSecond, ContinuationFrames: hc.MaxContinuationFrames,
 		},
-		h2c:   hc.H2C,
 		write: sc.WriteTimeout,
 		log:   fasthttpLogger{e.log},
 		conns: map[net.Conn]struct{}{},
@@ -84,11 +84,13 @@ func (e *Engine) newH2(sc config.Server) *h2front {
 		e.log.Error().Err(err).Msg("http/2 is off")
 		return nil
 	}
-	if hc.Enabled {
-		e.srv.NextProto(http2.NextProtoTLS, func(c net.Conn) error {
-			f.serveConn(c)
-			return nil
-		})
+	for _, l := range e.listeners {
+		if l.h2() {
+			l.srv.NextProto(http2.NextProtoTLS, func(c net.Conn) error {
+				f.serveConn(c, l)
+				return nil
+			})
+		}
 	}
 	return f
 }
@@ -102,24 +104,25 @@ func (l h2Log) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// listener adds the h2c sniff to a plain listener when h2c is on.
-func (f *h2front) listener(ln net.Listener) net.Listener {
-	if f == nil || !f.h2c {
+// listener adds the h2c sniff to the socket of a plain listener l that speaks h2c.
+func (f *h2front) listener(ln net.Listener, l *listener) net.Listener {
+	if f == nil || !l.h2c() {
 		return ln
 	}
-	return edge.SniffH2C(ln, f.serveConn)
+	return edge.SniffH2C(ln, func(c net.Conn) { f.serveConn(c, l) })
 }
 
 // h2conn is what a stream's handler knows of its connection.
 type h2conn struct {
 	local, remote net.Addr
 	tls           *tls.ConnectionState // nil for h2c
+	l             *listener            // the listener it arrived on
 }
 
 type h2connKey struct{}
 
-// serveConn serves one HTTP/2 connection until it is done.
-func (f *h2front) serveConn(c net.Conn) {
+// serveConn serves one HTTP/2 connection that arrived on listener l until it is done.
+func (f *h2front) serveConn(c net.Conn, l *listener) {
 	f.mu.Lock()
 	f.conns[c] = struct{}{}
 	f.mu.Unlock()
@@ -128,7 +131,7 @@ func (f *h2front) serveConn(c net.Conn) {
 		delete(f.conns, c)
 		f.mu.Unlock()
 	}()
-	info := &h2conn{local: c.LocalAddr(), remote: c.RemoteAddr()}
+	info := &h2conn{local: c.LocalAddr(), remote: c.RemoteAddr(), l: l}
 	// Not *tls.Conn: the connection may come wrapped (edge.Park), with the same method.
 	if tc, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := tc.ConnectionState()
@@ -172,7 +175,7 @@ type h2body struct{ r io.Reader }
 
 func (b *h2body) Read(p []byte) (int, error) { return b.r.Read(p) }
 
-// ServeHTTP serves one stream through Engine.Handle.
+// ServeHTTP serves one stream as its listener serves an HTTP/1.1 request (Engine.handle).
 func (f *h2front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info, _ := r.Context().Value(h2connKey{}).(*h2conn)
 	if info == nil {
@@ -195,7 +198,7 @@ func (f *h2front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.e.framing.Add(1)
 		f.e.reject(rc, status, err, rc.Time())
 	} else {
-		f.e.Handle(rc)
+		f.e.handle(rc, info.l)
 	}
 	broken := false
 	if !sc.Answered {

@@ -128,21 +128,7 @@ func startH2(t *testing.T, extra string, withTLS bool) *h2Gateway {
 		g.addr = serve(t, g.e)
 		return g
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.e.Serve(tls.NewListener(ln, g.e.TLSConfig())) }()
-	t.Cleanup(func() {
-		if err := g.e.Shutdown(context.Background()); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	g.addr = ln.Addr().String()
+	g.addr = serveListeners(t, g.e)[0]
 	return g
 }
 

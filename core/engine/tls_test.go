@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,17 +76,7 @@ routes: [ { name: r, upstream: demo } ]
 	if err != nil {
 		t.Fatal(err)
 	}
-	tcfg := e.TLSConfig()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- e.Serve(tls.NewListener(ln, tcfg)) }()
-	t.Cleanup(func() {
-		_ = e.Shutdown(t.Context())
-		<-done
-	})
+	addr := serveListeners(t, e)[0]
 	tests := []struct {
 		sni     string
 		roots   *x509.CertPool
@@ -101,7 +90,7 @@ routes: [ { name: r, upstream: demo } ]
 	}
 	for _, tt := range tests {
 		c := &tls.Config{ServerName: tt.sni, RootCAs: tt.roots, MinVersion: tls.VersionTLS10, MaxVersion: tt.version}
-		conn, err := tls.Dial("tcp", ln.Addr().String(), c)
+		conn, err := tls.Dial("tcp", addr, c)
 		if (err == nil) != tt.ok {
 			t.Errorf("SNI %s max version %x: handshake err %v, want ok %v", tt.sni, tt.version, err, tt.ok)
 		}
@@ -160,12 +149,12 @@ routes: [ { name: r, upstream: demo } ]
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		if err := e.Listen(); err != nil {
 			t.Fatal(err)
 		}
+		addr := strings.TrimPrefix(e.ListenerURLs()[0], "https://")
 		done := make(chan error, 1)
-		go func() { done <- e.Serve(tls.NewListener(ln, e.TLSConfig())) }()
+		go func() { done <- e.ServeListeners() }()
 
 		always, never := mode == "always", mode == "never"
 		tests := []struct {
@@ -183,7 +172,7 @@ routes: [ { name: r, upstream: demo } ]
 		}
 		for _, tt := range tests {
 			c := &tls.Config{ServerName: tt.sni, RootCAs: pool, InsecureSkipVerify: tt.sni == ""}
-			conn, err := tls.Dial("tcp", ln.Addr().String(), c)
+			conn, err := tls.Dial("tcp", addr, c)
 			if err != nil {
 				t.Fatalf("mode %q, SNI %q: %v", mode, tt.sni, err)
 			}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -11,10 +10,8 @@ import (
 	"sort"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/net/http2"
 
 	"github.com/weir-gateway/weir/config"
-	"github.com/weir-gateway/weir/core/acme"
 	"github.com/weir-gateway/weir/core/edge"
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/proxy"
@@ -180,48 +177,21 @@ func (e *Engine) Upstreams() []UpstreamStatus {
 	return out
 }
 
-// newCertStore loads the proxy listener's certificates from server.tls: chosen by SNI and
-// reloaded when their files change, and, with server.tls.acme, obtained from an ACME CA for the
-// names the files do not cover. tlsPort is the TLS listener's port, where TLS-ALPN-01
-// validations arrive; httpPort the plain listener's (0 when none), for http-01.
-func newCertStore(c *config.ServerTLS, httpPort, tlsPort int, log zerolog.Logger) (*edge.CertStore, *acme.Manager, error) {
+// newCertStore loads a listener's certificates from its tls settings (written at path):
+// chosen by SNI and reloaded when their files change, and, with tls.acme, obtained from auto
+// (the engine's ACME manager) for the names the files do not cover; auto is nil otherwise.
+func newCertStore(c *config.ServerTLS, path string, auto edge.AutoCerts, log zerolog.Logger) (*edge.CertStore, error) {
 	pairs := make([]edge.CertPair, len(c.Certificates))
 	for i, cc := range c.Certificates {
 		pairs[i] = edge.CertPair{CertFile: cc.CertFile, KeyFile: cc.KeyFile}
 	}
-	var auto edge.AutoCerts
-	var mgr *acme.Manager
-	if c.ACME != nil {
-		var err error
-		if mgr, err = acme.New(c.ACME, acme.Options{HTTPPort: httpPort, TLSPort: tlsPort, Log: log}); err != nil {
-			return nil, nil, &config.Error{Path: "server.tls.acme", Err: err}
-		}
-		auto = mgr
-	}
 	store, err := edge.NewCertStore(pairs, auto, func(err error) {
-		log.Error().Err(err).Msg("reload tls certificate; keeping the previous one")
+		log.Error().Err(err).Str("listener", path).Msg("reload tls certificate; keeping the previous one")
 	})
 	if err != nil {
-		if mgr != nil {
-			mgr.Stop()
-		}
-		return nil, nil, &config.Error{Path: "server.tls", Err: err}
+		return nil, &config.Error{Path: path, Err: err}
 	}
-	return store, mgr, nil
-}
-
-// TLSConfig is the proxy listener's TLS settings (TLS 1.2 at least, certificates chosen by SNI),
-// or nil when server.tls is not set. Serve a tls.NewListener with it.
-func (e *Engine) TLSConfig() *tls.Config {
-	if e.certs == nil {
-		return nil
-	}
-	c := e.certs.TLSConfig()
-	if e.Config().Server.HTTP2.Enabled && e.h2 != nil {
-		// h2 first: ALPN picks the server's first protocol the client offers.
-		c.NextProtos = append([]string{http2.NextProtoTLS}, c.NextProtos...)
-	}
-	return c
+	return store, nil
 }
 
 // sameTLS compares listener TLS settings, which apply at start only.
