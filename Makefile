@@ -55,11 +55,7 @@ tidy:
 # that is no longer reported fails the check as well, so the list only shrinks.
 #   plugins/wasmhost IsTimeout: the guest API's timeout test, beside IsStale, for the plugin ABIs.
 #   core/edge StreamOf: how a terminal step (gRPC) reaches the HTTP/2 stream behind a request.
-#   core/engine Serve, Handle: the engine for a caller that brings its own socket or requests
-#   (tests, the pipeline benchmarks, a program embedding Weir); weir run serves server.listen
-#   through Listen and ServeListeners, whose servers call each listener's handler.
-DEADCODE_ALLOW := plugins/wasmhost/guest.go:IsTimeout core/edge/stream.go:StreamOf \
-	core/engine/engine.go:Engine.Serve core/engine/engine.go:Engine.Handle
+DEADCODE_ALLOW := plugins/wasmhost/guest.go:IsTimeout core/edge/stream.go:StreamOf
 
 deadcode:
 	@mains=$$($(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./...) || exit 1; \

@@ -7,10 +7,12 @@ package engine
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,6 +23,7 @@ import (
 	"github.com/pires/go-proxyproto"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
 
 	"github.com/weir-gateway/weir/config"
 )
@@ -58,6 +61,8 @@ const (
 	lnOtherLB // proxy_protocol from an address the tests do not connect from
 	lnRedirect
 	lnRedirect301
+	lnTLSHTTP1 // TLS, protocols: [http1]
+	lnH2C      // plain, protocols: [http1, h2c]
 )
 
 const listenersConfig = `
@@ -68,16 +73,18 @@ server:
   trusted_proxies: [203.0.113.0/24]
   listen:
     - "127.0.0.1:0"
-    - { address: "127.0.0.1:0", tls: { certificates: [ { cert_file: %q, key_file: %q } ] } }
+    - { address: "127.0.0.1:0", tls: { certificates: [ { cert_file: %[1]q, key_file: %[2]q } ] } }
     - { address: "127.0.0.1:0", proxy_protocol: v1, proxy_protocol_from: [127.0.0.0/8], proxy_protocol_timeout: 300ms }
     - { address: "127.0.0.1:0", proxy_protocol: v2, proxy_protocol_from: ["127.0.0.1"], proxy_protocol_timeout: 300ms }
     - { address: "127.0.0.1:0", proxy_protocol: any, proxy_protocol_from: [127.0.0.1, "::1"], proxy_protocol_timeout: 300ms }
     - { address: "127.0.0.1:0", proxy_protocol: any, proxy_protocol_from: [192.0.2.1] }
     - { address: "127.0.0.1:0", redirect_https: true }
     - { address: "127.0.0.1:0", redirect_https: true, redirect_status: 301 }
+    - { address: "127.0.0.1:0", protocols: [http1], tls: { certificates: [ { cert_file: %[1]q, key_file: %[2]q } ] } }
+    - { address: "127.0.0.1:0", protocols: [http1, h2c] }
 access_log: { enabled: false }
 upstreams:
-  be: { targets: [%q], timeout: 2s, idle_timeout: 5s }
+  be: { targets: [%[3]q], timeout: 2s, idle_timeout: 5s }
 routes:
   - name: internal
     match: { path_prefix: /internal }
@@ -102,7 +109,7 @@ func startListeners(t *testing.T) (*recorder, []string, *tls.Config) {
 		t.Fatal(err)
 	}
 	addrs := serveListeners(t, e)
-	if len(addrs) != lnRedirect301+1 {
+	if len(addrs) != lnH2C+1 {
 		t.Fatalf("listening on %v", addrs)
 	}
 	return rec, addrs, &tls.Config{ServerName: "gw.test", RootCAs: pool}
@@ -132,8 +139,7 @@ func TestListenersPlainAndTLS(t *testing.T) {
 		t.Errorf("plain: status %d, upstream got %q", ex.status, got)
 	}
 
-	// HTTP/2 is offered too; the listener picks HTTP/1.1, the one the server speaks over TLS.
-	tcfg.NextProtos = []string{"h2", "http/1.1"}
+	tcfg.NextProtos = []string{"http/1.1"}
 	conn, err := tls.Dial("tcp", addrs[lnTLS], tcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -412,5 +418,76 @@ func TestRestartOnlyListeners(t *testing.T) {
 		if got := restartOnly(parse(tt.a), parse(tt.b)); got != tt.want {
 			t.Errorf("%s → %s: restartOnly %q, want %q", tt.a, tt.b, got, tt.want)
 		}
+	}
+}
+
+// TestListenersProtocols: each listener speaks the protocols it lists: h2 by ALPN on a TLS
+// listener by default, HTTP/1.1 only where it says so, h2c with prior knowledge only on the
+// plain listener that lists it.
+func TestListenersProtocols(t *testing.T) {
+	rec, addrs, tcfg := startListeners(t)
+	for _, tt := range []struct {
+		name     string
+		listener int
+		want     string
+	}{{"default tls", lnTLS, "h2"}, {"tls with protocols [http1]", lnTLSHTTP1, "http/1.1"}} {
+		c := tcfg.Clone()
+		c.NextProtos = []string{"h2", "http/1.1"}
+		conn, err := tls.Dial("tcp", addrs[tt.listener], c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := conn.ConnectionState().NegotiatedProtocol; p != tt.want {
+			t.Errorf("%s: ALPN %q, want %q", tt.name, p, tt.want)
+		}
+		conn.Close()
+	}
+
+	h2 := func(plain bool) *http.Client {
+		tr := &http2.Transport{TLSClientConfig: tcfg.Clone()}
+		if plain {
+			tr.AllowHTTP = true
+			tr.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	}
+	for _, tt := range []struct {
+		name, url string
+		plain     bool
+		proto     string // X-Forwarded-Proto the upstream sees; "" when refused
+	}{
+		{"h2 on the tls listener", "https://" + addrs[lnTLS] + "/h2", false, "https"},
+		{"h2c on the h2c listener", "http://" + addrs[lnH2C] + "/h2c", true, "http"},
+		{"h2c on a plain listener without it", "http://" + addrs[lnPlain] + "/h2c", true, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := h2(tt.plain).Get(tt.url)
+			got := rec.take()
+			if tt.proto == "" {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatalf("status %d, want the connection refused", resp.StatusCode)
+				}
+				if len(got) != 0 {
+					t.Errorf("upstream received %q", clipAll(got))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.ProtoMajor != 2 || len(got) != 1 ||
+				!strings.Contains(got[0], "X-Forwarded-Proto: "+tt.proto+"\r\n") {
+				t.Errorf("status %d over %s, upstream got %q", resp.StatusCode, resp.Proto, clipAll(got))
+			}
+		})
+	}
+	// HTTP/1.1 still works on the h2c listener.
+	if ex, got := exchangeOnce(t, rec, addrs[lnH2C], "GET /h1 HTTP/1.1\r\nHost: gw.test\r\n\r\n"); ex.status != 200 || len(got) != 1 {
+		t.Errorf("HTTP/1.1 on the h2c listener: status %d, upstream got %d", ex.status, len(got))
 	}
 }
