@@ -23,7 +23,7 @@ func (e *Engine) closeDelimited(rc *fasthttp.RequestCtx, http10 bool) {
 	}
 	resp.Header.Del(fasthttp.HeaderTransferEncoding)
 	resp.Header.SetContentLength(-2) // fasthttp: no length; the connection closes after the body
-	timeout := e.srv.WriteTimeout
+	timeout := e.listeners[0].srv.WriteTimeout // server.write_timeout, the same on every listener
 	rc.HijackSetNoResponse(true)
 	// fasthttp keeps the request context until the hijack handler returns, and closes the
 	// body stream and the connection after it.
