@@ -54,6 +54,9 @@ type sniffConn struct {
 	h2      atomic.Bool // Close may come from a shutdown in another goroutine
 }
 
+// NetConn is the connection under the sniff, for CloseWrite (a WebSocket tunnel half-closes).
+func (c *sniffConn) NetConn() net.Conn { return c.Conn }
+
 func (c *sniffConn) Read(p []byte) (int, error) {
 	if c.sniffed {
 		// After HTTP/2 the HTTP/1 server reads no more: it saw the end of the connection.

@@ -42,6 +42,10 @@ type guardConn struct {
 	checked bool
 }
 
+// NetConn is the guarded connection, for what needs its own methods (a WebSocket tunnel
+// half-closes it with CloseWrite).
+func (c *guardConn) NetConn() net.Conn { return c.Conn }
+
 func (c *guardConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if !c.checked && n > 0 {

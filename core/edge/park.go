@@ -269,6 +269,9 @@ type parkConn struct {
 	closed   bool // really closed; guarded by p.mu
 }
 
+// NetConn is the admitted connection, for CloseWrite (a WebSocket tunnel half-closes).
+func (c *parkConn) NetConn() net.Conn { return c.Conn }
+
 func (c *parkConn) Read(b []byte) (int, error) {
 	if c.hasFirst && len(b) > 0 {
 		c.hasFirst = false

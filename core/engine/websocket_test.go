@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/telemetry"
 )
@@ -492,4 +495,48 @@ func TestWebSocketManyTunnels(t *testing.T) {
 		t.Errorf("serve: %v", err)
 	}
 	t.Logf("%d tunnels opened and echoed 10 messages each in %v; drained in %v", n, opened.Round(time.Millisecond), time.Since(drainStart).Round(time.Millisecond))
+}
+
+// TestWebSocketRawUpstreamCloses: bytes an upstream sends in the same segment as its 101 reach
+// the client, and its end of stream is passed on: the client sees the end at once, not at the
+// idle timeout.
+func TestWebSocketRawUpstreamCloses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if err := readRequest(br); err != nil {
+			return
+		}
+		// The key below answers "dGhlIHNhbXBsZSBub25jZQ==" (RFC 6455 section 1.3).
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02hi")
+	}()
+	_, addr := wsEngine(t, &wsBackend{addr: ln.Addr().String()}, 10, "raw")
+	conn, br := dial(t, addr)
+	if err := conn.SetDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp fasthttp.Response
+	resp.SkipBody = true
+	if err := resp.Read(br); err != nil || resp.StatusCode() != 101 {
+		t.Fatalf("handshake answer %d, %v", resp.StatusCode(), err)
+	}
+	rest, err := io.ReadAll(br)
+	if err != nil || string(rest) != "\x81\x02hi" {
+		t.Fatalf("after the 101: %q, %v; want the upstream's frame, then the end", rest, err)
+	}
 }
