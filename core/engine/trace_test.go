@@ -2,9 +2,11 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -571,4 +573,54 @@ func TestTracePluginSpans(t *testing.T) {
 	if !spin.Error || !spinPlugin.Error || spinPlugin.Parent != spin.SpanID || spinPlugin.Attrs["weir.filter.stopped"] != "true" {
 		t.Errorf("a plugin failing closed: server span %+v, plugin span %+v", spin, spinPlugin)
 	}
+}
+
+// TestTraceIDInAccessLog: the access log line carries the request's trace id, sampled or not:
+// the caller's, or the one the gateway started and passed upstream.
+func TestTraceIDInAccessLog(t *testing.T) {
+	rcv := testkit.NewOTLPReceiver(t)
+	be := &traceBackend{}
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	src := fmt.Sprintf(traceConfig, rcv.URL, 0, 512, 2048, be.start(t))
+	src = strings.Replace(src, "access_log: { enabled: false }", fmt.Sprintf("access_log: { enabled: true, output: %q }", logFile), 1)
+	cfg, err := parseConfig("trace.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+	want := map[string]string{"/api/sampled": caller, "/api/unsampled": caller}
+	// Registered before serve's cleanup, so it runs after it: shutting down flushes the log.
+	t.Cleanup(func() {
+		b, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var entry struct {
+				Path    string `json:"path"`
+				TraceID string `json:"trace_id"`
+			}
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			if w, ok := want[entry.Path]; ok {
+				if entry.TraceID != w {
+					t.Errorf("%s: trace_id %q, want %q", entry.Path, entry.TraceID, w)
+				}
+				delete(want, entry.Path)
+			}
+		}
+		if len(want) != 0 {
+			t.Errorf("no log line for %v in %s", want, b)
+		}
+	})
+	addr := serve(t, e)
+	do(t, addr, "/api/sampled", "traceparent", "00-"+caller+"-00f067aa0ba902b7-01")
+	do(t, addr, "/api/unsampled", "traceparent", "00-"+caller+"-00f067aa0ba902b7-00")
+	do(t, addr, "/api/new")
+	want["/api/new"] = strings.Split(be.last(t)["traceparent"][0], "-")[1]
 }
