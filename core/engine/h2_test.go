@@ -176,6 +176,9 @@ var h2Cases = []h2Case{
 	{name: "request body", method: "POST", path: "/h", body: strings.Repeat("b", 100000), status: 200, has: []string{`"body_size":100000`}},
 	{name: "no route", method: "GET", path: "/nowhere", status: 404},
 	{name: "method not allowed", method: "TRACE", path: "/h", status: 405},
+	{name: "head", method: "HEAD", path: "/h", status: 200},
+	{name: "client X-Forwarded-For replaced", method: "GET", path: "/h", header: map[string]string{"X-Forwarded-For": "6.6.6.6"},
+		status: 200, has: []string{`["X-Forwarded-For","127.0.0.1"]`}},
 	{name: "encoded slash refused by the edge", method: "GET", path: "/h/a%2fb", status: 400},
 }
 
@@ -210,7 +213,7 @@ func (c h2Case) run(t *testing.T, client *http.Client, url string, wantProto int
 			t.Errorf("%s: body %s lacks %s", c.name, got, s)
 		}
 	}
-	if strings.Contains(string(got), "mallory") {
+	if strings.Contains(string(got), "mallory") || strings.Contains(string(got), "6.6.6.6") {
 		t.Errorf("%s: a client-set consumer header reached the upstream: %s", c.name, got)
 	}
 	if k := c.respHeader[0]; k != "" && resp.Header.Get(k) != c.respHeader[1] {
@@ -374,5 +377,37 @@ routes:
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+	}
+}
+
+// TestH2BodyLimit: server.max_body_bytes holds on HTTP/2 as on HTTP/1.1, for a declared length
+// and for a body without one.
+func TestH2BodyLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weir.yaml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "", max_body_bytes: 1KiB, body_buffer_bytes: 0, http2: { h2c: true } }
+access_log: { enabled: false }
+upstreams: { be: { targets: [%q], retries: { attempts: 0 } } }
+routes: [ { name: r, upstream: be } ]
+`, backend(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := start(t, path)
+	g := &h2Gateway{addr: addr}
+	client := g.client(t)
+	for _, declared := range []bool{true, false} {
+		var body io.Reader = strings.NewReader(strings.Repeat("x", 4096))
+		if !declared {
+			body = io.MultiReader(body) // hides the length: the body is sent without content-length
+		}
+		resp, err := client.Post(g.url("/"), "text/plain", body)
+		if err != nil {
+			t.Fatalf("declared %v: %v", declared, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 413 {
+			t.Errorf("declared %v: status %d (%s), want 413", declared, resp.StatusCode, got)
+		}
 	}
 }
