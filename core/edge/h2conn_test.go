@@ -86,3 +86,28 @@ func TestStreamOf(t *testing.T) {
 		t.Errorf("h2 stream: %p (want %p), tls %v", s, &tc.Stream, rc.IsTLS())
 	}
 }
+
+// FuzzMeterH2 feeds MeterH2's frame scan arbitrary bytes, whole and split at any point: how the
+// reads of a connection fall must not change what is counted or where frames begin.
+func FuzzMeterH2(f *testing.F) {
+	f.Add([]byte(h2Preface+"\x00\x00\x00\x04\x00\x00\x00\x00\x00"), 30)
+	f.Add([]byte("\x00\x00\x05\x01\x00\x00\x00\x00\x01hello\x00\x00\x00\x09\x00\x00\x00\x00\x01\x00\x00\x00\x09\x04\x00\x00\x00\x01"), 12)
+	f.Add([]byte("\x00\x00\x08\x06\x00\x00\x00\x00\x00abcdefgh\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x08"), 3)
+	limits := H2Limits{ResetsPerSecond: 1 << 20, PingsPerSecond: 1 << 20, SettingsPerSecond: 1 << 20, ContinuationFrames: 3}
+	f.Fuzz(func(t *testing.T, b []byte, at int) {
+		whole := MeterH2(nil, limits).(*meteredConn)
+		whole.skip = 0
+		split := MeterH2(nil, limits).(*meteredConn)
+		split.skip = 0
+		at = int(uint(at) % uint(len(b)+1))
+		okWhole := whole.scan(b)
+		okSplit := split.scan(b[:at]) && split.scan(b[at:])
+		if okWhole != okSplit {
+			t.Fatalf("whole %v, split at %d %v", okWhole, at, okSplit)
+		}
+		if okWhole && (whole.hn != split.hn || whole.payload != split.payload || whole.inBlock != split.inBlock) {
+			t.Fatalf("state whole %d/%d/%d, split %d/%d/%d", whole.hn, whole.payload, whole.inBlock,
+				split.hn, split.payload, split.inBlock)
+		}
+	})
+}
