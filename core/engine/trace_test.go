@@ -445,32 +445,38 @@ routes:
 }
 
 // TestTraceUnsampledAllocatesNothing: a request that is not sampled, whether the gateway
-// starts its trace or its caller chose not to record, allocates nothing, filters included.
+// starts its trace or its caller chose not to record, allocates nothing, filters included;
+// neither does any request with tracing off.
 func TestTraceUnsampledAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector")
 	}
 	rcv := testkit.NewOTLPReceiver(t)
-	e := tracedEngine(t, fmt.Sprintf("{ enabled: true, endpoint: %q, sample_ratio: 0 }", rcv.URL))
-	defer e.Shutdown(context.Background()) //nolint:errcheck
+	on := tracedEngine(t, fmt.Sprintf("{ enabled: true, endpoint: %q, sample_ratio: 0 }", rcv.URL))
+	defer on.Shutdown(context.Background()) //nolint:errcheck
+	off := tracedEngine(t, "{ enabled: false }")
+	defer off.Shutdown(context.Background()) //nolint:errcheck
 	for _, tp := range []string{"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "malformed"} {
-		var rc fasthttp.RequestCtx
-		handle := func() {
-			rc.Request.Reset()
-			rc.Request.Header.SetMethod("GET")
-			rc.Request.Header.SetHost("example.com")
-			rc.Request.SetRequestURI("/a/b")
-			if tp != "" {
-				rc.Request.Header.Set("traceparent", tp)
+		for _, e := range []*Engine{on, off} {
+			var rc fasthttp.RequestCtx
+			handle := func() {
+				rc.Request.Reset()
+				rc.Request.Header.SetMethod("GET")
+				rc.Request.Header.SetHost("example.com")
+				rc.Request.SetRequestURI("/a/b")
+				if tp != "" {
+					rc.Request.Header.Set("traceparent", tp)
+				}
+				e.Handle(&rc)
 			}
-			e.Handle(&rc)
-		}
-		handle()
-		if got := rc.Request.Header.Peek("traceparent"); len(got) != 55 {
-			t.Errorf("traceparent %q: forwarded %q", tp, got)
-		}
-		if n := testing.AllocsPerRun(200, handle); n != 0 {
-			t.Errorf("traceparent %q: %v allocations per unsampled request, want 0", tp, n)
+			handle()
+			// Off, the request is left as it came; on, it carries a valid traceparent.
+			if got := rc.Request.Header.Peek("traceparent"); e == on && len(got) != 55 || e == off && string(got) != tp {
+				t.Errorf("traceparent %q, tracing on %v: forwarded %q", tp, e == on, got)
+			}
+			if n := testing.AllocsPerRun(200, handle); n != 0 {
+				t.Errorf("traceparent %q, tracing on %v: %v allocations per unsampled request, want 0", tp, e == on, n)
+			}
 		}
 	}
 }
@@ -623,4 +629,50 @@ func TestTraceIDInAccessLog(t *testing.T) {
 	do(t, addr, "/api/unsampled", "traceparent", "00-"+caller+"-00f067aa0ba902b7-00")
 	do(t, addr, "/api/new")
 	want["/api/new"] = strings.Split(be.last(t)["traceparent"][0], "-")[1]
+}
+
+// TestTraceConcurrentRequests: pooled per-request trace state never mixes two requests' spans,
+// whatever the interleaving (run it with -race).
+func TestTraceConcurrentRequests(t *testing.T) {
+	rcv := testkit.NewOTLPReceiver(t)
+	_, addr, _ := traceGateway(t, rcv.URL, 1, 512, 4096)
+	const workers, each = 8, 40
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				if st := do(t, addr, "/api/x"); st != 200 {
+					t.Errorf("status %d", st)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	spans := rcv.WaitSpans(t, 4*workers*each, 20*time.Second)
+	traces := map[string][]testkit.Span{}
+	for _, s := range spans {
+		traces[s.TraceID] = append(traces[s.TraceID], s)
+	}
+	if len(traces) != workers*each {
+		t.Fatalf("%d traces for %d requests", len(traces), workers*each)
+	}
+	for id, ss := range traces {
+		ids := map[string]bool{}
+		for _, s := range ss {
+			ids[s.SpanID] = true
+		}
+		roots := 0
+		for _, s := range ss {
+			switch {
+			case s.Parent == "":
+				roots++
+			case !ids[s.Parent]:
+				t.Errorf("trace %s: span %q has a parent from elsewhere", id, s.Name)
+			}
+		}
+		if len(ss) != 4 || roots != 1 {
+			t.Errorf("trace %s: %d spans, %d roots", id, len(ss), roots)
+		}
+	}
 }
