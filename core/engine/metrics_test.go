@@ -26,11 +26,7 @@ routes:
   - { name: m-local, match: { path: /local }, upstream: be, filters: [ { respond: { status: 503, body: "down" } } ] }
 `, be))
 	// Series are kept for the process (other tests, -count): compare before and after.
-	checks := []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
+	checks := []promCheck{
 		{"weir_requests_total", []string{"route", "m-api", "method", "GET", "code", "2xx"}, 3},
 		{"weir_requests_total", []string{"route", "m-api", "method", "POST", "code", "2xx"}, 1},
 		{"weir_requests_total", []string{"route", "m-api", "method", "OTHER", "code", "2xx"}, 1},
@@ -44,10 +40,7 @@ routes:
 		{"weir_response_bytes_total", []string{"route", "m-api"}, 4 * 5}, // the backend echoes the 4-byte path
 		{"weir_response_bytes_total", []string{"route", "m-local"}, 8},
 	}
-	before := make([]float64, len(checks))
-	for i, tt := range checks {
-		before[i] = promtest.Value(t, tt.name, tt.labels...)
-	}
+	verify := promDeltas(t, checks)
 	_, addr := start(t, path)
 
 	c := &fasthttp.Client{}
@@ -80,11 +73,7 @@ routes:
 		t.Fatalf("framing: %q", head)
 	}
 
-	for i, tt := range checks {
-		if got := promtest.Value(t, tt.name, tt.labels...) - before[i]; got != tt.want {
-			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
-		}
-	}
+	verify()
 }
 
 // TestConfigReloadMetrics: reloads are counted by result and weir_config_info follows the
@@ -152,31 +141,23 @@ routes:
   - { name: m-dead, match: { path_prefix: /dead/ }, upstream: m-dead }
   - { name: m-eject, match: { path_prefix: /eject/ }, upstream: m-eject }
 `, be, be))
-	checks := []struct {
-		name   string
-		labels []string
-		want   float64 // added by this test's traffic, or the value of a gauge
-		gauge  bool
-	}{
-		{"weir_upstream_ejections_total", []string{"upstream", "m-eject", "target", "127.0.0.1:1"}, 1, false},
-		{"weir_upstream_target_healthy", []string{"upstream", "m-eject", "target", "127.0.0.1:1"}, 0, true},
-		{"weir_upstream_target_healthy", []string{"upstream", "m-eject", "target", be}, 1, true},
-		{"weir_upstream_requests_total", []string{"upstream", "m-up", "code", "2xx"}, 3, false},
-		{"weir_upstream_requests_total", []string{"upstream", "m-up", "code", "error"}, 0, false},
-		{"weir_upstream_duration_seconds", []string{"upstream", "m-up"}, 3, false},
-		{"weir_upstream_retries_total", []string{"upstream", "m-up"}, 0, false},
-		{"weir_upstream_requests_total", []string{"upstream", "m-dead", "code", "error"}, 4, false},
-		{"weir_upstream_duration_seconds", []string{"upstream", "m-dead"}, 0, false}, // no answer, no latency
-		{"weir_upstream_retries_total", []string{"upstream", "m-dead"}, 2, false},
-		{"weir_upstream_in_flight", []string{"upstream", "m-up"}, 0, true},
-		{"weir_upstream_target_healthy", []string{"upstream", "m-up", "target", be}, 1, true},
-		{"weir_requests_total", []string{"route", "m-dead", "code", "5xx"}, 2, false},
+	checks := []promCheck{
+		{"weir_upstream_ejections_total", []string{"upstream", "m-eject", "target", "127.0.0.1:1"}, 1},
+		{"weir_upstream_requests_total", []string{"upstream", "m-up", "code", "2xx"}, 3},
+		{"weir_upstream_requests_total", []string{"upstream", "m-up", "code", "error"}, 0},
+		{"weir_upstream_duration_seconds", []string{"upstream", "m-up"}, 3},
+		{"weir_upstream_retries_total", []string{"upstream", "m-up"}, 0},
+		{"weir_upstream_requests_total", []string{"upstream", "m-dead", "code", "error"}, 4},
+		{"weir_upstream_duration_seconds", []string{"upstream", "m-dead"}, 0}, // no answer, no latency
+		{"weir_upstream_retries_total", []string{"upstream", "m-dead"}, 2},
+		{"weir_requests_total", []string{"route", "m-dead", "code", "5xx"}, 2},
 	}
-	before := make([]float64, len(checks))
-	for i, tt := range checks {
-		if !tt.gauge {
-			before[i] = promtest.Value(t, tt.name, tt.labels...)
-		}
+	verify := promDeltas(t, checks)
+	gauges := []promCheck{ // values, not deltas
+		{"weir_upstream_target_healthy", []string{"upstream", "m-eject", "target", "127.0.0.1:1"}, 0},
+		{"weir_upstream_target_healthy", []string{"upstream", "m-eject", "target", be}, 1},
+		{"weir_upstream_in_flight", []string{"upstream", "m-up"}, 0},
+		{"weir_upstream_target_healthy", []string{"upstream", "m-up", "target", be}, 1},
 	}
 	ejected := func() float64 { return promtest.Value(t, "weir_upstream_ejections_total", "upstream", "m-eject") }
 	ejected0 := ejected()
@@ -199,9 +180,89 @@ routes:
 			t.Fatalf("/eject/x: %d %v", status, err)
 		}
 	}
-	for i, tt := range checks {
-		if got := promtest.Value(t, tt.name, tt.labels...) - before[i]; got != tt.want {
-			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
+	verify()
+	for _, g := range gauges {
+		if got := promtest.Value(t, g.name, g.labels...); got != g.want {
+			t.Errorf("%s%v = %v, want %v", g.name, g.labels, got, g.want)
+		}
+	}
+}
+
+// TestFilterDecisionMetrics drives requests through rate-limit and access-control filters and
+// checks their verdicts are counted exactly, by route and filter.
+func TestFilterDecisionMetrics(t *testing.T) {
+	be := backend(t)
+	path := filepath.Join(t.TempDir(), "weir.yaml")
+	writeFile(t, path, fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "" }
+access_log: { enabled: false }
+upstreams: { be: { targets: [%q] } }
+consumers:
+  - { name: ann, groups: [admins], credentials: { apikeys: [ { sha256: %q } ] } }
+  - { name: ben, groups: [staff], credentials: { apikeys: [ { sha256: %q } ] } }
+routes:
+  - { name: m-rl, match: { path_prefix: /rl }, upstream: be, filters: [ { ratelimit: { rate: 2, per: 1m } } ] }
+  - { name: m-admin, match: { path_prefix: /admin }, upstream: be, filters: [ apikey, { acl: { allow: [admins] } } ] }
+  - { name: m-ip, match: { path_prefix: /ip }, upstream: be, filters: [ { ipfilter: { deny: [127.0.0.1] } } ] }
+`, be, sha256Hex("ann-key"), sha256Hex("ben-key")))
+	checks := []promCheck{
+		{"weir_ratelimit_decisions_total", []string{"route", "m-rl", "filter", "ratelimit", "decision", "allowed"}, 2},
+		{"weir_ratelimit_decisions_total", []string{"route", "m-rl", "filter", "ratelimit", "decision", "limited"}, 3},
+		{"weir_ratelimit_decisions_total", []string{"route", "m-rl", "filter", "ratelimit", "decision", "error"}, 0},
+		{"weir_auth_decisions_total", []string{"route", "m-admin", "filter", "apikey", "result", "allowed"}, 2},
+		{"weir_auth_decisions_total", []string{"route", "m-admin", "filter", "apikey", "result", "denied"}, 2},
+		{"weir_auth_decisions_total", []string{"route", "m-admin", "filter", "acl", "result", "allowed"}, 1},
+		{"weir_auth_decisions_total", []string{"route", "m-admin", "filter", "acl", "result", "denied"}, 1},
+		{"weir_auth_decisions_total", []string{"route", "m-ip", "filter", "ipfilter", "result", "denied"}, 1},
+	}
+	verify := promDeltas(t, checks)
+	_, addr := start(t, path)
+	send := func(uri, key string, want int) {
+		t.Helper()
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI("http://" + addr + uri)
+		if key != "" {
+			req.Header.Set("X-API-Key", key)
+		}
+		if err := fasthttp.Do(req, resp); err != nil || resp.StatusCode() != want {
+			t.Fatalf("%s (key %q): %d %v, want %d", uri, key, resp.StatusCode(), err, want)
+		}
+	}
+	for i := range 5 {
+		send("/rl", "", map[bool]int{true: 200, false: 429}[i < 2])
+	}
+	send("/admin", "ann-key", 200)
+	send("/admin", "ben-key", 403) // apikey allows, acl denies
+	send("/admin", "", 401)
+	send("/admin", "wrong", 401)
+	send("/ip", "", 403)
+
+	verify()
+}
+
+// promCheck is one series a test expects its traffic to move by want (series are kept for the
+// process, so other tests and -count add to them).
+type promCheck struct {
+	name   string
+	labels []string
+	want   float64
+}
+
+// promDeltas reads checks' series now and returns the function that verifies them later.
+func promDeltas(t *testing.T, checks []promCheck) func() {
+	t.Helper()
+	before := make([]float64, len(checks))
+	for i, c := range checks {
+		before[i] = promtest.Value(t, c.name, c.labels...)
+	}
+	return func() {
+		t.Helper()
+		for i, c := range checks {
+			if got := promtest.Value(t, c.name, c.labels...) - before[i]; got != c.want {
+				t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+			}
 		}
 	}
 }

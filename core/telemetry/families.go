@@ -54,11 +54,20 @@ var (
 		// Guest calls take microseconds; the request buckets would put them all in the first.
 		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 	}, []string{"plugin"})
+
+	ratelimitDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weir_ratelimit_decisions_total",
+		Help: "Rate-limit verdicts by route, filter and decision: allowed, limited, or error (the limiter's store failed; the fail policy decided).",
+	}, []string{"route", "filter", "decision"})
+	authDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weir_auth_decisions_total",
+		Help: "Verdicts of access-control filters (jwt, apikey, basicauth, extauth, acl, ipfilter) by route, filter and result: allowed or denied.",
+	}, []string{"route", "filter", "result"})
 )
 
 func init() {
 	Prom.MustRegister(upstreamDuration, upstreamRequests, upstreamRetries, upstreamEjections,
-		pluginDuration)
+		pluginDuration, ratelimitDecisions, authDecisions)
 }
 
 // UpstreamMetrics are one upstream's per-attempt metrics, resolved when an upstream is built.
@@ -121,4 +130,31 @@ const PluginTimingSample = 8
 // PluginCallDuration returns the call-duration histogram of plugin, for its module to keep.
 func PluginCallDuration(plugin string) Histogram {
 	return Histogram{pluginDuration.WithLabelValues(plugin)}
+}
+
+// RateLimitDecision returns the counter of one decision ("allowed", "limited", "error") of the
+// rate-limit filter configured as filter on route, for the filter to keep.
+func RateLimitDecision(route, filter, decision string) Counter {
+	return Counter{ratelimitDecisions.WithLabelValues(route, filter, decision)}
+}
+
+// AuthDecisions count an access-control filter's verdicts in weir_auth_decisions_total. A
+// filter resolves them when it is built and counts each request with Count.
+type AuthDecisions struct{ allowed, denied Counter }
+
+// NewAuthDecisions returns the verdict counters of the filter configured as filter on route.
+func NewAuthDecisions(route, filter string) AuthDecisions {
+	return AuthDecisions{
+		allowed: Counter{authDecisions.WithLabelValues(route, filter, "allowed")},
+		denied:  Counter{authDecisions.WithLabelValues(route, filter, "denied")},
+	}
+}
+
+// Count records a verdict: allowed when the request goes on, denied when the filter answered it.
+func (d AuthDecisions) Count(allowed bool) {
+	if allowed {
+		d.allowed.Inc()
+	} else {
+		d.denied.Inc()
+	}
 }

@@ -7,12 +7,15 @@ import (
 	"errors"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // Filter checks the consumer's groups. It is immutable after New and safe for concurrent use.
 type Filter struct {
-	allow []string
-	deny  []string
+	// decisions count verdicts in weir_auth_decisions_total (README.md, Metrics).
+	decisions telemetry.AuthDecisions
+	allow     []string
+	deny      []string
 }
 
 // Reasons for the access log; static, so a refusal allocates nothing.
@@ -26,6 +29,12 @@ var (
 // then one whose consumer is in a denied group, then, when allow is set, one in no allowed
 // group (403). Deny is checked first, so it wins over allow.
 func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
+	st := f.decide(c)
+	f.decisions.Count(st == filter.Continue)
+	return st
+}
+
+func (f *Filter) decide(c *filter.Ctx) filter.Status {
 	k := c.Consumer()
 	if k == nil {
 		return c.Fail(401, errNoConsumer)

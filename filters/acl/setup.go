@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // Name is the name configs use for this filter.
@@ -65,5 +66,5 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 			env.Log.Warn().Str("group", g).Msg("acl: no consumer is in this group")
 		}
 	}
-	return &Filter{allow: cfg.Allow, deny: cfg.Deny}, nil
+	return &Filter{decisions: telemetry.NewAuthDecisions(env.Route, env.Filter), allow: cfg.Allow, deny: cfg.Deny}, nil
 }

@@ -8,11 +8,14 @@ import (
 	"errors"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // Filter authenticates requests by API key. It is immutable after New and safe for concurrent
 // use.
 type Filter struct {
+	// decisions count verdicts in weir_auth_decisions_total (README.md, Metrics).
+	decisions telemetry.AuthDecisions
 	consumers *filter.Consumers
 	anonymous *filter.Consumer
 	// spellings are the header's name and its variants with '_' for '-' (empty when keys are
@@ -44,6 +47,12 @@ var hWWWAuthenticate = []byte("Www-Authenticate")
 // A key given twice (two header fields, the header under two spellings, or the parameter twice)
 // is refused: the gateway and the upstream could read different ones.
 func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
+	st := f.decide(c)
+	f.decisions.Count(st == filter.Continue)
+	return st
+}
+
+func (f *Filter) decide(c *filter.Ctx) filter.Status {
 	var key []byte
 	n := 0
 	if f.spellings != nil {

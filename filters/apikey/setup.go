@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 	"github.com/weir-gateway/weir/filters/internal/httpcheck"
 )
 
@@ -44,7 +45,7 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 	if cfg.Header == "" && cfg.Query == "" {
 		cfg.Header = DefaultHeader
 	}
-	f := &Filter{consumers: env.Consumers, hide: cfg.HideCredentials}
+	f := &Filter{decisions: telemetry.NewAuthDecisions(env.Route, env.Filter), consumers: env.Consumers, hide: cfg.HideCredentials}
 	if cfg.Header != "" {
 		canon, err := httpcheck.EditableName(cfg.Header)
 		if err != nil {

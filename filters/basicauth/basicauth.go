@@ -13,11 +13,14 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // Filter authenticates requests with Basic credentials. It is safe for concurrent use; its
 // cache and semaphore belong to this snapshot's filter and go with it.
 type Filter struct {
+	// decisions count verdicts in weir_auth_decisions_total (README.md, Metrics).
+	decisions telemetry.AuthDecisions
 	consumers *filter.Consumers
 	files     map[string]fileUser
 	anonymous *filter.Consumer
@@ -70,6 +73,12 @@ var dummyHash = sync.OnceValue(func() []byte {
 // OnRequest parses the credentials, answers from the cache when this user and password were
 // verified lately, and otherwise runs bcrypt, at most max_concurrent at a time.
 func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
+	st := f.decide(c)
+	f.decisions.Count(st == filter.Continue)
+	return st
+}
+
+func (f *Filter) decide(c *filter.Ctx) filter.Status {
 	// PeekAll keeps its result in the header's own buffer: no allocation, unlike a range over
 	// Header.All, whose loop body the compiler makes into a closure.
 	vals := c.Request.Header.PeekAll(hAuthorizationName)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 	"github.com/weir-gateway/weir/filters/internal/httpcheck"
 )
 
@@ -64,6 +65,7 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 		return nil, fmt.Errorf("realm: %w", err)
 	}
 	f := &Filter{
+		decisions: telemetry.NewAuthDecisions(env.Route, env.Filter),
 		consumers: env.Consumers,
 		hide:      cfg.HideCredentials == nil || *cfg.HideCredentials,
 		challenge: []byte(`Basic realm="` + realm + `", charset="UTF-8"`),

@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 var (
@@ -38,15 +39,17 @@ var (
 // Filter asks the auth service about each request. It is immutable after New (the cache and
 // the failure flag are synchronised) and safe for concurrent use.
 type Filter struct {
-	hc       *fasthttp.HostClient
-	url      string
-	method   []byte
-	timeout  time.Duration
-	forward  [][]byte
-	upstream [][]byte
-	client   [][]byte
-	bodyMax  int // -1: the body is not sent
-	failOpen bool
+	// decisions count verdicts in weir_auth_decisions_total (README.md, Metrics).
+	decisions telemetry.AuthDecisions
+	hc        *fasthttp.HostClient
+	url       string
+	method    []byte
+	timeout   time.Duration
+	forward   [][]byte
+	upstream  [][]byte
+	client    [][]byte
+	bodyMax   int // -1: the body is not sent
+	failOpen  bool
 
 	cache      *cache
 	keyHeader  []byte
@@ -70,6 +73,12 @@ func (f *Filter) OnResponse(*filter.Ctx) {}
 // lets the request through on a cached or fresh allow, and answers with the service's denial
 // otherwise.
 func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
+	st := f.decide(c)
+	f.decisions.Count(st == filter.Continue)
+	return st
+}
+
+func (f *Filter) decide(c *filter.Ctx) filter.Status {
 	for _, n := range f.upstream {
 		// Always, even when the service is down and fail is open: a client must never be able
 		// to pose as the identity the service vouches for.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 	"github.com/weir-gateway/weir/filters/internal/httpcheck"
 )
 
@@ -92,7 +93,7 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 	if err := decode(&cfg); err != nil {
 		return nil, err
 	}
-	f := &Filter{log: env.Log, bodyMax: -1}
+	f := &Filter{decisions: telemetry.NewAuthDecisions(env.Route, env.Filter), log: env.Log, bodyMax: -1}
 
 	if cfg.URL == "" {
 		return nil, fmt.Errorf("url is required (http://host:port/path of the auth service)")

@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // Errors recorded for the access log; the client only ever sees a 403 JSON body.
@@ -22,12 +23,20 @@ var (
 
 // Filter decides on the client address. It is immutable after New and safe for concurrent use.
 type Filter struct {
+	// decisions count verdicts in weir_auth_decisions_total (README.md, Metrics).
+	decisions   telemetry.AuthDecisions
 	allow, deny set
 	hasAllow    bool
 }
 
 // OnRequest answers 403 for a denied client and continues for the others.
 func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
+	st := f.decide(c)
+	f.decisions.Count(st == filter.Continue)
+	return st
+}
+
+func (f *Filter) decide(c *filter.Ctx) filter.Status {
 	a := c.ClientIP()
 	if !a.IsValid() {
 		// Without an address no list can be applied; failing open would let a request through

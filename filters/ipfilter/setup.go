@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // Name is the name configs use for this filter.
@@ -24,7 +25,7 @@ type Config struct {
 
 // New is the filter's factory: it parses both lists into sorted, merged address ranges, so a
 // request costs one binary search per list and allocates nothing.
-func New(_ filter.Env, decode filter.Decoder) (filter.Filter, error) {
+func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 	var cfg Config
 	if err := decode(&cfg); err != nil {
 		return nil, err
@@ -40,7 +41,7 @@ func New(_ filter.Env, decode filter.Decoder) (filter.Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deny: %w", err)
 	}
-	return &Filter{allow: newSet(allow), deny: newSet(deny), hasAllow: len(cfg.Allow) > 0}, nil
+	return &Filter{decisions: telemetry.NewAuthDecisions(env.Route, env.Filter), allow: newSet(allow), deny: newSet(deny), hasAllow: len(cfg.Allow) > 0}, nil
 }
 
 // parseList parses every entry, reporting each bad one by its position.

@@ -21,11 +21,14 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // Filter verifies bearer tokens. It is immutable after New, except for its cache, and safe for
 // concurrent use.
 type Filter struct {
+	// decisions count verdicts in weir_auth_decisions_total (README.md, Metrics).
+	decisions telemetry.AuthDecisions
 	issuers   map[string]*issuer
 	sources   []source
 	forward   []forward
@@ -124,6 +127,12 @@ func (f *Filter) Close() error {
 // reaches the upstream. A token seen before is accepted from the cache: one SHA-256 of the
 // token, one map lookup and a time check, without allocating.
 func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
+	st := f.decide(c)
+	f.decisions.Count(st == filter.Continue)
+	return st
+}
+
+func (f *Filter) decide(c *filter.Ctx) filter.Status {
 	tok, used, st := f.token(c)
 	switch st {
 	case tokMissing:

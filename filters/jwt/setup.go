@@ -15,6 +15,7 @@ import (
 
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 	"github.com/weir-gateway/weir/filters/internal/httpcheck"
 )
 
@@ -107,6 +108,7 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 		return nil, err
 	}
 	f := &Filter{
+		decisions: telemetry.NewAuthDecisions(env.Route, env.Filter),
 		issuers:   map[string]*issuer{},
 		consumers: env.Consumers,
 		now:       time.Now,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 )
 
 // Key kinds; hashed with the key's bytes so that key spaces never overlap.
@@ -56,6 +57,8 @@ type Filter struct {
 	allowed atomic.Int64
 	limited atomic.Int64
 	failed  atomic.Int64 // requests decided by the fail policy
+	// The same verdicts in weir_ratelimit_decisions_total (README.md, Metrics).
+	mAllowed, mLimited, mError telemetry.Counter
 }
 
 // state carries an allowed request's decision to the response phase, where the RateLimit
@@ -108,6 +111,7 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 		d, err = f.remote.take(kind, b, s)
 		if err != nil {
 			f.failed.Add(1)
+			f.mError.Inc()
 			if f.failOpen {
 				return filter.Continue // the response phase sends the policy only
 			}
@@ -118,6 +122,7 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 	}
 	if !d.allowed {
 		f.limited.Add(1)
+		f.mLimited.Inc()
 		st := c.Fail(fasthttpTooManyRequests, errLimited)
 		h := &c.Response.Header
 		var rb [20]byte
@@ -129,6 +134,7 @@ func (f *Filter) OnRequest(c *filter.Ctx) filter.Status {
 		return st
 	}
 	f.allowed.Add(1)
+	f.mAllowed.Inc()
 	if f.headers {
 		st := states.Get().(*state)
 		st.d = d

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weir-gateway/weir/core/filter"
+	"github.com/weir-gateway/weir/core/telemetry"
 	"github.com/weir-gateway/weir/filters/internal/httpcheck"
 )
 
@@ -65,7 +66,10 @@ func New(env filter.Env, decode filter.Decoder) (filter.Filter, error) {
 	if err := decode(&cfg); err != nil {
 		return nil, err
 	}
-	f := &Filter{slot: env.Slot, headers: cfg.Headers == nil || *cfg.Headers}
+	f := &Filter{slot: env.Slot, headers: cfg.Headers == nil || *cfg.Headers,
+		mAllowed: telemetry.RateLimitDecision(env.Route, env.Filter, "allowed"),
+		mLimited: telemetry.RateLimitDecision(env.Route, env.Filter, "limited"),
+		mError:   telemetry.RateLimitDecision(env.Route, env.Filter, "error")}
 	if err := f.parseKey(cfg.Key); err != nil {
 		return nil, err
 	}
