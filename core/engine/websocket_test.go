@@ -3,12 +3,16 @@ package engine
 import (
 	"bufio"
 	"context"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -538,5 +542,40 @@ func TestWebSocketRawUpstreamCloses(t *testing.T) {
 	rest, err := io.ReadAll(br)
 	if err != nil || string(rest) != "\x81\x02hi" {
 		t.Fatalf("after the 101: %q, %v; want the upstream's frame, then the end", rest, err)
+	}
+}
+
+// TestWebSocketTLSUpstream: the handshake and the tunnel use the upstream's TLS settings.
+func TestWebSocketTLSUpstream(t *testing.T) {
+	be := &wsBackend{}
+	srv := httptest.NewTLSServer(http.HandlerFunc(be.serve))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig("tls.yaml", fmt.Appendf(nil, `
+server: { listen: "127.0.0.1:0", admin: "", drain_timeout: 5s }
+access_log: { enabled: false }
+upstreams:
+  secure: { targets: [%q], timeout: 5s, tls: { ca_file: %q } }
+routes:
+  - { name: secure, match: { path: /ws }, upstream: secure }
+`, srv.Listener.Addr().String(), ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, e)
+	c, _, err := wsDial(t, addr, "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoes(t, c, "tls", 3)
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Error(err)
 	}
 }
