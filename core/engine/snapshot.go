@@ -142,7 +142,11 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 			dial func(*filter.Ctx) net.Conn
 		)
 		if rc.Split != nil {
-			term, err = s.splitTerminal(cfg, i, terminals)
+			var sp *splitter
+			if sp, err = s.splitTerminal(cfg, i, terminals); err == nil {
+				term = sp.forward
+				dial, err = s.splitWebSocket(cfg, i, sp)
+			}
 		} else if term, err = s.routeTerminal(cfg, i, rc.Upstream, terminals[rc.Upstream]); err == nil {
 			dial, err = s.websocketDial(cfg, i, rc.Upstream)
 		}

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"time"
 
@@ -49,8 +50,9 @@ type splitSide struct {
 	count *telemetry.Metric
 }
 
-// splitTerminal builds route i's split terminal from the upstreams' terminals.
-func (s *snapshot) splitTerminal(cfg *config.Config, i int, terminals map[string]func(*filter.Ctx)) (func(*filter.Ctx), error) {
+// splitTerminal builds route i's splitter, whose forward is the route's terminal step, from
+// the upstreams' terminals.
+func (s *snapshot) splitTerminal(cfg *config.Config, i int, terminals map[string]func(*filter.Ctx)) (*splitter, error) {
 	rc := cfg.Routes[i]
 	sp, err := newSplitter(rc.Name, rc.Split, func(name string) (func(*filter.Ctx), error) {
 		def, ok := terminals[name]
@@ -63,7 +65,27 @@ func (s *snapshot) splitTerminal(cfg *config.Config, i int, terminals map[string
 	if err != nil {
 		return nil, &config.Error{File: cfg.File, Path: fmt.Sprintf("routes[%d].split", i), Route: rc.Name, Err: err}
 	}
-	return sp.forward, nil
+	return sp, nil
+}
+
+// splitWebSocket builds route i's handshake step for a split: the side is chosen as for any
+// request (header, cookie, sticky bucket, weights), then that upstream's handshake step runs.
+func (s *snapshot) splitWebSocket(cfg *config.Config, i int, sp *splitter) (func(*filter.Ctx) net.Conn, error) {
+	dials := make([]func(*filter.Ctx) net.Conn, len(sp.sides))
+	for j := range sp.sides {
+		d, err := s.websocketDial(cfg, i, string(sp.sides[j].name))
+		if err != nil || d == nil {
+			return nil, err
+		}
+		dials[j] = d
+	}
+	return func(c *filter.Ctx) net.Conn {
+		j, b, fresh := sp.choose(c)
+		sp.sides[j].count.Add(1)
+		conn := dials[j](c)
+		sp.stick(c, b, fresh)
+		return conn
+	}, nil
 }
 
 func newSplitter(route string, cfg *config.Split, terminal func(string) (func(*filter.Ctx), error)) (*splitter, error) {
@@ -107,18 +129,29 @@ func newSplitter(route string, cfg *config.Split, terminal func(string) (func(*f
 // client's bucket: the sticky cookie's when it holds a valid one, else a fresh draw (which the
 // sticky cookie then keeps). It allocates nothing.
 func (sp *splitter) forward(c *filter.Ctx) {
+	i, b, fresh := sp.choose(c)
+	sp.send(c, i)
+	sp.stick(c, b, fresh)
+}
+
+// choose returns the side for c and, when the client's bucket chose it, the bucket and
+// whether it was drawn fresh (the sticky cookie then keeps it).
+func (sp *splitter) choose(c *filter.Ctx) (side, bucket int, fresh bool) {
 	if i := sp.named(c); i >= 0 {
-		sp.send(c, i)
-		return
+		return i, -1, false
 	}
-	b, fresh := -1, false
+	b := -1
 	if sp.sticky != "" {
 		b = parseBucket(c.Request.Header.Cookie(sp.sticky))
 	}
 	if b < 0 {
 		b, fresh = int(sp.draw(splitBuckets)), sp.sticky != ""
 	}
-	sp.send(c, sp.side(b))
+	return sp.side(b), b, fresh
+}
+
+// stick sets the sticky cookie for a freshly drawn bucket b, after the answer was written.
+func (sp *splitter) stick(c *filter.Ctx, b int, fresh bool) {
 	if fresh {
 		var buf [128]byte
 		v := append(buf[:0], sp.sticky...)

@@ -106,8 +106,8 @@ func (s *snapshot) newWSRoute(rc *config.Route, shared *filter.Shared, dial func
 	switch {
 	case !rc.WebSocketEnabled():
 		ws.reason = "websocket is not enabled on this route"
-	case rc.Split != nil:
-		ws.reason = "websocket is not supported on a route with a split"
+	case dial == nil:
+		ws.reason = "websocket is not available on this route" // an upstream's build failed
 	default:
 		ws.dial = func(c *filter.Ctx) net.Conn {
 			setConsumer(c)

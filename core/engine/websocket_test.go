@@ -579,3 +579,40 @@ routes:
 		t.Error(err)
 	}
 }
+
+// TestWebSocketSplit: a split route picks the side of a handshake as for any request.
+func TestWebSocketSplit(t *testing.T) {
+	a, b := startWSBackend(t, 0), startWSBackend(t, 0)
+	cfg, err := parseConfig("split.yaml", fmt.Appendf(nil, `
+server: { listen: "127.0.0.1:0", admin: "", drain_timeout: 5s }
+access_log: { enabled: false }
+upstreams:
+  a: { targets: [%q] }
+  b: { targets: [%q] }
+routes:
+  - name: split
+    match: { path: /ws }
+    split: { upstreams: [ { upstream: a, weight: 100 }, { upstream: b, weight: 0 } ], header: X-Side }
+`, a.addr, b.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, side := range []string{"", "b"} {
+		c, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", &websocket.DialOptions{HTTPHeader: http.Header{"X-Side": {side}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoes(t, c, "side-"+side, 2)
+		c.CloseNow()
+	}
+	if a.handshakes() != 1 || b.handshakes() != 1 {
+		t.Errorf("handshakes: a %d, b %d; want 1 each (weights, then the header)", a.handshakes(), b.handshakes())
+	}
+}
