@@ -136,7 +136,13 @@ func wsEngine(t *testing.T, be *wsBackend, maxTunnels int, version string) (*Eng
 
 func newWSEngine(t *testing.T, be *wsBackend, maxTunnels int, version string) *Engine {
 	t.Helper()
-	cfg, err := parseConfig("ws.yaml", []byte(fmt.Sprintf(wsConfig, maxTunnels, be.addr, version, version)))
+	return engineFor(t, fmt.Appendf(nil, wsConfig, maxTunnels, be.addr, version, version))
+}
+
+// engineFor builds an engine from a config's text, without serving it.
+func engineFor(t *testing.T, text []byte) *Engine {
+	t.Helper()
+	cfg, err := parseConfig("ws.yaml", text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,22 +560,14 @@ func TestWebSocketTLSUpstream(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := parseConfig("tls.yaml", fmt.Appendf(nil, `
+	addr := serve(t, engineFor(t, fmt.Appendf(nil, `
 server: { listen: "127.0.0.1:0", admin: "", drain_timeout: 5s }
 access_log: { enabled: false }
 upstreams:
   secure: { targets: [%q], timeout: 5s, tls: { ca_file: %q } }
 routes:
   - { name: secure, match: { path: /ws }, upstream: secure }
-`, srv.Listener.Addr().String(), ca))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewFromConfig(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := serve(t, e)
+`, srv.Listener.Addr().String(), ca)))
 	c, _, err := wsDial(t, addr, "/ws")
 	if err != nil {
 		t.Fatal(err)
@@ -583,7 +581,7 @@ routes:
 // TestWebSocketSplit: a split route picks the side of a handshake as for any request.
 func TestWebSocketSplit(t *testing.T) {
 	a, b := startWSBackend(t, 0), startWSBackend(t, 0)
-	cfg, err := parseConfig("split.yaml", fmt.Appendf(nil, `
+	addr := serve(t, engineFor(t, fmt.Appendf(nil, `
 server: { listen: "127.0.0.1:0", admin: "", drain_timeout: 5s }
 access_log: { enabled: false }
 upstreams:
@@ -593,15 +591,7 @@ routes:
   - name: split
     match: { path: /ws }
     split: { upstreams: [ { upstream: a, weight: 100 }, { upstream: b, weight: 0 } ], header: X-Side }
-`, a.addr, b.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewFromConfig(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := serve(t, e)
+`, a.addr, b.addr)))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, side := range []string{"", "b"} {
