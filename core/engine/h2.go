@@ -193,6 +193,9 @@ func (f *h2front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rc := &q.rc
 	rc.Init2(conn, f.log, false)
+	// As the engine's fasthttp server does for HTTP/1.1 (NoDefaultContentType): a response
+	// without a Content-Type gets none.
+	rc.Response.Header.SetNoDefaultContentType(true)
 	q.body.r = r.Body
 	if status, err := toFastHTTP(&rc.Request, r, &q.body); err != nil {
 		f.e.framing.Add(1)
@@ -332,6 +335,11 @@ func (f *h2front) writeResponse(w http.ResponseWriter, r *http.Request, resp *fa
 		}
 		key := string(k)
 		hdr[key] = append(hdr[key], string(v))
+	}
+	if _, ok := hdr["Content-Type"]; !ok {
+		// Present but empty: x/net would otherwise sniff one from the body, which HTTP/1.1
+		// clients of the same upstream do not get.
+		hdr["Content-Type"] = nil
 	}
 	status := resp.StatusCode()
 	noBody := status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified

@@ -335,6 +335,16 @@ func TestH2StreamedResponse(t *testing.T) {
 	if err != nil || string(body) != "hello world" || resp.Trailer.Get("X-T") != "v" {
 		t.Errorf("streamed: %q %v, trailer %v", body, err, resp.Trailer)
 	}
+	// An upstream answer without Content-Type gets none over HTTP/2 either (no sniffing).
+	g.rec.setAnswer("HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n<html>hi</html", "", false)
+	resp, err = h2.Get(g.url("/rec/untyped"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ct, ok := resp.Header["Content-Type"]; ok {
+		t.Errorf("Content-Type %q added to an untyped answer", ct)
+	}
 	g.rec.setAnswer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "", true)
 	resp, err = h2.Get(g.url("/rec/broken"))
 	if err != nil {
@@ -408,6 +418,78 @@ routes: [ { name: r, upstream: be } ]
 		resp.Body.Close()
 		if resp.StatusCode != 413 {
 			t.Errorf("declared %v: status %d (%s), want 413", declared, resp.StatusCode, got)
+		}
+	}
+}
+
+// TestH2FilterParity: response-shaping filters (cors with a preflight, compress, redirect,
+// request-id) answer an HTTP/2 request exactly as they answer the same HTTP/1.1 request.
+func TestH2FilterParity(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weir.yaml")
+	if err := os.WriteFile(path, []byte(`
+server: { listen: "127.0.0.1:0", admin: "", http2: { h2c: true } }
+access_log: { enabled: false }
+upstreams: { demo: { kind: echo } }
+routes:
+  - name: shaped
+    match: { path_prefix: /api/ }
+    upstream: demo
+    filters:
+      - cors: { allow_origins: ["https://app.example"], allow_headers: [Content-Type], allow_credentials: true, max_age: 10m }
+      - compress: {}
+      - request-id: { header: X-Trace-Id }
+  - name: moved
+    match: { path_prefix: /old/ }
+    upstream: demo
+    filters: [ { redirect: { to: "/new{path}" } } ]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := start(t, path)
+	g := &h2Gateway{addr: addr}
+	h2 := g.client(t)
+	h1 := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	h2.CheckRedirect = h1.CheckRedirect
+	pad := strings.Repeat("p", 3000) // the echoed request is then worth compressing
+	tests := []struct {
+		method, path string
+		header       map[string]string
+	}{
+		{"GET", "/api/x", map[string]string{"Origin": "https://app.example", "Accept-Encoding": "gzip", "X-Pad": pad}},
+		{"GET", "/api/x", map[string]string{"Origin": "https://evil.example", "Accept-Encoding": "br", "X-Pad": pad}},
+		{"OPTIONS", "/api/x", map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "PUT",
+			"Access-Control-Request-Headers": "content-type"}},
+		{"GET", "/old/a/b?q=1", nil},
+	}
+	fields := []string{"Content-Encoding", "Vary", "Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
+		"Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age", "Location", "Content-Type"}
+	answer := func(c *http.Client, method, path string, header map[string]string) string {
+		req, _ := http.NewRequest(method, "http://"+addr+path, nil)
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		s := fmt.Sprintf("%d", resp.StatusCode)
+		for _, f := range fields {
+			s += fmt.Sprintf(" %s=%q", f, resp.Header.Values(f))
+		}
+		if resp.Header.Get("X-Trace-Id") == "" && strings.HasPrefix(path, "/api/") && method == "GET" {
+			s += " no-trace-id"
+		}
+		// The echoed request names the client's protocol (User-Agent), so only whether a body
+		// came is compared.
+		return s + fmt.Sprintf(" body=%v", len(body) > 0)
+	}
+	for _, tt := range tests {
+		a1, a2 := answer(h1, tt.method, tt.path, tt.header), answer(h2, tt.method, tt.path, tt.header)
+		if a1 != a2 {
+			t.Errorf("%s %s\nHTTP/1.1: %s\nHTTP/2:   %s", tt.method, tt.path, a1, a2)
 		}
 	}
 }
