@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -73,5 +74,43 @@ func TestSampledRootAgreesWithSampler(t *testing.T) {
 		if err := tr.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestSpanCountersAtMetrics: the span counters are published as one family by result, and
+// pass the Prometheus linter.
+func TestSpanCountersAtMetrics(t *testing.T) {
+	tr, err := New(Options{Endpoint: "http://127.0.0.1:1/v1/traces", ServiceName: "t", SampleRatio: 1,
+		Timeout: 1e9, MaxBatch: 1, MaxQueue: 1, Interval: 1e9, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background()) //nolint:errcheck
+	tr.queue.dropped.Add(1)
+	fams, err := telemetry.Prom.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := map[string]bool{}
+	for _, f := range fams {
+		if f.GetName() != "weir_tracing_spans_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["exporter"] == "otlp" {
+				results[labels["result"]] = true
+			}
+		}
+	}
+	if !results["exported"] || !results["dropped"] || !results["failed"] {
+		t.Errorf("weir_tracing_spans_total results %v, want exported, dropped and failed", results)
+	}
+	problems, err := testutil.GatherAndLint(telemetry.Prom, "weir_tracing_spans_total")
+	if err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
 	}
 }

@@ -17,8 +17,9 @@
 //
 // Spans are exported by the SDK's batch span processor: one goroutine posts batches to the
 // collector, and a span that finds the queue full is dropped and counted (the "tracing" group
-// of telemetry.Metrics: spans_exported, spans_dropped, spans_failed). A collector that is
-// down or slow therefore never slows a request.
+// of telemetry.Metrics: spans_exported, spans_dropped, spans_failed; at /metrics,
+// weir_tracing_spans_total by result). A collector that is down or slow therefore never slows
+// a request.
 package tracing
 
 import (
@@ -181,6 +182,20 @@ func newSpanID() trace.SpanID {
 		binary.BigEndian.PutUint64(id[:], rand.Uint64())
 	}
 	return id
+}
+
+// At /metrics every ended span counts once, when it leaves the gateway, in
+// weir_tracing_spans_total{exporter="otlp",result="exported"|"dropped"|"failed"}.
+func init() {
+	result := func(v string) telemetry.As { return telemetry.As{Family: "spans", Label: "result", Value: v} }
+	telemetry.Metrics.Export("tracing", telemetry.Export{
+		Prefix: "weir_tracing", Member: "exporter",
+		As: map[string]telemetry.As{"spans_exported": result("exported"), "spans_dropped": result("dropped"),
+			"spans_failed": result("failed")},
+		Help: map[string]string{
+			"spans": "Ended spans by what became of them: exported to the collector, dropped because the export queue was full, or failed (the collector refused them or could not be reached).",
+		},
+	})
 }
 
 // queueGate counts the spans that the batch processor drops. The SDK keeps its own count
