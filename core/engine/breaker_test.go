@@ -192,6 +192,10 @@ func TestBreakerUnderLoad(t *testing.T) {
 		statuses = map[int]int{}
 		stopLoad atomic.Bool
 		wg       sync.WaitGroup
+		// openedAt is when the test saw the breaker open (unix ns, 0 before); fresh counts the
+		// clients that have finished a request started after it.
+		openedAt atomic.Int64
+		fresh    atomic.Int32
 	)
 	for w := 0; w < clients; w++ {
 		wg.Add(1)
@@ -202,10 +206,16 @@ func TestBreakerUnderLoad(t *testing.T) {
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			req.SetRequestURI("http://x/orders")
+			counted := false
 			for !stopLoad.Load() {
+				start := time.Now().UnixNano()
 				if err := client.DoTimeout(req, resp, 5*time.Second); err != nil {
 					t.Errorf("gateway: %v", err)
 					return
+				}
+				if o := openedAt.Load(); !counted && o != 0 && start > o {
+					counted = true
+					fresh.Add(1)
 				}
 				mu.Lock()
 				statuses[resp.StatusCode()]++
@@ -217,6 +227,11 @@ func TestBreakerUnderLoad(t *testing.T) {
 	stop()
 	waitUntil(t, "the breaker to open", func() bool { return state() == 1 })
 	opened := time.Now()
+	openedAt.Store(opened.UnixNano())
+	// A request that passed the breaker before it opened may still be dialling or retrying;
+	// the revived backend would count it as let through. Revive it once every client has
+	// finished a request it started after the breaker opened.
+	waitUntil(t, "every client's requests from before the breaker opened to end", func() bool { return fresh.Load() == clients })
 	_, hits, _ := countingBackend(t, addr)
 	time.Sleep(openFor / 4)
 	mu.Lock()

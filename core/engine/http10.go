@@ -22,7 +22,8 @@ func (e *Engine) closeDelimited(rc *fasthttp.RequestCtx, http10 bool) {
 		return
 	}
 	resp.Header.Del(fasthttp.HeaderTransferEncoding)
-	resp.Header.SetContentLength(-2) // fasthttp: no length; the connection closes after the body
+	// fasthttp: no length; the connection closes after the body.
+	resp.Header.SetContentLength(-2)
 	timeout := e.listeners[0].srv.WriteTimeout // server.write_timeout, the same on every listener
 	rc.HijackSetNoResponse(true)
 	// fasthttp keeps the request context until the hijack handler returns, and closes the
