@@ -527,8 +527,9 @@ func TestWebSocketRawUpstreamCloses(t *testing.T) {
 			return
 		}
 		// The key below answers "dGhlIHNhbXBsZSBub25jZQ==" (RFC 6455 section 1.3).
-		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02hi")
+		// Field names in lower case, as HTTP/2-era servers write them.
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n"+
+			"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02hi")
 	}()
 	_, addr := wsEngine(t, &wsBackend{addr: ln.Addr().String()}, 10, "raw")
 	conn, br := dial(t, addr)
@@ -544,6 +545,15 @@ func TestWebSocketRawUpstreamCloses(t *testing.T) {
 	resp.SkipBody = true
 	if err := resp.Read(br); err != nil || resp.StatusCode() != 101 {
 		t.Fatalf("handshake answer %d, %v", resp.StatusCode(), err)
+	}
+	n := 0
+	for k := range resp.Header.All() {
+		if strings.EqualFold(string(k), "Upgrade") || strings.EqualFold(string(k), "Connection") {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("101 carries %d Upgrade and Connection fields, want one each:\n%s", n, resp.Header.Header())
 	}
 	rest, err := io.ReadAll(br)
 	if err != nil || string(rest) != "\x81\x02hi" {

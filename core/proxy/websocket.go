@@ -151,6 +151,9 @@ func (u *Upstream) exchangeUpgrade(c *filter.Ctx, conn net.Conn, deadline time.T
 		out.Reset()
 		return nil, errBadUpgrade
 	}
+	// The upgrade fields are the gateway's to send, once, whatever spelling the upstream used.
+	delFold(oh, "Upgrade")
+	delFold(oh, "Connection")
 	u.stripResponse(oh)
 	oh.Set("Upgrade", "websocket")
 	oh.Set("Connection", "Upgrade")
@@ -184,4 +187,21 @@ func peekFold(h *fasthttp.ResponseHeader, name string) []byte {
 		}
 	}
 	return nil
+}
+
+// delFold removes every field name in any case (see peekFold).
+func delFold(h *fasthttp.ResponseHeader, name string) {
+	for {
+		var key []byte
+		for k := range h.All() {
+			if httpsyntax.EqualFold(k, name) {
+				key = append([]byte(nil), k...)
+				break
+			}
+		}
+		if key == nil {
+			return
+		}
+		h.DelBytes(key)
+	}
 }
