@@ -223,8 +223,10 @@ func TestConsoleBrowser(t *testing.T) {
 	wait("p99 shown", `(c => c && /[µm]?s$/.test(c.textContent) && "ok")(document.querySelector('tr[data-route="hello"] td.p99'))`)
 	wait("5xx share of orders", `(c => c && /%$/.test(c.textContent) && c.textContent !== "0.0 %" && "ok")(document.querySelector('tr[data-route="orders"] td.errors'))`)
 	wait("upstream figures", `(h => h && /attempts\/s · p50 [0-9.]+ [µm]?s · p99 [0-9.]+ [µm]?s · failed [0-9.]+ %/.test(h.textContent) && "ok")(document.querySelector('[data-upstream="api"] h3'))`)
-	// The rate-limit section knows the route that limits: its decisions, or that none are counted.
-	wait("rate limits", `(b => (b.querySelector('tr[data-name^="orders"]') || b.textContent.includes("routes with ratelimit: orders")) && "ok")(document.getElementById("ratelimit-body"))`)
+	// The rate limit's decisions on orders, allowed and rising.
+	allowed := `document.querySelector('#ratelimit-body tr[data-name="orders · ratelimit"] td[data-counter="allowed"]')`
+	decided := wait("rate-limit decisions", `(c => c && /^[0-9]/.test(c.textContent) && c.textContent)(`+allowed+`)`)
+	wait("rate-limit decisions rise", `(c => c && c.textContent !== `+jsString(decided)+` && "ok")(`+allowed+`)`)
 	// The cache counters of /stats rise too, and the upstream target is healthy.
 	misses := `document.querySelector('#cache-body tr[data-name="hello"] td[data-counter="hits"]')`
 	hits := wait("cache hits", `(c => c && c.textContent)(`+misses+`)`)

@@ -426,24 +426,35 @@
       "breaker", "No route uses the breaker filter.", null, {
         state: function (v) { return ["closed", "open", "half-open"][v] || String(v); }
       }));
-    // Rate-limit decisions are only in /metrics: per route and filter, per decision.
-    var rl = {};
+    // Rate-limit and access decisions are only in /metrics: per route and filter, per verdict.
+    decisions("ratelimit-body", "weir_ratelimit_decisions_total", "decision", ["allowed", "limited", "error"],
+      ["ratelimit"], "rate-limit", scrape);
+    decisions("auth-body", "weir_auth_decisions_total", "result", ["allowed", "denied"],
+      ["apikey", "basicauth", "jwt", "extauth", "acl", "ipfilter"], "access", scrape);
+    state.prevStats = stats;
+  }
+
+  // decisions shows counter family (labels route, filter and verdict) in the element id, a row
+  // per route and filter; with none counted, it says which routes have such filters.
+  function decisions(id, family, verdict, first, filters, what, scrape) {
+    var group = {};
     if (scrape) {
-      var sums = WeirProm.sum(scrape, "weir_ratelimit_decisions_total", ["route", "filter", "decision"]);
+      var sums = WeirProm.sum(scrape, family, ["route", "filter", verdict]);
       Object.keys(sums).forEach(function (k) {
         var p = k.split("\u0000"), name = p[0] + (p[1] ? " · " + p[1] : "");
-        (rl[name] = rl[name] || {})[p[2]] = sums[k];
+        (group[name] = group[name] || {})[p[2]] = sums[k];
       });
     }
-    var limited = (state.routes || []).filter(function (r) {
-      return (r.filters || []).indexOf("ratelimit") >= 0;
+    var routes = (state.routes || []).filter(function (r) {
+      return (r.filters || []).some(function (f) { return filters.indexOf(f) >= 0; });
     }).map(function (r) { return r.name; });
-    var none = !limited.length ? "No route uses the ratelimit filter."
-      : !scrape ? "Rate-limit decisions need /metrics."
-        : "No rate-limit decisions counted yet (routes with ratelimit: " + limited.join(", ") + ").";
-    replace($("ratelimit-body"), groupTable(rl, state.prevRatelimit, ["allowed", "limited"], "route", none));
-    state.prevRatelimit = rl;
-    state.prevStats = stats;
+    var none = !routes.length ? (filters.length > 1 ? "No route uses any of the " + filters.join(", ") + " filters."
+      : "No route uses the " + filters[0] + " filter.")
+      : !scrape ? "The " + what + " decisions need /metrics."
+        : "No " + what + " decisions counted yet (routes: " + routes.join(", ") + ").";
+    state.prevDecisions = state.prevDecisions || {};
+    replace($(id), groupTable(group, state.prevDecisions[id], first, "route · filter", none));
+    state.prevDecisions[id] = group;
   }
 
   function renderReloads(r) {
