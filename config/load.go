@@ -48,6 +48,8 @@ var settings = []setting{
 	{"server.admin_hosts", []string{}},
 	// A non-loopback admin listener needs a token unless the operator opts out explicitly.
 	{"server.admin_insecure", false},
+	// The profiler is opt-in (see Server.AdminPprof).
+	{"server.admin_pprof", false},
 	// How long a shutdown or reload waits for in-flight requests before closing connections.
 	{"server.drain_timeout", "30s"},
 	// Time allowed to read a whole request header, so slow-loris clients are cut off.

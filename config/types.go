@@ -51,6 +51,10 @@ type Server struct {
 	// Without it such a config is invalid: anyone who can reach the address could reload the
 	// gateway and read its config.
 	AdminInsecure bool `mapstructure:"admin_insecure" json:"admin_insecure"`
+	// AdminPprof serves Go's profiler under /debug/pprof/ on the admin API (behind its token).
+	// Off by default: a profile shows code paths and memory contents an operator did not ask to
+	// expose, and a CPU profile costs CPU while it runs.
+	AdminPprof bool `mapstructure:"admin_pprof" json:"admin_pprof"`
 
 	DrainTimeout time.Duration `mapstructure:"drain_timeout" json:"drain_timeout"`
 	ReadTimeout  time.Duration `mapstructure:"read_timeout" json:"read_timeout"`

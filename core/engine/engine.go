@@ -13,7 +13,9 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,8 +60,10 @@ type Engine struct {
 	shared *filter.Shared
 	cur    atomic.Pointer[snapshot]
 	// cfg is the config of cur, kept after Shutdown empties cur: the admin API, which stops
-	// after the engine, may still ask for it.
-	cfg atomic.Pointer[config.Config]
+	// after the engine, may still ask for it. boot is the first config, whose restart-only
+	// settings (RestartOnly) stay in effect whatever later reloads say.
+	cfg  atomic.Pointer[config.Config]
+	boot *config.Config
 	// The listeners of server.listen, in order, each with its own fasthttp server; fixed at
 	// start. Serve serves a listener made by the caller as the first.
 	listeners []*listener
@@ -91,6 +95,11 @@ type Engine struct {
 	// bounced between all cores.
 	framing, notFound, reloads, reloadFails atomic.Uint64
 
+	// stopping is set when Shutdown starts, serveAll when ServeListeners serves every listener
+	// (rather than Serve the first). Readiness (see Ready) needs the listeners serving and no
+	// shutdown under way.
+	stopping, serveAll atomic.Bool
+
 	ctxPool sync.Pool // of *request
 
 	tunnels tunnels // open WebSocket tunnels (websocket.go)
@@ -109,7 +118,7 @@ func New(path string, log zerolog.Logger) (*Engine, error) {
 // NewFromConfig is New for a config already loaded with LoadConfig (Reload reads cfg.File).
 func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 	e := &Engine{
-		path: cfg.File, log: log, shared: filter.NewShared(),
+		path: cfg.File, log: log, shared: filter.NewShared(), boot: cfg,
 		bodyTimeout: cfg.Server.BodyTimeout, bodyBuffer: int(cfg.Server.BodyBufferBytes),
 		metrics: true, noRoute: telemetry.Route(""),
 		maxBody: int(cfg.Server.MaxBodyBytes),
@@ -189,6 +198,32 @@ func (e *Engine) newServer(sc config.Server, handler fasthttp.RequestHandler) *f
 // Config returns the running config; after Shutdown, the last one that ran.
 func (e *Engine) Config() *config.Config { return e.cfg.Load() }
 
+// Ready reports whether the gateway is serving traffic: its config is loaded and built, its
+// listeners are accepting (every one of server.listen under ServeListeners, the first under
+// Serve), and no shutdown has begun. The error says what is missing. A rejected reload does
+// not make it unready: the running config keeps serving.
+func (e *Engine) Ready() error {
+	serving, waiting := 0, ""
+	for _, l := range e.listeners {
+		if l.serving.Load() {
+			serving++
+		} else if waiting == "" {
+			waiting = l.name
+		}
+	}
+	switch {
+	case e.stopping.Load():
+		return errors.New("shutting down")
+	case e.cur.Load() == nil:
+		return errors.New("no config loaded")
+	case serving == 0:
+		return errors.New("no listener serving yet")
+	case e.serveAll.Load() && waiting != "":
+		return fmt.Errorf("%s not serving yet", waiting)
+	}
+	return nil
+}
+
 // Shared exposes the cross-snapshot store (for tests and the admin API).
 func (e *Engine) Shared() *filter.Shared { return e.shared }
 
@@ -218,6 +253,7 @@ func (e *Engine) parked(ln net.Listener) net.Listener {
 // once (proxy.Tunnel.GoAway: a close frame 1001 to the upstream, whose answer reaches the
 // client); those still open when ctx ends have their connections closed.
 func (e *Engine) Shutdown(ctx context.Context) error {
+	e.stopping.Store(true) // not ready from the first moment of a drain
 	e.tunnels.drain()
 	e.h2.shutdown(ctx) // GOAWAY to HTTP/2 clients, which the servers below wait for too
 	err := e.shutdownListeners(ctx)
@@ -290,8 +326,8 @@ func (e *Engine) Apply(cfg *config.Config, trigger string) (ReloadEvent, error) 
 	if err != nil {
 		return e.reloadFailed(trigger, cfg.Hash, err)
 	}
-	if changed := restartOnly(old.cfg, cfg); changed != "" {
-		e.log.Warn().Str("setting", changed).Msg("reload: listener settings change only on restart; keeping the running ones")
+	if changed := RestartOnly(e.boot, cfg); len(changed) > 0 {
+		e.log.Warn().Strs("settings", changed).Msg("reload: these settings change only on restart; keeping the running ones")
 	}
 	e.cur.Store(s)
 	e.cfg.Store(cfg)
@@ -321,31 +357,72 @@ func (e *Engine) reloadFailed(trigger, hash string, err error) (ReloadEvent, err
 	return ev, err
 }
 
-// restartOnly names the first setting that differs between a and b but applies only at start.
-func restartOnly(a, b *config.Config) string {
-	sa, sb := a.Server, b.Server
-	sa.TrustedProxies, sb.TrustedProxies, sa.Via, sb.Via = nil, nil, "", "" // applied per snapshot
-	if !sameTLS(sa.TLS, sb.TLS) {
-		return "server.tls"
+// restartSections are the config sections fixed when the gateway starts (listeners, timeouts,
+// the admin API, the access log writer, the logger, the tracer), except the server settings in
+// perSnapshot, which every snapshot reads, so that a reload applies them.
+var (
+	restartSections = []string{"server", "access_log", "log", "tracing"}
+	perSnapshot     = map[string]bool{"trusted_proxies": true, "strip_client_headers": true, "via": true}
+)
+
+// RestartOnly lists the settings that differ between a and b but apply only at start, as key
+// paths ("server.drain_timeout", "access_log.output"), in declaration order.
+func RestartOnly(a, b *config.Config) []string {
+	var out []string
+	restartFields(a, b, func(key string, x, y reflect.Value) {
+		if !sameValue(x, y) {
+			out = append(out, key)
+		}
+	})
+	return out
+}
+
+// restartFields calls fn with the key path and the two values of each restart-only setting of
+// a and b. Reflection keeps the list complete when a setting is added to those sections.
+func restartFields(a, b *config.Config, fn func(key string, x, y reflect.Value)) {
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	for i := range va.NumField() {
+		section := keyOf(va.Type().Field(i))
+		if !slices.Contains(restartSections, section) {
+			continue
+		}
+		sa, sb := va.Field(i), vb.Field(i)
+		for j := range sa.NumField() {
+			key := keyOf(sa.Type().Field(j))
+			if section == "server" && perSnapshot[key] {
+				continue
+			}
+			fn(section+"."+key, sa.Field(j), sb.Field(j))
+		}
 	}
-	if !reflect.DeepEqual(sa.Listen, sb.Listen) {
-		return "server.listen"
+}
+
+// keyOf is a config field's key as in the file and the admin API's /config: its JSON name
+// (some fields, decoded by hand like server.listen, have no mapstructure name).
+func keyOf(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	return name
+}
+
+// sameValue is reflect.DeepEqual, except that a nil and an empty list or map are the same
+// setting.
+func sameValue(x, y reflect.Value) bool {
+	if (x.Kind() == reflect.Slice || x.Kind() == reflect.Map) && x.Len() == 0 && y.Len() == 0 {
+		return true
 	}
-	// Pointers: fmt.Sprint would compare addresses.
-	sa.TLS, sb.TLS, sa.Listen, sb.Listen = nil, nil, nil, nil
-	if fmt.Sprint(sa) != fmt.Sprint(sb) {
-		return "server"
+	return reflect.DeepEqual(x.Interface(), y.Interface())
+}
+
+// Running returns the config in effect: the last one applied, with the settings RestartOnly
+// names as the gateway started with them. Config returns the last one applied as written.
+func (e *Engine) Running() *config.Config {
+	cur := e.cfg.Load()
+	if len(RestartOnly(e.boot, cur)) == 0 {
+		return cur
 	}
-	if !reflect.DeepEqual(a.AccessLog, b.AccessLog) {
-		return "access_log"
-	}
-	if a.Log != b.Log {
-		return "log"
-	}
-	if !sameTracing(a.Tracing, b.Tracing) {
-		return "tracing"
-	}
-	return ""
+	cp := *cur
+	restartFields(&cp, e.boot, func(_ string, dst, src reflect.Value) { dst.Set(src) })
+	return &cp
 }
 
 func (e *Engine) record(ev ReloadEvent) {

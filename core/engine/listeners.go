@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
@@ -30,6 +31,8 @@ type listener struct {
 	cfg  config.Listener
 	srv  *fasthttp.Server
 	ln   net.Listener // bound by Listen; nil before
+	// serving is true while serve accepts on the listener (readiness: Engine.Ready).
+	serving atomic.Bool
 
 	// The listener's certificates when it serves TLS (nil otherwise). sniCheck refuses a Host
 	// the connection's certificate does not cover (tls.strict_sni_host: auto or always),
@@ -215,6 +218,7 @@ func (e *Engine) ListenerURLs() []string {
 // all have stopped cleanly, or the first error of one (the others keep serving until
 // Shutdown).
 func (e *Engine) ServeListeners() error {
+	e.serveAll.Store(true)
 	e.startACME()
 	errc := make(chan error, len(e.listeners))
 	n := 0
@@ -279,6 +283,9 @@ func (e *Engine) tlsConfig(l *listener) *tls.Config {
 }
 
 func (l *listener) serve(ln net.Listener) error {
+	// ln is bound, so the listener is reachable from here on: readiness may say so.
+	l.serving.Store(true)
+	defer l.serving.Store(false)
 	if err := l.srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}

@@ -415,8 +415,8 @@ func TestRestartOnlyListeners(t *testing.T) {
 		{`listen: ":80", trusted_proxies: [10.0.0.1]`, `listen: ":80"`, ""}, // per snapshot
 	}
 	for _, tt := range tests {
-		if got := restartOnly(parse(tt.a), parse(tt.b)); got != tt.want {
-			t.Errorf("%s → %s: restartOnly %q, want %q", tt.a, tt.b, got, tt.want)
+		if got := strings.Join(RestartOnly(parse(tt.a), parse(tt.b)), ","); got != tt.want {
+			t.Errorf("%s → %s: RestartOnly %q, want %q", tt.a, tt.b, got, tt.want)
 		}
 	}
 }

@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"io"
-	"maps"
-	"reflect"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -16,7 +14,7 @@ import (
 )
 
 // newTracer builds the tracer of the tracing section, or nil when tracing is off. It is built
-// once, at start: the section is restart-only (see restartOnly), like the access log.
+// once, at start: the section is restart-only (see RestartOnly), like the access log.
 func newTracer(cfg *config.Config, log zerolog.Logger) (*tracing.Tracer, error) {
 	t := cfg.Tracing
 	if !t.Enabled {
@@ -65,14 +63,6 @@ func (e *Engine) endTrace(r *request) {
 	if e.tracer != nil {
 		r.trace.End(&r.Ctx)
 	}
-}
-
-// sameTracing reports whether two tracing sections are equal (headers is a map, so the struct
-// does not compare with ==).
-func sameTracing(a, b config.Tracing) bool {
-	ha, hb := a.Headers, b.Headers
-	a.Headers, b.Headers = nil, nil
-	return reflect.DeepEqual(a, b) && maps.Equal(ha, hb)
 }
 
 // traced wraps f, the filter or plugin at index slot of a route, so that a sampled request

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"reflect"
 	"sort"
 
 	"github.com/rs/zerolog"
@@ -193,6 +192,3 @@ func newCertStore(c *config.ServerTLS, path string, auto edge.AutoCerts, log zer
 	}
 	return store, nil
 }
-
-// sameTLS compares listener TLS settings, which apply at start only.
-func sameTLS(a, b *config.ServerTLS) bool { return reflect.DeepEqual(a, b) }
