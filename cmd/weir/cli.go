@@ -86,17 +86,33 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		err = engine.Check(cfg)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: invalid config:\n", path)
-		for _, line := range flatten(err) {
-			// Config errors arrive redacted; this covers any other error quoting a value.
-			fmt.Fprintf(stderr, "  %s\n", config.RedactText(line))
-		}
+		printInvalid(stderr, path, err)
 		return 1
 	}
 	// No hash: it is keyed per process (see config.Config.Hash), so this one would match nothing.
 	fmt.Fprintf(stdout, "%s: ok (%d routes, %d upstreams)\n", path, len(cfg.Routes), len(cfg.Upstreams))
 	return 0
 }
+
+// printInvalid writes the problems of the config at path for a person: one per line, each
+// naming the file, key path, route and filter where it applies.
+func printInvalid(w io.Writer, path string, err error) {
+	fmt.Fprintf(w, "%s: invalid config:\n", path)
+	for _, line := range flatten(err) {
+		// Config errors arrive redacted; this covers any other error quoting a value.
+		fmt.Fprintf(w, "  %s\n", config.RedactText(line))
+	}
+}
+
+// configError is a config the gateway cannot start on; `weir run` prints it as `weir validate`
+// does rather than as one log line with every problem in it.
+type configError struct {
+	path string
+	err  error
+}
+
+func (e *configError) Error() string { return fmt.Sprintf("load %s: %v", e.path, e.err) }
+func (e *configError) Unwrap() error { return e.err }
 
 // flatten lists the leaves of joined errors, one problem per line.
 func flatten(err error) []string {
@@ -118,6 +134,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 	out := telemetry.NewProcessLog(stderr) // JSON until run applies the config's log settings
 	log := zerolog.New(out).With().Timestamp().Logger()
 	if err := run(path, out, log); err != nil {
+		if ce, ok := errors.AsType[*configError](err); ok {
+			printInvalid(stderr, path, ce.err)
+			return 1
+		}
 		log.Error().Str("error", config.RedactText(err.Error())).Msg("weir stopped")
 		return 1
 	}
@@ -128,7 +148,7 @@ func run(path string, out *telemetry.ProcessLog, log zerolog.Logger) error {
 	telemetry.SetBuildInfo(version)
 	eng, err := engine.New(path, log)
 	if err != nil {
-		return fmt.Errorf("load %s: %w", path, err)
+		return &configError{path, err}
 	}
 	cfg := eng.Config()
 	// Validated with the config; log settings apply at start only.
@@ -150,7 +170,9 @@ func run(path string, out *telemetry.ProcessLog, log zerolog.Logger) error {
 			_ = eng.Shutdown(context.Background())
 			return fmt.Errorf("listen admin: %w", err)
 		}
-		adm = admin.New(eng, admin.Options{Token: cfg.Server.AdminToken, Hosts: cfg.Server.AdminHosts}, log)
+		adm = admin.New(eng, admin.Options{
+			Token: cfg.Server.AdminToken, Hosts: cfg.Server.AdminHosts, Pprof: cfg.Server.AdminPprof,
+		}, log)
 		go func() {
 			if err := adm.Serve(aln); err != nil {
 				serveErr <- fmt.Errorf("admin: %w", err)

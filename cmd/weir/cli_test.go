@@ -17,6 +17,23 @@ import (
 	"time"
 )
 
+// invalidConfig has a problem of each kind: an unknown upstream, a bad regular expression, an
+// unknown key in a filter's config and an unknown filter.
+const invalidConfig = `
+upstreams: { be: { targets: ["127.0.0.1:9000"] } }
+routes:
+  - name: a
+    match: { path_prefix: / }
+    upstream: nowhere
+    filters:
+      - headers: { request: { sett: { X-A: b } } }
+  - name: b
+    match: { path_regex: "(" }
+    upstream: be
+    filters:
+      - no-such-filter: {}
+`
+
 func TestValidate(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
@@ -30,20 +47,7 @@ routes:
     filters:
       - headers: { request: { set: { X-A: b } } }
 `)
-	write(t, bad, `
-upstreams: { be: { targets: ["127.0.0.1:9000"] } }
-routes:
-  - name: a
-    match: { path_prefix: / }
-    upstream: nowhere
-    filters:
-      - headers: { request: { sett: { X-A: b } } }
-  - name: b
-    match: { path_regex: "(" }
-    upstream: be
-    filters:
-      - no-such-filter: {}
-`)
+	write(t, bad, invalidConfig)
 	var out, errOut bytes.Buffer
 	if code := cli([]string{"validate", "-c", good}, &out, &errOut); code != 0 {
 		t.Fatalf("validate good config: exit %d, stderr:\n%s", code, errOut.String())
@@ -93,6 +97,52 @@ func TestValidateQuotesNoSecret(t *testing.T) {
 		if name == "schema" && !strings.Contains(errOut.String(), "server.admin_insecure") {
 			t.Errorf("schema: the non-loopback admin listener is not reported:\n%s", errOut.String())
 		}
+	}
+}
+
+// TestRunPrintsConfigErrorsLikeValidate: `weir run` on a config it cannot start prints the same
+// problems as `weir validate`, one per line, rather than one log line with "\n" escapes.
+func TestRunPrintsConfigErrorsLikeValidate(t *testing.T) {
+	for name, cfg := range map[string]string{
+		"schema": invalidConfig,
+		// A valid schema whose filter fails to build.
+		"build": `
+server: { listen: "127.0.0.1:0", admin: "" }
+upstreams: { be: { kind: echo } }
+routes:
+  - name: a
+    upstream: be
+    filters:
+      - headers: { request: { set: { Authorization: "Bearer s3cret\n" } } }
+`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "weir.yaml")
+			write(t, path, cfg)
+			var vOut, vErr, rOut, rErr bytes.Buffer
+			if code := cli([]string{"validate", "-c", path}, &vOut, &vErr); code != 1 {
+				t.Fatalf("validate: exit %d, want 1", code)
+			}
+			if code := cli([]string{"run", "-c", path}, &rOut, &rErr); code != 1 {
+				t.Fatalf("run: exit %d, want 1; stderr:\n%s", code, rErr.String())
+			}
+			if rErr.String() != vErr.String() {
+				t.Errorf("run prints\n%s\nvalidate prints\n%s", rErr.String(), vErr.String())
+			}
+			lines := strings.Split(strings.TrimSpace(rErr.String()), "\n")
+			if len(lines) < 2 || lines[0] != path+": invalid config:" || strings.Contains(rErr.String(), `\n`) ||
+				strings.Contains(rErr.String(), `"level"`) || strings.Contains(rErr.String(), "s3cret") {
+				t.Errorf("run output is not one redacted problem per line:\n%s", rErr.String())
+			}
+			for _, l := range lines[1:] {
+				if !strings.HasPrefix(l, "  "+path) {
+					t.Errorf("problem line %q does not name the file", l)
+				}
+			}
+			if name == "schema" && !strings.Contains(rErr.String(), `route "b"`) {
+				t.Errorf("no problem names route b:\n%s", rErr.String())
+			}
+		})
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package admin serves the gateway's admin API on its own listener (loopback by default):
-// health, the running config with secrets redacted, the route table, reloads and their history.
-// It is deliberately separate from the data-plane listener so that it can never be reached
-// through a route and its traffic never competes with proxied requests.
+// health and readiness, the running config with secrets redacted, the route table, reloads and
+// their history, counters. It is deliberately separate from the data-plane listener so that it
+// can never be reached through a route and its traffic never competes with proxied requests.
+// README.md is the reference for people; openapi.json, served at /openapi.json, for programs.
 package admin
 
 import (
@@ -42,6 +43,8 @@ type Options struct {
 	// Hosts are names accepted in the Host header besides loopback names and addresses and the
 	// address the request arrived on (server.admin_hosts).
 	Hosts []string
+	// Pprof serves Go's profiler under /debug/pprof/ (server.admin_pprof); 404 otherwise.
+	Pprof bool
 	// ReadTimeout bounds reading a request from its first byte, so a client that sends part of
 	// one cannot hold a connection; WriteTimeout bounds writing the answer, and IdleTimeout how
 	// long a keep-alive connection waits for the next request. Zero takes the defaults below.
@@ -60,10 +63,18 @@ const (
 	maxConns = 256
 )
 
+// An endpoint answers one path, or with a path ending in "/" (other than "/" itself) every
+// path below it. Its one-line description for the index comes from openapi.json.
 type endpoint struct {
 	method string
 	fn     func(*fasthttp.RequestCtx)
 }
+
+// public are the endpoints that answer without the token: probes that say only whether the
+// gateway is up, for orchestrators and load balancers that cannot hold a secret. The check is
+// on the exact path that is then dispatched, after fasthttp's normalisation (percent-decoding,
+// dot segments, repeated slashes), so no spelling of another path can pass as one of these.
+var public = map[string]bool{"/healthz": true, "/readyz": true}
 
 // New returns an admin server for eng.
 func New(eng *engine.Engine, opts Options, log zerolog.Logger) *Server {
@@ -72,19 +83,26 @@ func New(eng *engine.Engine, opts Options, log zerolog.Logger) *Server {
 		a.hosts = append(a.hosts, strings.ToLower(strings.Trim(h, "[]")))
 	}
 	a.endpoints = map[string]endpoint{
-		"/healthz": {"GET", a.healthz},
-		"/config":  {"GET", a.config},
-		"/routes":  {"GET", a.routes},
-		"/reload":  {"POST", a.reload},
-		"/reloads": {"GET", a.reloads},
-		"/stats":   {"GET", a.stats},
-		"/metrics": {"GET", a.metrics},
+		"/":             {"GET", a.index},
+		"/openapi.json": {"GET", a.openapi},
+		"/healthz":      {"GET", a.healthz},
+		"/readyz":       {"GET", a.readyz},
+		"/config":       {"GET", a.config},
+		"/routes":       {"GET", a.routes},
+		"/reload":       {"POST", a.reload},
+		"/reloads":      {"GET", a.reloads},
+		"/stats":        {"GET", a.stats},
+		"/metrics":      {"GET", a.metrics},
 		// Every target of every upstream: healthy, ejected until …, or unhealthy, with its
 		// in-flight requests, latency estimate and last active check.
 		"/upstreams": {"GET", a.upstreams},
 		// Removes stored responses from every cache: {"key": "host/path?query"},
 		// {"prefix": "host/path/"} or {"tag": "name"} (filters/cache/README.md).
 		"/cache/purge": {"POST", a.purge},
+	}
+	if opts.Pprof {
+		// Go's profiler, for CPU and heap profiles of a live gateway.
+		a.endpoints["/debug/pprof/"] = endpoint{"GET", pprofhandler.PprofHandler}
 	}
 	a.srv = &fasthttp.Server{
 		Handler:               a.handle,
@@ -122,13 +140,22 @@ func (a *Server) handle(rc *fasthttp.RequestCtx) {
 			"error": "host not accepted by the admin api; use a loopback address or localhost, or list the name in server.admin_hosts"})
 		return
 	}
-	if p := rc.Path(); string(p) == "/console" || strings.HasPrefix(string(p), consolePrefix) {
+	path, method := string(rc.Path()), string(rc.Method())
+	if path == "/console" || strings.HasPrefix(path, consolePrefix) {
 		// The console's files hold no data (the page fetches every figure with the token), and
 		// the page has to load to ask for the token; the Host check above still applies.
 		console(rc)
 		return
 	}
-	if len(a.token) > 0 && !a.authorized(rc) {
+	if path == "/" && prefersHTML(rc.Request.Header.Peek("Accept")) {
+		// A browser opening the admin address gets the console, which asks for the token
+		// itself; a browser cannot send one on navigation. The redirect says nothing.
+		rc.Response.Header.Set("Location", consolePrefix)
+		rc.SetStatusCode(fasthttp.StatusSeeOther)
+		return
+	}
+	key, ep, ok := a.lookup(path)
+	if len(a.token) > 0 && !(ok && public[key]) && !a.authorized(rc) {
 		rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="weir-admin"`)
 		writeJSON(rc, fasthttp.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 		return
@@ -139,23 +166,35 @@ func (a *Server) handle(rc *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	path, method := string(rc.Path()), string(rc.Method())
-	if strings.HasPrefix(path, "/debug/pprof/") {
-		// Go's profiler, for CPU and heap profiles of a live gateway; loopback-only like the
-		// rest of the admin API, and behind its token when one is set.
-		pprofhandler.PprofHandler(rc)
-		return
-	}
-	ep, ok := a.endpoints[path]
 	switch {
 	case !ok:
-		writeJSON(rc, fasthttp.StatusNotFound, map[string]string{"error": "no such admin endpoint"})
+		writeJSON(rc, fasthttp.StatusNotFound, map[string]string{"error": "no such admin endpoint; GET / lists them"})
 	case method != ep.method && !(ep.method == "GET" && method == "HEAD"):
-		rc.Response.Header.Set("Allow", ep.method)
+		rc.Response.Header.Set("Allow", allow(ep.method))
 		writeJSON(rc, fasthttp.StatusMethodNotAllowed, map[string]string{"error": "use " + ep.method})
 	default:
 		ep.fn(rc)
 	}
+}
+
+// lookup finds the endpoint of path: its own, or that of the nearest enclosing subtree.
+func (a *Server) lookup(path string) (string, endpoint, bool) {
+	if ep, ok := a.endpoints[path]; ok {
+		return path, ep, true
+	}
+	for i := strings.LastIndexByte(path, '/'); i > 0; i = strings.LastIndexByte(path[:i], '/') {
+		if ep, ok := a.endpoints[path[:i+1]]; ok {
+			return path[:i+1], ep, true
+		}
+	}
+	return "", endpoint{}, false
+}
+
+func allow(method string) string {
+	if method == "GET" {
+		return "GET, HEAD"
+	}
+	return method
 }
 
 func (a *Server) authorized(rc *fasthttp.RequestCtx) bool {
@@ -305,12 +344,47 @@ func sameOrigin(origin, host string) bool {
 	return oPort == hPort
 }
 
+// healthz is liveness: the process answers. It says nothing else, since it needs no token.
 func (a *Server) healthz(rc *fasthttp.RequestCtx) {
-	writeJSON(rc, fasthttp.StatusOK, map[string]string{"status": "ok", "config": a.eng.Config().Hash})
+	writeJSON(rc, fasthttp.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz is readiness: a config is loaded and built, the proxy listener accepts, and no
+// shutdown has begun. A draining gateway answers 503 so that a load balancer stops sending it
+// new requests while in-flight ones finish.
+func (a *Server) readyz(rc *fasthttp.RequestCtx) {
+	if err := a.eng.Ready(); err != nil {
+		writeJSON(rc, fasthttp.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+		return
+	}
+	writeJSON(rc, fasthttp.StatusOK, map[string]string{"status": "ready"})
+}
+
+// config shows the config in effect and, when the file on disk says something else, the
+// file's too: a reload not applied yet (rejected: file_error), or settings that apply only at
+// start (restart_required). Both are redacted.
 func (a *Server) config(rc *fasthttp.RequestCtx) {
-	writeJSON(rc, fasthttp.StatusOK, a.eng.Config().Redacted())
+	type configView struct {
+		Running         any      `json:"running"`
+		File            any      `json:"file,omitempty"`
+		FileError       string   `json:"file_error,omitempty"`
+		RestartRequired []string `json:"restart_required,omitempty"`
+	}
+	running := a.eng.Running()
+	out := configView{Running: view(running.Redacted())}
+	if running.File != "" {
+		// Parsed and validated only (no filter is built): cheap enough for a GET, and enough to
+		// compare. A config whose filters fail to build shows up in /reloads once reloaded.
+		file, err := config.Load(running.File)
+		switch {
+		case err != nil:
+			out.FileError = config.RedactText(err.Error())
+		case file.Hash != a.eng.Config().Hash || len(engine.RestartOnly(running, file)) > 0:
+			out.File = view(file.Redacted())
+			out.RestartRequired = engine.RestartOnly(running, file)
+		}
+	}
+	writeJSON(rc, fasthttp.StatusOK, out)
 }
 
 func (a *Server) routes(rc *fasthttp.RequestCtx) {
@@ -319,14 +393,14 @@ func (a *Server) routes(rc *fasthttp.RequestCtx) {
 		Match    any    `json:"match"`
 		Upstream string `json:"upstream"`
 		// Split is the route's traffic split, when it has one instead of an upstream.
-		Split   *config.Split `json:"split,omitempty"`
-		Filters []string      `json:"filters"`
+		Split   any      `json:"split,omitempty"`
+		Filters []string `json:"filters"`
 	}
 	// Match headers may name secret values (a shared key a route requires).
 	cfg := a.eng.Config().Redacted()
 	out := make([]routeView, 0, len(cfg.Routes))
 	for _, r := range cfg.Routes {
-		v := routeView{Name: r.Name, Match: r.Match, Upstream: r.Upstream, Split: r.Split, Filters: []string{}}
+		v := routeView{Name: r.Name, Match: r.Match, Upstream: r.Upstream, Split: view(r.Split), Filters: []string{}}
 		for _, f := range r.Filters {
 			v.Filters = append(v.Filters, f.Name)
 		}

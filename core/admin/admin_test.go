@@ -1,15 +1,11 @@
 package admin
 
 import (
-	"context"
 	"encoding/json"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-gateway/weir/core/engine"
@@ -30,23 +26,8 @@ routes:
 
 func setup(t *testing.T, token string) (string, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "weir.yaml")
-	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	eng, err := engine.New(path, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Shutdown(context.Background()) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := New(eng, Options{Token: token}, zerolog.Nop())
-	go a.Serve(ln) //nolint:errcheck
-	t.Cleanup(func() { _ = a.Shutdown() })
-	return "http://" + ln.Addr().String(), path
+	_, addr, path, _ := startEngineAdmin(t, cfgText, Options{Token: token})
+	return "http://" + addr, path
 }
 
 func do(t *testing.T, method, url, token string, header ...string) (int, string) {
@@ -77,16 +58,19 @@ func TestEndpoints(t *testing.T) {
 		wantStatus          int
 		wantBody            string
 	}{
-		{"GET", "/healthz", "", 401, "bearer token"},
-		{"GET", "/healthz", "wrong", 401, "bearer token"},
+		{"GET", "/healthz", "", 200, `"status": "ok"`},
 		{"GET", "/healthz", "tok", 200, `"status": "ok"`},
+		{"GET", "/config", "", 401, "bearer token"},
+		{"GET", "/config", "wrong", 401, "bearer token"},
 		{"GET", "/routes", "tok", 200, `"name": "hello"`},
 		{"GET", "/config", "tok", 200, `"[redacted]"`},
 		{"POST", "/reload", "tok", 200, `"unchanged": true`},
 		{"GET", "/reloads", "tok", 200, `"trigger": "admin"`},
 		{"GET", "/reload", "tok", 405, "use POST"},
 		{"GET", "/nope", "tok", 404, "no such admin endpoint"},
-		{"GET", "/debug/pprof/", "tok", 200, "goroutine"},
+		// The profiler is off unless server.admin_pprof says otherwise; still behind the token.
+		{"GET", "/debug/pprof/", "tok", 404, "no such admin endpoint"},
+		{"GET", "/debug/pprof/goroutine", "tok", 404, "no such admin endpoint"},
 		{"GET", "/debug/pprof/", "", 401, "bearer token"},
 	}
 	for _, tt := range tests {
@@ -113,5 +97,91 @@ func TestEndpoints(t *testing.T) {
 	}
 	if status != 422 || ev.OK || ev.Error == "" {
 		t.Errorf("rejected reload = %d %+v, want 422 with the error", status, ev)
+	}
+}
+
+// configAnswer is what GET /config answers, decoded only as far as the test looks.
+type configAnswer struct {
+	Running         map[string]any `json:"running"`
+	File            map[string]any `json:"file"`
+	FileError       string         `json:"file_error"`
+	RestartRequired []string       `json:"restart_required"`
+}
+
+func getConfig(t *testing.T, base string) (configAnswer, string) {
+	t.Helper()
+	status, body := do(t, "GET", base+"/config", "tok")
+	var c configAnswer
+	if err := json.Unmarshal([]byte(body), &c); status != 200 || err != nil {
+		t.Fatalf("GET /config = %d %v\n%s", status, err, body)
+	}
+	for _, secret := range []string{"s3cret-admin", "hunter2"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("/config shows %q:\n%s", secret, body)
+		}
+	}
+	return c, body
+}
+
+func dig(m map[string]any, keys ...string) any {
+	var v any = m
+	for _, k := range keys {
+		mm, _ := v.(map[string]any)
+		v = mm[k]
+	}
+	return v
+}
+
+// TestConfigRunningAndFile: /config writes durations as in the file, shows the file beside the
+// running config when they differ, and names the settings that wait for a restart; a reload
+// applies the rest, and the running value of a restart-only setting stays.
+func TestConfigRunningAndFile(t *testing.T) {
+	base, path := setup(t, "tok")
+	c, _ := getConfig(t, base)
+	if got := dig(c.Running, "server", "drain_timeout"); got != "30s" {
+		t.Errorf("running server.drain_timeout = %v, want \"30s\"", got)
+	}
+	if got := dig(c.Running, "server", "idle_timeout"); got != "1m0s" {
+		t.Errorf("running server.idle_timeout = %v, want \"1m0s\"", got)
+	}
+	if c.File != nil || c.FileError != "" || c.RestartRequired != nil {
+		t.Errorf("file as running: got file %v, file_error %q, restart_required %v; want only running", c.File != nil, c.FileError, c.RestartRequired)
+	}
+
+	changed := strings.Replace(cfgText, "server: { admin_token: s3cret-admin }", "server: { admin_token: s3cret-admin, drain_timeout: 9s }", 1)
+	changed = strings.Replace(changed, "match: { path: /hello }", "match: { path: /hello2 }\n    timeout: 250ms", 1)
+	if err := os.WriteFile(path, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, stage := range []string{"before reload", "after reload"} {
+		c, _ = getConfig(t, base)
+		if got := dig(c.Running, "server", "drain_timeout"); got != "30s" {
+			t.Errorf("%s: running server.drain_timeout = %v, want the start value \"30s\"", stage, got)
+		}
+		if got := dig(c.File, "server", "drain_timeout"); got != "9s" {
+			t.Errorf("%s: file server.drain_timeout = %v, want \"9s\"", stage, got)
+		}
+		if len(c.RestartRequired) != 1 || c.RestartRequired[0] != "server.drain_timeout" {
+			t.Errorf("%s: restart_required = %v, want [server.drain_timeout]", stage, c.RestartRequired)
+		}
+		if route := dig(c.File, "routes").([]any)[0].(map[string]any); route["timeout"] != "250ms" {
+			t.Errorf("%s: file route timeout = %v, want \"250ms\"", stage, route["timeout"])
+		}
+		if status, body := do(t, "POST", base+"/reload", "tok"); status != 200 {
+			t.Fatalf("reload = %d %s", status, body)
+		}
+	}
+	route := dig(c.Running, "routes").([]any)[0].(map[string]any)
+	if dig(route, "match", "path") != "/hello2" || route["timeout"] != "250ms" {
+		t.Errorf("after reload the running route is %v, want the file's", route)
+	}
+
+	// A file that cannot be loaded: its error, redacted, beside the running config.
+	if err := os.WriteFile(path, []byte("server: { admin_token: s3cret-admin, drain_timeout: soon }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = getConfig(t, base)
+	if c.Running == nil || c.File != nil || !strings.Contains(c.FileError, "drain_timeout") {
+		t.Errorf("unloadable file: running %v, file %v, file_error %q; want running and the error", c.Running != nil, c.File != nil, c.FileError)
 	}
 }

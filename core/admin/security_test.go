@@ -23,6 +23,14 @@ import (
 // address, the config path and the engine's log.
 func startAdmin(t *testing.T, cfg string, opts Options) (string, string, *syncBuffer) {
 	t.Helper()
+	_, addr, path, logBuf := startEngineAdmin(t, cfg, opts)
+	return addr, path, logBuf
+}
+
+// startEngineAdmin is startAdmin that returns the engine too. The engine's own listener is not
+// started (see serveEngine).
+func startEngineAdmin(t *testing.T, cfg string, opts Options) (*engine.Engine, string, string, *syncBuffer) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "weir.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -41,7 +49,7 @@ func startAdmin(t *testing.T, cfg string, opts Options) (string, string, *syncBu
 	a := New(eng, opts, log)
 	go a.Serve(ln) //nolint:errcheck // ends with Shutdown
 	t.Cleanup(func() { _ = a.Shutdown() })
-	return ln.Addr().String(), path, logBuf
+	return eng, ln.Addr().String(), path, logBuf
 }
 
 // raw sends req byte for byte (header names as written, any Host) and returns the status and
@@ -149,7 +157,7 @@ func TestCSRF(t *testing.T) {
 // TestHostCheck: a page on a name whose DNS the attacker controls (rebound to 127.0.0.1) sends
 // its own name as Host; only names of the admin listener are served.
 func TestHostCheck(t *testing.T) {
-	addr, _, _ := startAdmin(t, plainCfg, Options{Hosts: []string{"weir-admin.internal", "[fd00::5]"}})
+	addr, _, _ := startAdmin(t, plainCfg, Options{Hosts: []string{"weir-admin.internal", "[fd00::5]"}, Pprof: true})
 	_, port, _ := net.SplitHostPort(addr)
 	tests := []struct {
 		host string

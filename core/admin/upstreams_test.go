@@ -1,19 +1,13 @@
 package admin
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
-
-	"github.com/weir-gateway/weir/core/engine"
 )
 
 func TestUpstreamsEndpoint(t *testing.T) {
@@ -42,22 +36,7 @@ upstreams:
   demo: { kind: echo }
 routes: [ { name: r, upstream: api } ]
 `, ln.Addr().String(), deadAddr)
-	path := filepath.Join(t.TempDir(), "weir.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	eng, err := engine.New(path, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Shutdown(context.Background()) })
-	aln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := New(eng, Options{}, zerolog.Nop())
-	go a.Serve(aln) //nolint:errcheck
-	t.Cleanup(func() { _ = a.Shutdown() })
+	_, addr, _, _ := startEngineAdmin(t, cfg, Options{})
 
 	type target struct {
 		Address   string `json:"address"`
@@ -78,7 +57,7 @@ routes: [ { name: r, upstream: api } ]
 	}
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		status, body := do(t, "GET", "http://"+aln.Addr().String()+"/upstreams", "")
+		status, body := do(t, "GET", "http://"+addr+"/upstreams", "")
 		if status != 200 {
 			t.Fatalf("GET /upstreams: %d %s", status, body)
 		}
