@@ -16,6 +16,8 @@ run: build
 	@echo "Weir is starting on $(CONFIG). In another terminal try:"
 	@echo "  curl -i http://127.0.0.1:8080/hello"
 	@echo "  curl -i http://127.0.0.1:8080/api/users/42"
+	@echo "  curl -ik --http2 https://localhost:8443/hello   # the TLS listener (demo certificate)"
+	@echo "  curl -i http://127.0.0.1:8081/hello             # redirect_https: 308 to :8443"
 	@echo "  curl -s http://127.0.0.1:9901/routes        # admin API"
 	@echo "  open http://127.0.0.1:9901/console/ in a browser   # web console"
 	@echo "  curl -s -XPOST -H 'Content-Type: application/json' http://127.0.0.1:9901/reload  # reload (also: edit the file, or SIGHUP)"

@@ -295,3 +295,9 @@ func (s *Server) Listeners() []Listener {
 	}
 	return out
 }
+
+// ListenerPath names listener i in messages as the file wrote it: "server.listen" for a
+// single address, "server.listen[i]" in a list.
+func (c *Config) ListenerPath(i int) string {
+	return listenerPath(i, len(c.Server.Listen) == 1 && !c.listenList)
+}

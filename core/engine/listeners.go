@@ -54,15 +54,12 @@ func (e *Engine) newListeners(cfg *config.Config) error {
 	if len(ls) == 0 {
 		return errors.New("server.listen: no listener")
 	}
-	auto, err := e.newACME(ls)
+	auto, err := e.newACME(cfg, ls)
 	if err != nil {
 		return err
 	}
 	for i, lc := range ls {
-		l := &listener{name: "server.listen", cfg: lc}
-		if len(ls) > 1 {
-			l.name += "[" + strconv.Itoa(i) + "]"
-		}
+		l := &listener{name: cfg.ListenerPath(i), cfg: lc}
 		l.srv = e.newServer(cfg.Server, func(rc *fasthttp.RequestCtx) { e.handle(rc, l) })
 		if t := lc.TLS; t != nil {
 			where := l.name + ".tls"
@@ -73,7 +70,7 @@ func (e *Engine) newListeners(cfg *config.Config) error {
 			if t.ACME != nil {
 				from = auto
 			}
-			if l.certs, err = newCertStore(t, where, from, e.log); err != nil {
+			if l.certs, err = newCertStore(t, where, configDir(cfg), from, e.log); err != nil {
 				return err
 			}
 			l.sniCheck = t.StrictSNIHost != config.StrictSNINever
@@ -95,7 +92,7 @@ func (l *listener) h2c() bool { return l.certs == nil && l.cfg.Speaks(config.Pro
 // listener takes certificates from it, so they must agree on its settings. http-01
 // validations arrive at the first plain listener's port, tls-alpn-01 at the first ACME
 // listener's.
-func (e *Engine) newACME(ls []config.Listener) (*acme.Manager, error) {
+func (e *Engine) newACME(cfg *config.Config, ls []config.Listener) (*acme.Manager, error) {
 	first, httpPort := -1, 0
 	for i, l := range ls {
 		if l.TLS == nil && httpPort == 0 {
@@ -107,16 +104,16 @@ func (e *Engine) newACME(ls []config.Listener) (*acme.Manager, error) {
 		if first < 0 {
 			first = i
 		} else if !reflect.DeepEqual(l.TLS.ACME, ls[first].TLS.ACME) {
-			return nil, &config.Error{Path: fmt.Sprintf("server.listen[%d].tls.acme", i),
-				Err: fmt.Errorf("differs from server.listen[%d].tls.acme; the listeners share one ACME account and certificate storage, so write the same settings", first)}
+			return nil, &config.Error{Path: cfg.ListenerPath(i) + ".tls.acme",
+				Err: fmt.Errorf("differs from %s.tls.acme; the listeners share one ACME account and certificate storage, so write the same settings", cfg.ListenerPath(first))}
 		}
 	}
 	if first < 0 {
 		return nil, nil
 	}
-	where := "server.tls.acme"
-	if len(ls) > 1 {
-		where = fmt.Sprintf("server.listen[%d].tls.acme", first)
+	where := cfg.ListenerPath(first) + ".tls.acme"
+	if ls[first].TLS == cfg.Server.TLS {
+		where = "server.tls.acme"
 	}
 	mgr, err := acme.New(ls[first].TLS.ACME, acme.Options{HTTPPort: httpPort, TLSPort: listenPort(ls[first].Address), Log: e.log})
 	if err != nil {

@@ -491,3 +491,40 @@ func TestListenersProtocols(t *testing.T) {
 		t.Errorf("HTTP/1.1 on the h2c listener: status %d, upstream got %d", ex.status, len(got))
 	}
 }
+
+// TestListenerTLSConfigErrors: certificate files resolve against the config file's directory,
+// and listeners whose acme settings differ are refused (they would share one account).
+func TestListenerTLSConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	selfSigned(t, dir, "rel", "rel.test")
+	tests := []struct{ name, listen, want string }{
+		{"relative paths", `[ { address: "127.0.0.1:0", tls: { certificates: [ { cert_file: rel.pem, key_file: rel.key } ] } } ]`, ""},
+		{"missing file", `[ { address: "127.0.0.1:0", tls: { certificates: [ { cert_file: nope.pem, key_file: rel.key } ] } } ]`,
+			"server.listen[0].tls"},
+		{"acme differs", `[ { address: "127.0.0.1:0", tls: { acme: { hosts: [a.test], agree_tos: true, storage: st } } },
+		                   { address: "127.0.0.1:0", tls: { acme: { hosts: [b.test], agree_tos: true, storage: st } } } ]`,
+			"server.listen[1].tls.acme: differs from server.listen[0].tls.acme"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, "weir.yaml")
+			src := "server: { admin: \"\", listen: " + tt.listen + " }\nupstreams: { demo: { kind: echo } }\nroutes: [ { name: r, upstream: demo } ]\n"
+			if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e, err := New(path, zerolog.Nop())
+			if err == nil {
+				_ = e.Shutdown(t.Context())
+			}
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -179,10 +179,13 @@ func (e *Engine) Upstreams() []UpstreamStatus {
 // newCertStore loads a listener's certificates from its tls settings (written at path):
 // chosen by SNI and reloaded when their files change, and, with tls.acme, obtained from auto
 // (the engine's ACME manager) for the names the files do not cover; auto is nil otherwise.
-func newCertStore(c *config.ServerTLS, path string, auto edge.AutoCerts, log zerolog.Logger) (*edge.CertStore, error) {
+//
+// Relative file paths resolve against dir, the config file's directory, as plugin files do.
+func newCertStore(c *config.ServerTLS, path, dir string, auto edge.AutoCerts, log zerolog.Logger) (*edge.CertStore, error) {
 	pairs := make([]edge.CertPair, len(c.Certificates))
+	env := filter.Env{Dir: dir}
 	for i, cc := range c.Certificates {
-		pairs[i] = edge.CertPair{CertFile: cc.CertFile, KeyFile: cc.KeyFile}
+		pairs[i] = edge.CertPair{CertFile: env.Path(cc.CertFile), KeyFile: env.Path(cc.KeyFile)}
 	}
 	store, err := edge.NewCertStore(pairs, auto, func(err error) {
 		log.Error().Err(err).Str("listener", path).Msg("reload tls certificate; keeping the previous one")
