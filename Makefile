@@ -56,8 +56,7 @@ tidy:
 # DEADCODE_ALLOW lists, as file:function, what is kept on purpose until it is wired in; an entry
 # that is no longer reported fails the check as well, so the list only shrinks.
 #   plugins/wasmhost IsTimeout: the guest API's timeout test, beside IsStale, for the plugin ABIs.
-#   core/edge StreamOf: how a terminal step (gRPC) reaches the HTTP/2 stream behind a request.
-DEADCODE_ALLOW := plugins/wasmhost/guest.go:IsTimeout core/edge/stream.go:StreamOf
+DEADCODE_ALLOW := plugins/wasmhost/guest.go:IsTimeout
 
 deadcode:
 	@mains=$$($(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./...) || exit 1; \

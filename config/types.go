@@ -419,6 +419,9 @@ const (
 	KindHTTP = "http"
 	// KindEcho answers in-process with a description of the request; it takes no targets.
 	KindEcho = "echo"
+	// KindGRPC forwards gRPC (and gRPC-Web, translated) to Targets over HTTP/2: h2c, or TLS
+	// when the upstream has tls.
+	KindGRPC = "grpc"
 )
 
 // Load-balancing algorithms for Upstream.Balance, the names of the balance package. An empty
@@ -435,7 +438,7 @@ const (
 
 // Kinds and Balancers list the accepted values of Upstream.Kind and Upstream.Balance.
 var (
-	Kinds     = []string{KindHTTP, KindEcho}
+	Kinds     = []string{KindHTTP, KindEcho, KindGRPC}
 	Balancers = []string{BalanceRoundRobin, BalanceWeightedRoundRobin, BalanceRandom, BalanceLeastRequest,
 		BalanceLeastConn, BalanceP2C, BalanceConsistentHash}
 )

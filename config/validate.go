@@ -216,9 +216,9 @@ func validateUpstream(p *problems, name string, u Upstream) {
 		p.add(path+".balance", "", "", fmt.Errorf("unknown balance %q (want one of %s)", u.Balance, strings.Join(Balancers, ", ")))
 	}
 	switch kind {
-	case KindHTTP:
+	case KindHTTP, KindGRPC:
 		if len(u.Targets) == 0 {
-			p.add(path+".targets", "", "", errors.New(`is empty; an http upstream needs at least one "host:port" target`))
+			p.add(path+".targets", "", "", fmt.Errorf(`is empty; an upstream of kind %s needs at least one "host:port" target`, kind))
 		}
 	case KindEcho:
 		if len(u.Targets) > 0 {

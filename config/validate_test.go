@@ -41,7 +41,8 @@ func TestValidate(t *testing.T) {
 		{"ipv6 target", func(c *Config) { c.Upstreams["u"] = Upstream{Targets: []string{"[::1]:80"}} }, nil, nil},
 		{"duplicate target", func(c *Config) { c.Upstreams["u"] = Upstream{Targets: []string{"a:1", "b:1", "a:1"}} }, nil,
 			[]string{`upstreams.u.targets[2]: duplicate target "a:1" (also targets[0])`}},
-		{"unknown kind", func(c *Config) { c.Upstreams["e"] = Upstream{Kind: "grpc"} }, nil, []string{`upstreams.e.kind: unknown kind "grpc"`}},
+		{"unknown kind", func(c *Config) { c.Upstreams["e"] = Upstream{Kind: "soap"} }, nil, []string{`upstreams.e.kind: unknown kind "soap"`}},
+		{"grpc needs targets", func(c *Config) { c.Upstreams["e"] = Upstream{Kind: "grpc"} }, nil, []string{`upstreams.e.targets: is empty; an upstream of kind grpc needs at least one "host:port" target`}},
 		{"unknown balance", func(c *Config) { u := c.Upstreams["u"]; u.Balance = "fast"; c.Upstreams["u"] = u }, nil,
 			[]string{`upstreams.u.balance: unknown balance "fast"`}},
 		{"every balance", func(c *Config) {

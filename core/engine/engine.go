@@ -586,7 +586,7 @@ func (e *Engine) handle(rc *fasthttp.RequestCtx, l *listener) {
 		e.beginTrace(r, rt.name)
 		if upgrade == edge.UpgradeWebSocket {
 			e.websocket(r, rt)
-		} else if status, err := e.readBody(r); err != nil {
+		} else if status, err := e.routeBody(r, rt); err != nil {
 			// Refused like an edge rejection, but counted and logged once, with its route.
 			reply(rc, status)
 			rc.SetConnectionClose()
@@ -849,6 +849,16 @@ func (e *Engine) readBody(r *request) (int, error) {
 		return 0, nil
 	}
 	return bodyErrorStatus(err), fmt.Errorf("read request body: %w", err)
+}
+
+// routeBody is readBody, except for a gRPC call on an HTTP/2 stream: its messages flow to the
+// upstream as they arrive (a bidi-streaming client waits for answers before sending more), and
+// its length in time is the call's deadline, not the body clock.
+func (e *Engine) routeBody(r *request, rt *route) (int, error) {
+	if rt.grpc && edge.StreamOf(r.RequestCtx) != nil {
+		return 0, nil
+	}
+	return e.readBody(r)
 }
 
 // bodyErrorStatus maps a failed body read to the answer: 408 when the client stopped sending,

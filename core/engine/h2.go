@@ -21,6 +21,7 @@ import (
 	"github.com/weir-gateway/weir/config"
 	"github.com/weir-gateway/weir/core/edge"
 	"github.com/weir-gateway/weir/core/httpsyntax"
+	"github.com/weir-gateway/weir/core/proxy"
 )
 
 // h2front serves HTTP/2 clients. fasthttp has no HTTP/2 server, so golang.org/x/net/http2
@@ -204,7 +205,14 @@ func (f *h2front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.e.handle(rc, info.l)
 	}
 	broken := false
-	if !sc.Answered {
+	switch {
+	case sc.Answered:
+	case proxy.IsGRPC(rc.Request.Header.ContentType()) && !proxy.IsGRPC(rc.Response.Header.ContentType()):
+		// A gRPC client cannot read an HTTP error: the gateway's answer (no route, a filter's
+		// refusal, an upstream error) becomes a gRPC status.
+		st := rc.Response.StatusCode()
+		proxy.WriteGRPCStatus(w, proxy.GRPCStatusFromHTTP(st), "gateway: "+fasthttp.StatusMessage(st))
+	default:
 		broken = f.writeResponse(w, r, &rc.Response)
 	}
 	// Reset closes the body streams: the client's, and the upstream's (which returns its

@@ -47,6 +47,9 @@ type route struct {
 	terminal func(*filter.Ctx)
 	metrics  *telemetry.RouteMetrics // resolved here so recording a request looks nothing up
 	ws       *wsRoute                // WebSocket handshakes (websocket.go)
+	// grpc: the route's upstream is kind grpc, whose calls on HTTP/2 stream both ways, so
+	// their request bodies are neither buffered nor bound by the body clock (streamBody).
+	grpc bool
 }
 
 // acquire takes a reference unless the snapshot already retired (refs reached zero), in which
@@ -159,7 +162,8 @@ func build(cfg *config.Config, shared *filter.Shared, log zerolog.Logger) (s *sn
 			errs = append(errs, err)
 			continue
 		}
-		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: withConsumer(term), metrics: telemetry.Route(rc.Name), ws: ws}
+		s.routes[i] = route{name: rc.Name, pipeline: p, terminal: withConsumer(term), metrics: telemetry.Route(rc.Name), ws: ws,
+			grpc: rc.Split == nil && cfg.Upstreams[rc.Upstream].Kind == config.KindGRPC}
 	}
 	if s.table, err = router.Compile(rr); err != nil {
 		errs = append(errs, &config.Error{File: cfg.File, Path: "routes", Err: err})

@@ -117,6 +117,11 @@ func (s *snapshot) upstream(cfg *config.Config, name string, u config.Upstream, 
 		s.upstreams = map[string]*proxy.Upstream{}
 	}
 	s.upstreams[name] = up
+	if u.Kind == config.KindGRPC {
+		g := proxy.NewGRPC(up)
+		s.releases = append(s.releases, g.Close)
+		return g.Forward, nil
+	}
 	return up.Forward, nil
 }
 
@@ -124,7 +129,8 @@ func (s *snapshot) upstream(cfg *config.Config, name string, u config.Upstream, 
 // route's own timeouts and retries.
 func (s *snapshot) routeTerminal(cfg *config.Config, i int, name string, def func(*filter.Ctx)) (func(*filter.Ctx), error) {
 	up := s.upstreams[name]
-	if up == nil {
+	if up == nil || cfg.Upstreams[name].Kind == config.KindGRPC {
+		// A gRPC call's deadline is its grpc-timeout, and a call is never resent.
 		// An echo upstream has nothing to time out or retry.
 		return def, nil
 	}

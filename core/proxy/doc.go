@@ -26,6 +26,25 @@
 // exponential backoff (or a short Retry-After), and are capped by a budget of retries per
 // request over the last ten seconds.
 //
+// # gRPC
+//
+// An upstream of kind grpc is forwarded to by GRPC instead of Forward, over HTTP/2 (h2c, or TLS
+// with ALPN h2) through x/net's transport, with the same targets, balancer and health state.
+// A gRPC call on an HTTP/2 stream is answered on the stream (edge.StreamOf): messages flow
+// both ways as they arrive, and the upstream's grpc-status, grpc-message and
+// grpc-status-details-bin trailers (or its trailers-only answer) reach the client unchanged.
+// grpc-timeout (up to 8 digits and a unit H M S m u n; anything else is INTERNAL) bounds the
+// upstream call; when it expires the client gets DEADLINE_EXCEEDED. gRPC over HTTP/1.1 is
+// refused with 505. gRPC-Web (application/grpc-web, +proto) arrives over either version, goes
+// upstream as application/grpc, and its trailers come back as the body's final frame (flag
+// 0x80); the base64 grpc-web-text variant is not translated.
+//
+// What the gateway itself answers a gRPC client becomes a trailers-only gRPC status
+// (GRPCStatusFromHTTP): 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 and 405
+// UNIMPLEMENTED (no route), 408 and 504 DEADLINE_EXCEEDED, 413, 429 and 431
+// RESOURCE_EXHAUSTED, 502 and 503 UNAVAILABLE (upstream unreachable, no healthy target), any
+// other UNKNOWN.
+//
 // Measurements that are not checks run behind environment variables:
 //
 //	WEIR_P99=1 go test ./core/proxy -run TestP2CvsRoundRobinP99 -v

@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseGRPCTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		bad  bool
+	}{
+		{"", 0, false},
+		{"1H", time.Hour, false},
+		{"2M", 2 * time.Minute, false},
+		{"3S", 3 * time.Second, false},
+		{"40m", 40 * time.Millisecond, false},
+		{"5u", 5 * time.Microsecond, false},
+		{"6n", 6, false},
+		{"0m", 1, false},        // expired already, still a deadline
+		{"99999999H", 0, false}, // beyond a Duration: no deadline
+		{"12345678S", 12345678 * time.Second, false},
+		{"123456789S", 0, true}, // 9 digits
+		{"S", 0, true},
+		{"1", 0, true},
+		{"1s", 0, true}, // units are case-sensitive
+		{"-1S", 0, true},
+		{"+1S", 0, true},
+		{" 1S", 0, true},
+		{"1 S", 0, true},
+		{"1.5S", 0, true},
+	} {
+		got, err := ParseGRPCTimeout([]byte(tc.in))
+		if (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("%q: got %v, %v; want %v, bad=%v", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}
+
+func TestGRPCStatusFromHTTP(t *testing.T) {
+	for http, want := range map[int]int{
+		200: GRPCUnknown, 400: GRPCInternal, 401: GRPCUnauthenticated, 403: GRPCPermissionDenied,
+		404: GRPCUnimplemented, 405: GRPCUnimplemented, 408: GRPCDeadlineExceeded, 413: GRPCResourceExhausted,
+		429: GRPCResourceExhausted, 431: GRPCResourceExhausted, 500: GRPCUnknown, 502: GRPCUnavailable,
+		503: GRPCUnavailable, 504: GRPCDeadlineExceeded, 505: GRPCUnknown,
+	} {
+		if got := GRPCStatusFromHTTP(http); got != want {
+			t.Errorf("HTTP %d: %d, want %d", http, got, want)
+		}
+	}
+}
+
+func TestEncodeGRPCMessage(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                "",
+		"plain text ~!":   "plain text ~!",
+		"100%":            "100%25",
+		"ünï":             "%C3%BCn%C3%AF",
+		"line\r\nbreak\t": "line%0D%0Abreak%09",
+	} {
+		if got := EncodeGRPCMessage(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestGRPCContentTypes(t *testing.T) {
+	for ct, want := range map[string][2]bool{ // IsGRPC, isGRPCWeb
+		"application/grpc":                {true, false},
+		"application/grpc+proto":          {true, false},
+		"Application/GRPC;charset=utf-8":  {true, false},
+		"application/grpcx":               {false, false},
+		"application/grpc-web":            {false, true},
+		"application/grpc-web+proto":      {false, true},
+		"application/grpc-web-text":       {false, false},
+		"application/grpc-web-text+proto": {false, false},
+		"application/json":                {false, false},
+		"":                                {false, false},
+	} {
+		if g, w := IsGRPC([]byte(ct)), isGRPCWeb([]byte(ct)); g != want[0] || w != want[1] {
+			t.Errorf("%q: IsGRPC %v isGRPCWeb %v, want %v", ct, g, w, want)
+		}
+	}
+}
