@@ -528,3 +528,40 @@ func TestListenerTLSConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRedirectHTTPS is a request answered by a redirect_https listener: the edge checks,
+// then the redirect filter's Location, with no allocation.
+func BenchmarkRedirectHTTPS(b *testing.B) {
+	dir := b.TempDir()
+	cert, key, _ := selfSigned(b, dir, "gw", "gw.test")
+	cfg, err := parseConfig("bench.yaml", []byte(fmt.Sprintf(`
+server:
+  admin: ""
+  listen:
+    - { address: "127.0.0.1:0", redirect_https: true }
+    - { address: "127.0.0.1:8443", tls: { certificates: [ { cert_file: %q, key_file: %q } ] } }
+access_log: { enabled: false }
+upstreams: { demo: { kind: echo } }
+routes: [ { name: r, upstream: demo } ]
+`, cert, key)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Shutdown(context.Background()) //nolint:errcheck
+	var rc fasthttp.RequestCtx
+	rc.Init2(nil, nil, false)
+	b.ReportAllocs()
+	for b.Loop() {
+		rc.Request.Header.SetMethod("GET")
+		rc.Request.Header.SetHost("gw.test")
+		rc.Request.SetRequestURI("/a/b?c=d")
+		e.handle(&rc, e.listeners[0])
+	}
+	if loc := string(rc.Response.Header.Peek("Location")); loc != "https://gw.test:8443/a/b?c=d" {
+		b.Fatalf("Location %q", loc)
+	}
+}

@@ -24,7 +24,7 @@ import (
 )
 
 // selfSigned writes a self-signed certificate for names and returns its files and pool.
-func selfSigned(t *testing.T, dir, base string, names ...string) (string, string, *x509.CertPool) {
+func selfSigned(t testing.TB, dir, base string, names ...string) (string, string, *x509.CertPool) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: names[0]},
