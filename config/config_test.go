@@ -71,7 +71,7 @@ func TestDefaults(t *testing.T) {
 		Admin:        "127.0.0.1:9901",
 		DrainTimeout: 30 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 		IdleTimeout: 60 * time.Second, IdleParkAfter: time.Second, MaxHeaderBytes: 16384, MaxBodyBytes: 100 << 20,
-		MaxConns: 10000, MaxConnsPerIP: 0, MaxTunnels: 10000, TrustedProxies: []string{}, Via: "weir", AdminHosts: []string{},
+		MaxConns: 10000, MaxConnsPerIP: 0, MaxTunnels: 10000, Metrics: true, TrustedProxies: []string{}, Via: "weir", AdminHosts: []string{},
 		BodyTimeout: 60 * time.Second, BodyBufferBytes: 64 << 10,
 		StripClientHeaders: []string{"X-Real-IP", "True-Client-IP", "CF-Connecting-IP",
 			"X-Client-IP", "X-Original-URL", "X-Rewrite-URL", "X-Forwarded-Prefix"},

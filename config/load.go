@@ -82,6 +82,8 @@ var settings = []setting{
 	{"server.via", "weir"},
 	// Compiled plugins are cached on disk so a restart does not recompile them.
 	{"server.plugin_cache_dir", ""},
+	// Per-request metrics cost a clock read and a few atomic adds; on unless measuring that.
+	{"server.metrics", true},
 	// h2 by ALPN on TLS listeners, as browsers expect; h2c (plain, prior knowledge) is opt-in,
 	// since only a client told to speak it will.
 	{"server.http2.enabled", true},

@@ -92,6 +92,10 @@ type Server struct {
 	// PluginCacheDir holds compiled WebAssembly plugins across restarts: "" is
 	// <user cache dir>/weir/wasm, "off" compiles in memory only.
 	PluginCacheDir string `mapstructure:"plugin_cache_dir" json:"plugin_cache_dir"`
+	// Metrics records every request in the Prometheus families of /metrics (route, status,
+	// duration, bytes). Off leaves /metrics with the component counters only; it exists to
+	// measure what recording costs (bench/compare.sh).
+	Metrics bool `mapstructure:"metrics" json:"metrics"`
 	// TLS, when set, terminates TLS on the listener of a single-address server.listen (a
 	// list gives each listener its own tls); it is that listener's TLS too.
 	TLS *ServerTLS `mapstructure:"tls" json:"tls,omitempty"`

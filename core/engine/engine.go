@@ -120,7 +120,7 @@ func NewFromConfig(cfg *config.Config, log zerolog.Logger) (*Engine, error) {
 	e := &Engine{
 		path: cfg.File, log: log, shared: filter.NewShared(), boot: cfg,
 		bodyTimeout: cfg.Server.BodyTimeout, bodyBuffer: int(cfg.Server.BodyBufferBytes),
-		metrics: true, noRoute: telemetry.Route(""),
+		metrics: cfg.Server.Metrics, noRoute: telemetry.Route(""),
 		maxBody: int(cfg.Server.MaxBodyBytes),
 	}
 	e.tunnels.max = int64(cfg.Server.MaxTunnels)
