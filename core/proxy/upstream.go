@@ -885,21 +885,44 @@ var (
 // field its Connection header names. Framing fields are dropped and re-derived by the server
 // from the body it is given. The upstream's HTTP version goes too: the gateway answers in its
 // own (RFC 9110 section 6.2), with framing and keep-alive decided for the client's connection.
+//
+// The pool keeps names as the upstream spelled them (DisableHeaderNamesNormalizing), so every
+// match ignores case: "connection: x-secret" must go as "Connection: X-Secret" does. One scan
+// finds whether any hop-by-hop field is there; most responses have none and pay only that.
 func (u *Upstream) stripResponse(h *fasthttp.ResponseHeader) {
 	h.SetProtocol(nil)
-	for conn := h.Peek("Connection"); len(conn) > 0; {
-		var tok []byte
-		tok, conn = httpsyntax.NextElement(conn)
-		if len(tok) > 0 && httpsyntax.ConnectionMayRemove(tok) {
-			h.DelBytes(tok)
+	hop := false
+	for k := range h.All() {
+		if httpsyntax.IsHopByHop(k) {
+			hop = true
+			break
+		}
+	}
+	if hop {
+		// Deleting fields moves their records but never rewrites the value bytes, so the
+		// Connection values stay readable while the fields they name go.
+		var conns [4][]byte
+		n := 0
+		for k, v := range h.All() {
+			if n < len(conns) && httpsyntax.EqualFold(k, "Connection") {
+				conns[n], n = v, n+1
+			}
+		}
+		for _, conn := range conns[:n] {
+			for len(conn) > 0 {
+				var tok []byte
+				tok, conn = httpsyntax.NextElement(conn)
+				if len(tok) > 0 && httpsyntax.ConnectionMayRemove(tok) {
+					delFold(h, tok)
+				}
+			}
+		}
+		for _, name := range httpsyntax.HopByHop {
+			delFold(h, name)
 		}
 	}
 	h.ResetConnectionClose()
-	for _, name := range httpsyntax.HopByHop {
-		if name == "Transfer-Encoding" || len(h.Peek(name)) > 0 {
-			h.Del(name)
-		}
-	}
+	h.Del("Transfer-Encoding")
 	if u.via != "" {
 		h.Add("Via", u.via)
 	}

@@ -190,7 +190,7 @@ func peekFold(h *fasthttp.ResponseHeader, name string) []byte {
 }
 
 // delFold removes every field name in any case (see peekFold).
-func delFold(h *fasthttp.ResponseHeader, name string) {
+func delFold[T ~string | ~[]byte](h *fasthttp.ResponseHeader, name T) {
 	for {
 		var key []byte
 		for k := range h.All() {
