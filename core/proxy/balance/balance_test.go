@@ -659,3 +659,22 @@ func TestP2CNewTarget(t *testing.T) {
 		t.Errorf("new target got %d of 3000 picks, want a fair share", got[2])
 	}
 }
+
+// TestEstimateBounded: failures in quick succession double the estimate each time; it stops at
+// maxEstimate instead of overflowing, and decays from there as any estimate does.
+func TestEstimateBounded(t *testing.T) {
+	var tg Target
+	now := int64(1)
+	for range 200 {
+		now += int64(time.Millisecond)
+		tg.observe(float64(time.Millisecond), true, now)
+	}
+	got, _ := tg.latency(now)
+	if got != maxEstimate {
+		t.Fatalf("estimate after 200 quick failures = %v, want the cap %v", time.Duration(got), time.Duration(maxEstimate))
+	}
+	later, _ := tg.latency(now + int64(decay))
+	if later >= got || later <= 0 {
+		t.Fatalf("estimate one decay later = %v, want it lower than %v and positive", time.Duration(later), time.Duration(got))
+	}
+}

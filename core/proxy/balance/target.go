@@ -12,6 +12,11 @@ import (
 // not dominate and short enough that a recovered target wins traffic back within a minute.
 const decay = 10 * time.Second
 
+// maxEstimate caps the latency estimate. A failure counts as twice the estimate, so without a
+// cap a target failing more often than decay can forgive doubles it without end, until it
+// overflows a Duration. p2c only compares estimates; 10 s already ranks a target last.
+const maxEstimate = float64(10 * time.Second)
+
 // epoch anchors the monotonic clock readings stored in Target as plain int64 nanoseconds,
 // which fit an atomic word where a time.Time would not.
 var epoch = time.Now()
@@ -127,6 +132,7 @@ func (t *Target) observe(sample float64, failed bool, now int64) {
 	if failed {
 		sample = max(sample, 2*cur)
 	}
+	sample = min(sample, maxEstimate)
 	next := sample
 	if ok && sample <= cur {
 		stamp := t.stamp.Load()
