@@ -89,6 +89,7 @@ bench:
 	$(GO) test -count=1 -run 'TestScale$$|TestStartupPlugins$$' -v ./bench -scale | tee bench/out/scale.txt
 	./bench/compare.sh
 	./bench/idle.sh | tee bench/out/idle.txt
+	./bench/overhead.sh | tee bench/out/overhead.txt
 	NO_BUILD=1 ./bench/filters.sh
 
 # Long-running checks under load: 1,000 reloads, a backend killed and restored, 1,000 slow

@@ -6,6 +6,7 @@
 //	GET  /big  a 64 KiB body, for throughput-bound scenarios
 //	GET  /1k   a 1 KiB body with Cache-Control: max-age=60, for the cache scenario
 //	POST /post the request body's length in bytes, as decimal text
+//	POST /v1/traces  200 with an empty body: an OTLP/HTTP trace collector that keeps nothing
 //
 // Every other path answers 404, so a misrouted proxy shows up as errors in wrk's output
 // instead of as a suspiciously fast result.
@@ -61,6 +62,10 @@ func handle(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetContentType("text/plain")
 		ctx.SetBody(strconv.AppendInt(nil, int64(len(ctx.PostBody())), 10))
+	case "/v1/traces":
+		// An OTLP/HTTP collector that keeps nothing: an empty ExportTraceServiceResponse is
+		// success (bench/overhead.sh exports the gateway's spans here).
+		ctx.SetContentType("application/x-protobuf")
 	default:
 		ctx.Error("not found", fasthttp.StatusNotFound)
 	}
