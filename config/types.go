@@ -204,9 +204,14 @@ type Upstream struct {
 	TLS     *UpstreamTLS `mapstructure:"tls" json:"tls,omitempty"`
 }
 
-// Health configures active health checks of an upstream's targets; an empty Path disables them.
+// Health configures active health checks of an upstream's targets; they are off without a
+// Path (kind http) or a kind grpc.
 type Health struct {
-	Path string `mapstructure:"path" json:"path,omitempty"`
+	// Kind is http (GET Path, the default) or grpc (grpc.health.v1.Health/Check over HTTP/2).
+	Kind string `mapstructure:"kind" json:"kind,omitempty"`
+	// Service is the service a grpc check asks about; empty asks about the whole server.
+	Service string `mapstructure:"service" json:"service,omitempty"`
+	Path    string `mapstructure:"path" json:"path,omitempty"`
 	// Host is the Host header of the check; empty uses the target.
 	Host string `mapstructure:"host" json:"host,omitempty"`
 	// Expect lists healthy statuses; empty means any 2xx or 3xx.
@@ -416,6 +421,12 @@ type FilterConfig struct {
 	Name   string         `json:"name"`
 	Config map[string]any `json:"config,omitempty"`
 }
+
+// Health check kinds for Health.Kind; empty means HealthHTTP.
+const (
+	HealthHTTP = "http"
+	HealthGRPC = "grpc"
+)
 
 // Upstream kinds.
 const (

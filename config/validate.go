@@ -244,7 +244,7 @@ func validateUpstream(p *problems, name string, u Upstream) {
 	nonNegDur(p, path+".dns_refresh", u.DNSRefresh)
 	nonNeg(p, path+".max_conns", int64(u.MaxConns))
 	validateBalance(p, path, u)
-	validateHealth(p, path+".health", u.Health)
+	validateHealth(p, path+".health", u.Health, kind)
 	validateOutlier(p, path+".outlier", u.Outlier)
 	validateRetries(p, path+".retries", "", u.Retries)
 	if t := u.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
@@ -280,11 +280,27 @@ func validateBalance(p *problems, path string, u Upstream) {
 	}
 }
 
-func validateHealth(p *problems, path string, h Health) {
-	if h.Path == "" {
+func validateHealth(p *problems, path string, h Health, upstreamKind string) {
+	switch h.Kind {
+	case "", HealthHTTP:
+		if h.Service != "" {
+			p.add(path+".service", "", "", errors.New("applies to health checks of kind grpc"))
+		}
+		if h.Path == "" {
+			return
+		}
+		if upstreamKind == KindGRPC {
+			p.add(path+".path", "", "", errors.New("a grpc upstream is checked with kind: grpc (grpc.health.v1), not an HTTP GET"))
+		}
+	case HealthGRPC:
+		if h.Path != "" || len(h.Expect) > 0 {
+			p.add(path, "", "", errors.New("path and expect apply to http checks; a grpc check asks grpc.health.v1.Health/Check about service"))
+		}
+	default:
+		p.add(path+".kind", "", "", fmt.Errorf("unknown kind %q (want http or grpc)", h.Kind))
 		return
 	}
-	if !strings.HasPrefix(h.Path, "/") {
+	if h.Path != "" && !strings.HasPrefix(h.Path, "/") {
 		p.add(path+".path", "", "", fmt.Errorf("%q does not start with \"/\"", h.Path))
 	}
 	for i, st := range h.Expect {

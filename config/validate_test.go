@@ -42,6 +42,24 @@ func TestValidate(t *testing.T) {
 		{"duplicate target", func(c *Config) { c.Upstreams["u"] = Upstream{Targets: []string{"a:1", "b:1", "a:1"}} }, nil,
 			[]string{`upstreams.u.targets[2]: duplicate target "a:1" (also targets[0])`}},
 		{"unknown kind", func(c *Config) { c.Upstreams["e"] = Upstream{Kind: "soap"} }, nil, []string{`upstreams.e.kind: unknown kind "soap"`}},
+		{"grpc health", func(c *Config) {
+			c.Upstreams["g"] = Upstream{Kind: KindGRPC, Targets: []string{"a:1"}, Health: Health{Kind: HealthGRPC, Service: "s.S",
+				Interval: time.Second, Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 1}}
+		}, nil, nil},
+		{"grpc upstream with an http check", func(c *Config) {
+			c.Upstreams["g"] = Upstream{Kind: KindGRPC, Targets: []string{"a:1"}, Health: Health{Path: "/h",
+				Interval: time.Second, Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 1}}
+		}, nil, []string{"upstreams.g.health.path: a grpc upstream is checked with kind: grpc"}},
+		{"grpc check with a path", func(c *Config) {
+			c.Upstreams["g"] = Upstream{Kind: KindGRPC, Targets: []string{"a:1"}, Health: Health{Kind: HealthGRPC, Path: "/h",
+				Interval: time.Second, Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 1}}
+		}, nil, []string{"upstreams.g.health: path and expect apply to http checks"}},
+		{"service on an http check", func(c *Config) {
+			c.Upstreams["g"] = Upstream{Targets: []string{"a:1"}, Health: Health{Service: "s"}}
+		}, nil, []string{"upstreams.g.health.service: applies to health checks of kind grpc"}},
+		{"unknown health kind", func(c *Config) {
+			c.Upstreams["g"] = Upstream{Targets: []string{"a:1"}, Health: Health{Kind: "tcp"}}
+		}, nil, []string{`upstreams.g.health.kind: unknown kind "tcp" (want http or grpc)`}},
 		{"grpc needs targets", func(c *Config) { c.Upstreams["e"] = Upstream{Kind: "grpc"} }, nil, []string{`upstreams.e.targets: is empty; an upstream of kind grpc needs at least one "host:port" target`}},
 		{"unknown balance", func(c *Config) { u := c.Upstreams["u"]; u.Balance = "fast"; c.Upstreams["u"] = u }, nil,
 			[]string{`upstreams.u.balance: unknown balance "fast"`}},

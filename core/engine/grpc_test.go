@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -29,6 +31,7 @@ import (
 // answers from what its request asks for.
 type testService struct {
 	grpc_testing.UnimplementedTestServiceServer
+	id string // answered as server_id
 }
 
 func (testService) EmptyCall(context.Context, *grpc_testing.Empty) (*grpc_testing.Empty, error) {
@@ -37,7 +40,7 @@ func (testService) EmptyCall(context.Context, *grpc_testing.Empty) (*grpc_testin
 
 // UnaryCall echoes the payload; a response_status makes it fail with that status and an
 // ErrorInfo detail; the payload "sleep" makes it wait for the call's end.
-func (testService) UnaryCall(ctx context.Context, req *grpc_testing.SimpleRequest) (*grpc_testing.SimpleResponse, error) {
+func (s testService) UnaryCall(ctx context.Context, req *grpc_testing.SimpleRequest) (*grpc_testing.SimpleResponse, error) {
 	if rs := req.GetResponseStatus(); rs != nil {
 		st, err := status.New(codes.Code(rs.Code), rs.Message).WithDetails(&errdetails.ErrorInfo{Reason: "QUOTA", Domain: "weir.test"})
 		if err != nil {
@@ -49,7 +52,7 @@ func (testService) UnaryCall(ctx context.Context, req *grpc_testing.SimpleReques
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	return &grpc_testing.SimpleResponse{Payload: req.GetPayload()}, nil
+	return &grpc_testing.SimpleResponse{Payload: req.GetPayload(), ServerId: s.id}, nil
 }
 
 // StreamingOutputCall sends one message per response parameter, of its size.
@@ -95,17 +98,26 @@ func (testService) FullDuplexCall(s grpc.BidiStreamingServer[grpc_testing.Stream
 
 // startGRPCServer runs the test service on a loopback port (gRPC over h2c) until cleanup.
 func startGRPCServer(t *testing.T) string {
+	addr, _ := startGRPCServerID(t, "")
+	return addr
+}
+
+// startGRPCServerID runs the test service answering id as server_id, with the standard health
+// service, whose setter it returns.
+func startGRPCServerID(t *testing.T, id string) (string, *health.Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer()
-	grpc_testing.RegisterTestServiceServer(s, testService{})
+	grpc_testing.RegisterTestServiceServer(s, testService{id: id})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(s, hs)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Serve(ln) }()
 	t.Cleanup(func() { s.Stop(); <-done })
-	return ln.Addr().String()
+	return ln.Addr().String(), hs
 }
 
 // closedAddr is a loopback address nothing listens on.
@@ -447,4 +459,57 @@ func TestGRPCWeb(t *testing.T) {
 			t.Fatalf("status %q, headers %v body %q", got, resp.Header, body)
 		}
 	})
+}
+
+// TestGRPCHealthCheck runs grpc.health.v1 checks against two targets: calls go only to the one
+// SERVING the configured service, and to the other once it serves again.
+func TestGRPCHealthCheck(t *testing.T) {
+	const svc = "grpc.testing.TestService"
+	addrA, hsA := startGRPCServerID(t, "a")
+	addrB, hsB := startGRPCServerID(t, "b")
+	hsA.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	hsB.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
+	// The server as a whole stays SERVING: only a check naming the service tells them apart.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	src := fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "", plugin_cache_dir: "off", http2: { h2c: true } }
+access_log: { enabled: false }
+upstreams:
+  svc:
+    kind: grpc
+    targets: [%q, %q]
+    health: { kind: grpc, service: %q, interval: 20ms, jitter: 0s, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1 }
+routes:
+  - { name: svc, match: { path_prefix: /grpc.testing.TestService/ }, upstream: svc }
+`, addrA, addrB, svc)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, gw := start(t, path)
+	client := grpc_testing.NewTestServiceClient(dialGRPC(t, gw))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// waitFor calls until n answers in a row come from want, or the context ends.
+	waitFor := func(want string, n int) {
+		t.Helper()
+		run := 0
+		for run < n {
+			resp, err := client.UnaryCall(ctx, &grpc_testing.SimpleRequest{})
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", want, err)
+			}
+			if resp.GetServerId() == want {
+				run++
+			} else {
+				run = 0
+			}
+		}
+	}
+	waitFor("a", 20)
+	// B back first, so that some target serves throughout.
+	hsB.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	waitFor("b", 1)
+	hsA.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
+	waitFor("b", 20)
 }

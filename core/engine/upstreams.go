@@ -37,6 +37,7 @@ func upstreamOptions(cfg *config.Config, name string, u config.Upstream, log zer
 			Path: u.Health.Path, Host: u.Health.Host, Expect: u.Health.Expect,
 			Interval: u.Health.Interval, Timeout: u.Health.Timeout, Jitter: u.Health.Jitter,
 			HealthyThreshold: u.Health.HealthyThreshold, UnhealthyThreshold: u.Health.UnhealthyThreshold,
+			GRPC: u.Health.Kind == config.HealthGRPC, Service: u.Health.Service,
 		},
 		Outlier: proxy.OutlierOptions{
 			Consecutive5xx:             u.Outlier.Consecutive5xx,

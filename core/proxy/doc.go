@@ -39,6 +39,10 @@
 // upstream as application/grpc, and its trailers come back as the body's final frame (flag
 // 0x80); the base64 grpc-web-text variant is not translated.
 //
+// Active checks of a gRPC upstream (HealthOptions.GRPC) call grpc.health.v1.Health/Check over
+// HTTP/2 on a transport of their own; the two small messages are encoded by hand, so the gateway
+// does not link the gRPC libraries. Only SERVING is healthy.
+//
 // What the gateway itself answers a gRPC client becomes a trailers-only gRPC status
 // (GRPCStatusFromHTTP): 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 and 405
 // UNIMPLEMENTED (no route), 408 and 504 DEADLINE_EXCEEDED, 413, 429 and 431

@@ -59,32 +59,20 @@ type GRPC struct {
 // NewGRPC returns the gRPC terminal for u. Connections are x/net's: one HTTP/2 connection per
 // target carries every call to it.
 func NewGRPC(u *Upstream) *GRPC {
-	tr := &u.pool.tr
-	g := &GRPC{u: u, scheme: "http"}
+	t, scheme := u.pool.tr.h2Transport()
+	return &GRPC{u: u, tr: t, scheme: scheme}
+}
+
+// h2Transport is an HTTP/2 client with the pool's connect timeout and TLS settings: TLS with
+// ALPN h2 when the upstream has tls, else h2c with prior knowledge. It returns the URL scheme
+// its requests take.
+func (tr *transport) h2Transport() (*http2.Transport, string) {
 	dialer := &net.Dialer{Timeout: tr.connectTimeout}
 	t := &http2.Transport{
 		ReadIdleTimeout: 30 * time.Second, // pings a silent connection, so a dead peer is noticed
 		PingTimeout:     10 * time.Second,
 	}
-	if tr.tls != nil {
-		g.scheme = "https"
-		cfg := tr.tls.Clone()
-		cfg.NextProtos = []string{http2.NextProtoTLS}
-		t.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			c := cfg
-			if c.ServerName == "" {
-				c = cfg.Clone()
-				c.ServerName, _, _ = net.SplitHostPort(addr)
-			}
-			d := tls.Dialer{NetDialer: dialer, Config: c}
-			conn, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, &dialError{err: err}
-			}
-			return conn, nil
-		}
-	} else {
-		// h2c with prior knowledge: the transport speaks HTTP/2 on a plain connection.
+	if tr.tls == nil {
 		t.AllowHTTP = true
 		t.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			conn, err := dialer.DialContext(ctx, network, addr)
@@ -93,9 +81,24 @@ func NewGRPC(u *Upstream) *GRPC {
 			}
 			return conn, nil
 		}
+		return t, "http"
 	}
-	g.tr = t
-	return g
+	cfg := tr.tls.Clone()
+	cfg.NextProtos = []string{http2.NextProtoTLS}
+	t.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		c := cfg
+		if c.ServerName == "" {
+			c = cfg.Clone()
+			c.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		d := tls.Dialer{NetDialer: dialer, Config: c}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, &dialError{err: err}
+		}
+		return conn, nil
+	}
+	return t, "https"
 }
 
 // Close closes the transport's idle connections; calls in flight finish.

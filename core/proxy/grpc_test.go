@@ -83,3 +83,33 @@ func TestGRPCContentTypes(t *testing.T) {
 		}
 	}
 }
+
+func TestHealthStatus(t *testing.T) {
+	frame := func(msg ...byte) []byte {
+		return append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want uint64
+		bad  bool
+	}{
+		{"serving", frame(0x08, 1), 1, false},
+		{"not serving", frame(0x08, 2), 2, false},
+		{"empty message is UNKNOWN", frame(), 0, false},
+		{"unknown fields skipped", frame(0x12, 2, 'h', 'i', 0x08, 1, 0x18, 5), 1, false},
+		{"compressed", append([]byte{1, 0, 0, 0, 2}, 0x08, 1), 0, true},
+		{"no frame", nil, 0, true},
+		{"short frame", []byte{0, 0, 0, 0, 9, 0x08, 1}, 0, true},
+		{"trailing bytes", append(frame(0x08, 1), 0), 0, true},
+		{"truncated varint", frame(0x08, 0x80), 0, true},
+		{"length past the end", frame(0x12, 50, 'x'), 0, true},
+		{"huge length", frame(0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01), 0, true},
+		{"fixed64 wire type", frame(0x09, 1, 2, 3, 4, 5, 6, 7, 8), 0, true},
+	} {
+		got, err := healthStatus(tc.body)
+		if (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("%s: got %d, %v; want %d, bad=%v", tc.name, got, err, tc.want, tc.bad)
+		}
+	}
+}

@@ -27,6 +27,11 @@ type HealthOptions struct {
 	// UnhealthyThreshold must fail for a healthy one to be taken out.
 	HealthyThreshold   int
 	UnhealthyThreshold int
+	// GRPC checks with grpc.health.v1.Health/Check over HTTP/2 (h2c, or TLS when the upstream
+	// has tls) instead of GET Path: healthy is SERVING. Service is the service asked about;
+	// empty asks about the server as a whole.
+	GRPC    bool
+	Service string
 }
 
 // Defaults of the active health check, applied by Options when Path is set.
@@ -37,7 +42,7 @@ const (
 	DefaultUnhealthyThreshold = 2
 )
 
-func (h *HealthOptions) enabled() bool { return h.Path != "" }
+func (h *HealthOptions) enabled() bool { return h.Path != "" || h.GRPC }
 
 // key lets setHealth skip restarting checkers when nothing changed (Expect, a slice, makes
 // the struct incomparable).
@@ -102,6 +107,13 @@ func (m *member) checkLoop(stop, done chan struct{}) {
 		ReadBufferSize:           maxResponseHeader,
 	}
 	defer hc.CloseIdleConnections()
+	// A change between HTTP and gRPC checks changes the settings' key, which restarts the
+	// checker, so the kind is fixed for the loop's life.
+	var gc *grpcChecker
+	if h := m.pool.health.Load(); h.GRPC {
+		gc = m.newGRPCChecker()
+		defer gc.close()
+	}
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -118,7 +130,11 @@ func (m *member) checkLoop(stop, done chan struct{}) {
 		case <-t.C:
 		}
 		h = m.pool.health.Load()
-		m.check(hc, h, req, resp)
+		if gc != nil {
+			m.applyCheck(gc.check(h), h)
+		} else {
+			m.check(hc, h, req, resp)
+		}
 		wait := h.Interval
 		if h.Jitter > 0 {
 			wait += time.Duration(rand.Int64N(int64(h.Jitter) + 1))

@@ -252,7 +252,7 @@ func (p *Pool) Upstream(o Options) (*Upstream, error) {
 		return nil, fmt.Errorf("upstream %q: %w", o.Name, err)
 	}
 	health, outlier := o.Health, o.Outlier
-	if health.Path != "" {
+	if health.enabled() {
 		health.Interval = def(health.Interval, DefaultHealthInterval)
 		health.Timeout = def(health.Timeout, DefaultHealthTimeout)
 		if health.HealthyThreshold == 0 {
