@@ -274,7 +274,13 @@ func TestSlowBackendTimeout(t *testing.T) {
 	for r := 0; r < 3; r++ {
 		worst = max(worst, round())
 	}
+	// A leak per request would add at least one goroutine for each of the 3 × n requests; the
+	// number of idle server workers and pooled connections moves by a few from round to round
+	// with scheduling on a loaded machine, so the bound is n, waited for up to 2 s.
 	g2 := settle()
+	for deadline := time.Now().Add(2 * time.Second); g2 > g1+n && time.Now().Before(deadline); {
+		g2 = settle()
+	}
 	worst = max(worst, first)
 	t.Logf("slowest of %d rounds of %d concurrent 504s: %s; goroutines after the first round %d, after three more %d",
 		4, n, worst, g1, g2)
@@ -283,7 +289,7 @@ func TestSlowBackendTimeout(t *testing.T) {
 	if worst > time.Second {
 		t.Errorf("slowest 504 after %s, want well under the backend's 2s (about 200ms)", worst)
 	}
-	if g2 > g1+4 {
+	if g2 > g1+n {
 		t.Errorf("goroutines grew from %d to %d", g1, g2)
 	}
 }
