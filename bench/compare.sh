@@ -2,7 +2,8 @@
 # compare.sh runs wrk against Weir, nginx, HAProxy and a bare fasthttp proxy (the ceiling), all
 # in front of the same backend, in interleaved rounds per scenario (13-byte GET, 64 KiB GET,
 # 1 KiB POST, a route with a WebAssembly plugin; and h2load for a GET over HTTP/2, h2c with
-# prior knowledge, Weir against nginx's `listen ... http2`), and prints req/s, p50/p99/p99.9 latency, the
+# prior knowledge, Weir against nginx's `listen ... http2`; and bench/grpcload for gRPC unary
+# calls through Weir against calling the gRPC server directly), and prints req/s, p50/p99/p99.9 latency, the
 # proxies' CPU time per request and the ratios to nginx. It also measures each proxy's startup
 # time, its RSS when idle and while holding 10,000 idle keep-alive connections. It writes
 # bench/RESULTS.md and bench/results.png and keeps wrk's raw output under bench/out/. See
@@ -10,9 +11,10 @@
 #
 # Settings (environment):
 #   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 WARMUP=2s   wrk run shape
-#   SCENARIOS="small big post plugin httpwasm proxywasm filters cache h2"   which scenarios, in
+#   SCENARIOS="small big post plugin httpwasm proxywasm filters cache h2 grpc"   which scenarios, in
 #                         order (see add_scenario below)
 #   H2_CLIENTS=$CONNECTIONS H2_STREAMS=10   the h2 scenario's h2load -c and -m
+#   GRPC_CALLS=$CONNECTIONS GRPC_CONNS=4   the grpc scenario's concurrent calls and connections
 #   WORKERS=<nproc>       Weir's and the ceiling's GOMAXPROCS, nginx's workers, HAProxy's threads
 #   PROXIES="nginx haproxy ceiling weir"   which proxies to measure, in first-round order
 #   URL_PATH=/            a custom scenario: this path through every proxy...
@@ -22,7 +24,8 @@
 #   PIN=1                 pin the proxies to PROXY_CPUS (0) and wrk + backend to LOAD_CPUS (1)
 #   IDLE_CONNS=10000      idle keep-alive connections for the RSS figure; 0 skips it
 #   STARTS=5              starts per proxy for the startup time (the median is reported)
-#   BASE_PORT=18080       backend, nginx, ceiling, Weir, HAProxy listen on BASE_PORT+1..+5
+#   BASE_PORT=18080       backend, nginx, ceiling, Weir, HAProxy listen on BASE_PORT+1..+5,
+#                         nginx's h2c on +6, the gRPC server on +7
 #   RESULTS=bench/RESULTS.md CHART=bench/results.png OUT_DIR=bench/out
 set -euo pipefail
 
@@ -83,6 +86,12 @@ add_scenario cache "1 KiB GET (max-age=60) from the cache filter vs the plain ro
 add_scenario h2 "13-byte GET over HTTP/2 (h2c, h2load)" / / "" "weir nginx"
 H2_CLIENTS=${H2_CLIENTS:-$CONNECTIONS}
 H2_STREAMS=${H2_STREAMS:-10}
+# bench/grpcload, not wrk: unary calls (13-byte payload each way) from GRPC_CALLS goroutines over
+# GRPC_CONNS HTTP/2 connections, through Weir's listener (a kind: grpc route) and straight to the
+# gRPC server ("grpc-direct", whose CPU is the server's own). Only Weir runs it.
+add_scenario grpc "gRPC unary call, 13-byte payload (bench/grpcload): through Weir vs the server directly" "" "" "" "weir grpc-direct"
+GRPC_CALLS=${GRPC_CALLS:-$CONNECTIONS}
+GRPC_CONNS=${GRPC_CONNS:-4}
 
 if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
 	# The interface before scenarios existed: one path (and maybe another one for Weir).
@@ -90,7 +99,7 @@ if [ -n "${URL_PATH:-}${WEIR_URL_PATH:-}" ]; then
 	add_scenario custom "GET $URL_PATH (weir: ${WEIR_URL_PATH:-$URL_PATH})" "$URL_PATH" "${WEIR_URL_PATH:-$URL_PATH}" ""
 	SCENARIOS=${SCENARIOS:-custom}
 fi
-SCENARIOS=${SCENARIOS:-small big post plugin httpwasm proxywasm filters cache h2}
+SCENARIOS=${SCENARIOS:-small big post plugin httpwasm proxywasm filters cache h2 grpc}
 for s in $SCENARIOS; do
 	[ -n "${sc_desc[$s]:-}" ] || die "unknown scenario \"$s\" (have: ${!sc_desc[*]})"
 done
@@ -106,7 +115,7 @@ participants_of() {
 		return
 	fi
 	for p in ${sc_only[$1]}; do
-		case " $PROXIES " in *" $(proxy_of "$p") "*) printf '%s ' "$p" ;; esac
+		case " $PROXIES grpc-direct " in *" $(proxy_of "$p") "*) printf '%s ' "$p" ;; esac
 	done
 	echo
 }
@@ -116,6 +125,8 @@ url_of() {
 	[ "$2" = weir ] && path=${sc_weir[$1]}
 	# nginx speaks h2c on a listener of its own; Weir on its one listener, beside HTTP/1.1.
 	[ "$1" = h2 ] && [ "$2" = nginx ] && a=$nginx_h2_addr
+	# grpcload takes host:port.
+	[ "$1" = grpc ] && { echo "$a"; return; }
 	echo "http://$a$path"
 }
 
@@ -205,6 +216,7 @@ log "building the backend, the ceiling proxy and the probe"
 "$GO" build -o "$tmp/backend" ./bench/backend
 "$GO" build -o "$tmp/miniproxy" ./bench/miniproxy
 "$GO" build -o "$tmp/probe" ./bench/probe
+case " $SCENARIOS " in *" grpc "*) "$GO" build -o "$tmp/grpcload" ./bench/grpcload ;; esac
 
 # --- configs -----------------------------------------------------------------------------
 
@@ -216,6 +228,7 @@ declare -A addr=(
 	[haproxy]=127.0.0.1:$((BASE_PORT + 5))
 )
 nginx_h2_addr=127.0.0.1:$((BASE_PORT + 6))
+addr[grpc-direct]=127.0.0.1:$((BASE_PORT + 7))
 declare -A pid=()
 for p in $PROXIES; do
 	[ -n "${addr[$p]:-}" ] || die "unknown proxy \"$p\" in PROXIES (want nginx, haproxy, ceiling, weir)"
@@ -247,7 +260,7 @@ fill bench/nginx.conf.tmpl "${addr[nginx]}" >"$tmp/nginx/nginx.conf"
 fill bench/haproxy.cfg.tmpl "${addr[haproxy]}" >"$tmp/haproxy/haproxy.cfg"
 # Weir's config: the literal addresses become this run's ports, the plugin path absolute, and
 # the compile cache a fresh directory; everything else is used as written.
-sed -e "s/127\.0\.0\.1:18084/${addr[weir]}/g" -e "s/127\.0\.0\.1:18081/$backend_addr/g" \
+sed -e "s/127\.0\.0\.1:18084/${addr[weir]}/g" -e "s/127\.0\.0\.1:18081/$backend_addr/g" -e "s/127\.0\.0\.1:18087/${addr[grpc-direct]}/g" \
 	-e "s#file: \.\./config/plugins/#file: $root/config/plugins/#" \
 	-e "s#file: \.\./sdk/out/#file: $root/sdk/out/#" \
 	-e "s#plugin_cache_dir: \"off\"#plugin_cache_dir: \"$tmp/wasm-cache\"#" \
@@ -319,6 +332,12 @@ pids+=($!)
 pid[backend]=$!
 "$tmp/probe" ready -url "http://$backend_addr/" >/dev/null || die "backend did not start: $(tail -n 5 "$tmp/backend.log")"
 [ "$(curl -fsS "http://$backend_addr/")" = "Hello, World!" ] || die "backend answered something other than Hello, World!"
+case " $SCENARIOS " in *" grpc "*)
+	"${pin_load[@]}" "$tmp/grpcload" -serve "${addr[grpc-direct]}" >"$tmp/grpc-direct.log" 2>&1 &
+	pids+=($!)
+	pid[grpc-direct]=$!
+	;;
+esac
 
 declare -A startup=() rss_idle=() rss_conns=() rss_load=() held=()
 # Startup, the median of STARTS starts; for Weir each start is made twice, first with an empty
@@ -349,6 +368,15 @@ for s in $SCENARIOS; do
 	for p in $(participants_of "$s"); do
 		method=GET
 		[ -n "${sc_lua[$s]}" ] && method=POST
+		if [ "$s" = grpc ]; then
+			# The server may still be starting: a few short runs until one call succeeds.
+			for ((try = 1; ; try++)); do
+				"$tmp/grpcload" -addr "$(url_of "$s" "$p")" -c 1 -conns 1 -d 100ms >/dev/null 2>&1 && break
+				[ "$try" -lt 50 ] || die "$p: no gRPC call through $(url_of "$s" "$p") succeeds (scenario grpc)"
+				sleep 0.1
+			done
+			continue
+		fi
 		h2=()
 		[ "$s" = h2 ] && h2=(--http2-prior-knowledge)
 		curl -fsS -o /dev/null "${h2[@]}" -X "$method" "$(url_of "$s" "$p")" ||
@@ -424,6 +452,34 @@ measure_h2() {
 	secs[$k]=$(awk -v a="${secs[$k]:-0}" '/^finished in/ { t = $3; sub(/s,$/, "", t); print a + t }' "$f")
 	errs[$k]=$((${errs[$k]:-0} + run_errs))
 }
+# run_grpcload OUT ARG... is run_wrk for bench/grpcload.
+run_grpcload() {
+	local f=$1
+	shift
+	"${pin_load[@]}" "$tmp/grpcload" -c "$GRPC_CALLS" -conns "$GRPC_CONNS" "$@" >"$f" &
+	wrk_pid=$!
+	wait "$wrk_pid" || true
+	wrk_pid=""
+}
+
+# measure_grpc KEY OUT "PID..." ARG... is measure for bench/grpcload's one line of figures
+# (calls=N errors=N secs=S rps=R p50_ms=A p99_ms=B p999_ms=C).
+measure_grpc() {
+	local k=$1 f=$2 procs=$3 before after
+	shift 3
+	# shellcheck disable=SC2086 # procs is a list of pids
+	before=$(cpu_ticks $procs)
+	run_grpcload "$f" "$@"
+	# shellcheck disable=SC2086
+	after=$(cpu_ticks $procs)
+	field() { awk -v want="$1" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == want) print kv[2] } }' "$f"; }
+	rps[$k]+="$(field rps) "
+	p50[$k]+="$(field p50_ms) " p99[$k]+="$(field p99_ms) " p999[$k]+="$(field p999_ms) "
+	reqs[$k]=$((${reqs[$k]:-0} + $(field calls)))
+	ticks[$k]=$((${ticks[$k]:-0} + after - before))
+	secs[$k]=$(awk -v a="${secs[$k]:-0}" -v t="$(field secs)" 'BEGIN { print a + t }')
+	errs[$k]=$((${errs[$k]:-0} + $(field errors)))
+}
 # Results are keyed "scenario/proxy".
 declare -A rps=() p50=() p99=() p999=() ticks=() reqs=() errs=() secs=()
 
@@ -436,6 +492,8 @@ for s in $SCENARIOS; do
 			log "$s: warm-up $p ($WARMUP)"
 			if [ "$s" = h2 ]; then
 				run_h2load "$out/$s-warmup-$p.txt" -D "${WARMUP%s}" "$(url_of "$s" "$p")"
+			elif [ "$s" = grpc ]; then
+				run_grpcload "$out/$s-warmup-$p.txt" -d "$WARMUP" -addr "$(url_of "$s" "$p")"
 			else
 				run_wrk "$out/$s-warmup-$p.txt" -s "$tmp/$s.lua" -d "$WARMUP" "$(url_of "$s" "$p")"
 			fi
@@ -454,6 +512,8 @@ for s in $SCENARIOS; do
 			# cpu_ticks, run_wrk and measure are in lib.sh, shared with filters.sh.
 			if [ "$s" = h2 ]; then
 				measure_h2 "$k" "$f" "${procs[*]}" -D "${DURATION%s}" "$(url_of "$s" "$p")"
+			elif [ "$s" = grpc ]; then
+				measure_grpc "$k" "$f" "${procs[*]}" -d "$DURATION" -addr "$(url_of "$s" "$p")"
 			else
 				measure "$k" "$f" "${procs[*]}" -s "$tmp/$s.lua" -d "$DURATION" "$(url_of "$s" "$p")"
 			fi
@@ -514,6 +574,13 @@ headline() {
 				"$(ratio "${m_rps[$s/weir]}" "${m_rps[$s/$b]}")" "$(ratio "${m_p99[$s/weir]}" "${m_p99[$s/$b]}")" \
 				"$(ratio "${m_p999[$s/weir]}" "${m_p999[$s/$b]}")" "$(ratio "${cpu_us[$s/weir]}" "${cpu_us[$s/$b]}")"
 		done
+	done
+	# gRPC through Weir against calling the server directly.
+	for s in $SCENARIOS; do
+		[ -n "${m_rps[$s/grpc-direct]:-}" ] && [ -n "${m_rps[$s/weir]:-}" ] || continue
+		printf '| %-10s | %-13s | %7s | %7s | %7s | %10s |\n' "$s" "weir/direct" \
+			"$(ratio "${m_rps[$s/weir]}" "${m_rps[$s/grpc-direct]}")" "$(ratio "${m_p99[$s/weir]}" "${m_p99[$s/grpc-direct]}")" \
+			"$(ratio "${m_p999[$s/weir]}" "${m_p999[$s/grpc-direct]}")" "-"
 	done
 	# A Weir-only route against Weir's plain route, measured in the same rounds.
 	for s in $SCENARIOS; do

@@ -156,6 +156,13 @@ type meteredConn struct {
 	resets, pings, settings bucket
 	cont, inBlock           int // limit; CONTINUATION frames so far in the open header block
 	flooded                 bool
+	// busy: a HEADERS or non-empty DATA frame came since the last PING. gRPC clients ping
+	// once per round trip while messages flow (grpc-go's bandwidth estimator), far above any
+	// fixed rate; like gRPC's own servers, which count a ping as a strike only when no data
+	// passed since the one before, a ping amid requests is not counted against the limit. A
+	// flood of pings alone still is, and one that buys each ping with a request or body byte
+	// costs the client as much as the server.
+	busy bool
 }
 
 type meteredTLSConn struct {
@@ -179,6 +186,7 @@ func (c *meteredConn) Read(p []byte) (int, error) {
 
 // Frame types and flags (RFC 9113 section 6) the meter counts.
 const (
+	frameData         = 0x0
 	frameHeaders      = 0x1
 	frameRSTStream    = 0x3
 	frameSettings     = 0x4
@@ -223,11 +231,23 @@ func (c *meteredConn) count(typ, flags byte) bool {
 	case frameRSTStream:
 		return c.resets.take()
 	case framePing:
-		return flags&flagAck != 0 || c.pings.take()
+		if flags&flagAck != 0 {
+			return true
+		}
+		if c.busy {
+			c.busy = false
+			return true
+		}
+		return c.pings.take()
+	case frameData:
+		if c.payload > 0 {
+			c.busy = true
+		}
 	case frameSettings:
 		return flags&flagAck != 0 || c.settings.take()
 	case frameHeaders:
 		c.inBlock = 0
+		c.busy = true
 	case frameContinuation:
 		c.inBlock++
 		if c.inBlock > c.cont {

@@ -274,6 +274,32 @@ func TestH2Abuse(t *testing.T) {
 		calm(t, h.until(0))
 		check(t)
 	})
+	t.Run("pings amid a request body are not a flood", func(t *testing.T) {
+		// As a gRPC client's bandwidth estimator pings while it streams.
+		h := dialRawH2(t, g.addr)
+		h.headers(1, false, getFields("/h")...)
+		for i := 0; i < 1000; i++ {
+			if h.fr.WriteData(1, false, []byte("x")) != nil || h.fr.WritePing(false, [8]byte{byte(i)}) != nil {
+				break
+			}
+		}
+		_ = h.fr.WriteData(1, true, nil)
+		if o := h.until(1); o.status != 200 || o.gone {
+			t.Errorf("got %+v, want 200", o)
+		}
+		check(t)
+	})
+	t.Run("pings amid empty data frames are a flood", func(t *testing.T) {
+		h := dialRawH2(t, g.addr)
+		h.headers(1, false, getFields("/h")...)
+		for i := 0; i < 1000; i++ {
+			if h.fr.WriteData(1, false, nil) != nil || h.fr.WritePing(false, [8]byte{byte(i)}) != nil {
+				break
+			}
+		}
+		calm(t, h.until(0))
+		check(t)
+	})
 	t.Run("settings flood", func(t *testing.T) {
 		h := dialRawH2(t, g.addr)
 		for i := 0; i < 1000; i++ {
