@@ -18,6 +18,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -151,6 +152,14 @@ routes:
     match: { path: /grpc.testing.TestService/EmptyCall }
     upstream: svc
     filters: [ apikey ]
+  - name: admins
+    match: { path: /grpc.testing.TestService/CacheableUnaryCall }
+    upstream: svc
+    filters: [ apikey, { acl: { allow: [ admins ] } } ]
+  - name: limited
+    match: { path: /grpc.testing.TestService/UnimplementedCall }
+    upstream: svc
+    filters: [ { ratelimit: { rate: 1, per: 1m } } ]
   - name: svc
     match: { path_prefix: /grpc.testing.TestService/ }
     upstream: svc
@@ -308,6 +317,25 @@ func TestGRPCThroughGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("acl filter", func(t *testing.T) {
+		kctx := metadata.AppendToOutgoingContext(ctx, "x-api-key", "alice-key")
+		_, err := client.CacheableUnaryCall(kctx, &grpc_testing.SimpleRequest{})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("got %v", err)
+		}
+	})
+
+	t.Run("rate limit", func(t *testing.T) {
+		// The first call reaches the server, which does not implement it; the second is over
+		// the route's limit.
+		if _, err := client.UnimplementedCall(ctx, &grpc_testing.Empty{}); status.Code(err) != codes.Unimplemented {
+			t.Fatalf("first: %v", err)
+		}
+		if _, err := client.UnimplementedCall(ctx, &grpc_testing.Empty{}); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("second: %v", err)
+		}
+	})
+
 	t.Run("upstream down", func(t *testing.T) {
 		err := cc.Invoke(ctx, "/grpc.testing.UnimplementedService/UnimplementedCall", &grpc_testing.Empty{}, &grpc_testing.Empty{})
 		if status.Code(err) != codes.Unavailable {
@@ -437,6 +465,20 @@ func TestGRPCWeb(t *testing.T) {
 			}
 		})
 	}
+	t.Run("cors preflight", func(t *testing.T) {
+		req, _ := http.NewRequest("OPTIONS", "http://"+gw+"/grpc.testing.TestService/UnaryCall", nil)
+		req.Header.Set("Origin", "https://app.example")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type,x-grpc-web")
+		resp, err := clients["http/1.1"].Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode/100 != 2 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+			t.Fatalf("HTTP %d %v", resp.StatusCode, resp.Header)
+		}
+	})
 	t.Run("error status", func(t *testing.T) {
 		m, _ := proto.Marshal(&grpc_testing.SimpleRequest{ResponseStatus: &grpc_testing.EchoStatus{Code: 5, Message: "gone"}})
 		req, _ := http.NewRequest("POST", "http://"+gw+"/grpc.testing.TestService/UnaryCall", bytes.NewReader(grpcFrame(0, m)))
@@ -512,4 +554,114 @@ routes:
 	waitFor("b", 1)
 	hsA.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
 	waitFor("b", 20)
+}
+
+// BenchmarkGRPCUnary: unary calls through the gateway over h2c, from parallel callers on one
+// connection. bench/grpcload compares the same against calling the server directly.
+func BenchmarkGRPCUnary(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := grpc.NewServer()
+	grpc_testing.RegisterTestServiceServer(s, testService{})
+	go func() { _ = s.Serve(ln) }()
+	defer s.Stop()
+	dir := b.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	src := fmt.Sprintf(grpcConfig, ln.Addr().String(), "127.0.0.1:1", sha256Hex("alice-key"))
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	_, gw := start(b, path)
+	cc, err := grpc.NewClient(gw, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	client := grpc_testing.NewTestServiceClient(cc)
+	req := &grpc_testing.SimpleRequest{Payload: &grpc_testing.Payload{Body: []byte("Hello, World!")}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := client.UnaryCall(context.Background(), req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// TestGRPCUpstreamTLS reaches a gRPC server over TLS (ALPN h2), its certificate checked
+// against the upstream's ca_file, with the client on h2c.
+func TestGRPCUpstreamTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, _ := selfSigned(t, dir, "grpc", "grpc.example")
+	creds, err := credentials.NewServerTLSFromFile(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(creds))
+	grpc_testing.RegisterTestServiceServer(srv, testService{id: "tls"})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	path := filepath.Join(dir, "weir.yaml")
+	src := fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "", plugin_cache_dir: "off", http2: { h2c: true } }
+access_log: { enabled: false }
+upstreams:
+  svc: { kind: grpc, targets: [%q], tls: { ca_file: %q, server_name: grpc.example } }
+routes:
+  - { name: svc, match: { path_prefix: /grpc.testing.TestService/ }, upstream: svc }
+`, ln.Addr().String(), cert)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, gw := start(t, path)
+	client := grpc_testing.NewTestServiceClient(dialGRPC(t, gw))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := client.UnaryCall(ctx, &grpc_testing.SimpleRequest{Payload: &grpc_testing.Payload{Body: []byte("sealed")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetServerId() != "tls" || string(resp.GetPayload().GetBody()) != "sealed" {
+		t.Fatalf("answer %v", resp)
+	}
+}
+
+// TestGRPCAuthSpellings: other spellings of a protected method's path never reach it without
+// the route's auth filter.
+func TestGRPCAuthSpellings(t *testing.T) {
+	gw := startGRPCGateway(t)
+	client := (&h2Gateway{addr: gw}).client(t)
+	for _, p := range []string{
+		"/grpc.testing.TestService/EmptyCall",
+		"/grpc.testing.TestService/Empty%43all",
+		"/grpc.testing.TestService/%45mptyCall",
+		"/grpc.testing.TestService//EmptyCall",
+		"/grpc.testing.TestService/./EmptyCall",
+		"/grpc.testing.TestService/x/../EmptyCall",
+		"/grpc.testing.TestService/EmptyCall?x=1",
+	} {
+		req, _ := http.NewRequest("POST", "http://"+gw+p, bytes.NewReader(grpcFrame(0, nil)))
+		req.URL.Opaque = p // sent as written
+		req.Header.Set("Content-Type", "application/grpc")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		got := resp.Header.Get("Grpc-Status") + resp.Trailer.Get("Grpc-Status")
+		if got == "0" || got == "" {
+			t.Errorf("%s: HTTP %d grpc-status %q: answered without the key", p, resp.StatusCode, got)
+		}
+	}
 }
