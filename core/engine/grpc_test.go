@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -662,6 +663,53 @@ func TestGRPCAuthSpellings(t *testing.T) {
 		got := resp.Header.Get("Grpc-Status") + resp.Trailer.Get("Grpc-Status")
 		if got == "0" || got == "" {
 			t.Errorf("%s: HTTP %d grpc-status %q: answered without the key", p, resp.StatusCode, got)
+		}
+	}
+}
+
+// TestGRPCStalledClient: a client that stops granting flow-control window mid-stream has its
+// stream ended once a write waits longer than the upstream's timeout.
+func TestGRPCStalledClient(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	src := fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "", plugin_cache_dir: "off", http2: { h2c: true } }
+access_log: { enabled: false }
+upstreams:
+  svc: { kind: grpc, targets: [%q], timeout: 300ms }
+routes:
+  - { name: svc, match: { path_prefix: /grpc.testing.TestService/ }, upstream: svc }
+`, startGRPCServer(t))
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, gw := start(t, path)
+	h := dialRawH2(t, gw)
+	msg, _ := proto.Marshal(&grpc_testing.StreamingOutputCallRequest{ResponseParameters: []*grpc_testing.ResponseParameters{
+		{Size: 60000}, {Size: 60000}, {Size: 60000}}})
+	h.headers(1, false, ":method", "POST", ":scheme", "http", ":authority", "gw.test",
+		":path", "/grpc.testing.TestService/StreamingOutputCall", "content-type", "application/grpc", "te", "trailers")
+	if err := h.fr.WriteData(1, true, grpcFrame(0, msg)); err != nil {
+		t.Fatal(err)
+	}
+	// Frames are read (the connection's window is not the point) but no WINDOW_UPDATE is
+	// sent, so the stream's 65,535-byte window runs out during the second message.
+	if err := h.c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("the stalled stream was never ended: %v", err)
+		}
+		if f.Header().StreamID != 1 {
+			continue
+		}
+		if _, ok := f.(*http2.RSTStreamFrame); ok {
+			return
+		}
+		if f.Header().Flags.Has(http2.FlagDataEndStream) {
+			t.Fatal("the whole answer came without window for it")
 		}
 	}
 }

@@ -34,7 +34,9 @@
 // both ways as they arrive, and the upstream's grpc-status, grpc-message and
 // grpc-status-details-bin trailers (or its trailers-only answer) reach the client unchanged.
 // grpc-timeout (up to 8 digits and a unit H M S m u n; anything else is INTERNAL) bounds the
-// upstream call; when it expires the client gets DEADLINE_EXCEEDED. gRPC over HTTP/1.1 is
+// upstream call; when it expires the client gets DEADLINE_EXCEEDED. Each message written to
+// the client must go out within the upstream's timeout, or the stream is reset: a client that
+// stops reading does not hold the call. gRPC over HTTP/1.1 is
 // refused with 505. gRPC-Web (application/grpc-web, +proto) arrives over either version, goes
 // upstream as application/grpc, and its trailers come back as the body's final frame (flag
 // 0x80); the base64 grpc-web-text variant is not translated.

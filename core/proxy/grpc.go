@@ -321,15 +321,23 @@ func (g *GRPC) answerStream(ctx context.Context, c *filter.Ctx, st *edge.Stream,
 	defer bufPool.Put(bp)
 	buf := *bp
 	rc := http.NewResponseController(w)
+	// A client that stops reading (and so stops granting flow-control window) must not hold
+	// the call and its upstream stream forever: each message's write gets the upstream's
+	// timeout, as a pause of a streamed body does. The deadline is lifted once the message is
+	// out, since x/net resets a stream whose write deadline passes even while nothing is
+	// written, and a server-streaming call may rightly stay quiet for long.
+	stall := g.u.def.timeout
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
+			_ = rc.SetWriteDeadline(time.Now().Add(stall))
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return // the client went away; the deferred cancel ends the upstream call
 			}
 			if rc.Flush() != nil {
 				return
 			}
+			_ = rc.SetWriteDeadline(time.Time{})
 		}
 		if err == io.EOF {
 			break
