@@ -113,3 +113,25 @@ func TestHealthStatus(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkIsGRPC: every HTTP/2 request's answer asks whether the call was gRPC.
+func BenchmarkIsGRPC(b *testing.B) {
+	cts := [][]byte{[]byte("application/json"), []byte("application/grpc+proto"), nil}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		IsGRPC(cts[i%len(cts)])
+	}
+}
+
+// FuzzGRPCParsers: what an upstream or client sends the gateway's hand-written parsers never
+// panics, and a timeout they accept is never negative.
+func FuzzGRPCParsers(f *testing.F) {
+	f.Add([]byte("10S"))
+	f.Add([]byte{0, 0, 0, 0, 2, 0x08, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if d, err := ParseGRPCTimeout(b); err == nil && d < 0 {
+			t.Fatalf("%q: negative %v", b, d)
+		}
+		_, _ = healthStatus(b)
+	})
+}
