@@ -713,3 +713,59 @@ routes:
 		}
 	}
 }
+
+// TestGRPCReloadDuringStream: a bidi stream open across a reload goes on through the snapshot
+// it started on, and new calls take the new one.
+func TestGRPCReloadDuringStream(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weir.yaml")
+	backend := startGRPCServer(t)
+	write := func(extra string) {
+		src := fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "", plugin_cache_dir: "off", http2: { h2c: true } }
+access_log: { enabled: false }
+upstreams:
+  svc: { kind: grpc, targets: [%q] }
+routes:
+  - { name: svc, match: { path_prefix: /grpc.testing.TestService/ }, upstream: svc }
+%s`, backend, extra)
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("")
+	e, gw := start(t, path)
+	client := grpc_testing.NewTestServiceClient(dialGRPC(t, gw))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := client.FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := func(body string) {
+		t.Helper()
+		if err := s.Send(&grpc_testing.StreamingOutputCallRequest{Payload: &grpc_testing.Payload{Body: []byte(body)}}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := s.Recv()
+		if err != nil || string(m.GetPayload().GetBody()) != body {
+			t.Fatalf("%q: %v %v", body, m, err)
+		}
+	}
+	echo("before")
+	write(`  - { name: extra, match: { path: /extra }, upstream: svc }`)
+	if _, err := e.Reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	echo("after")
+	if _, err := client.UnaryCall(ctx, &grpc_testing.SimpleRequest{}); err != nil {
+		t.Fatalf("a new call after the reload: %v", err)
+	}
+	echo("still")
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+}

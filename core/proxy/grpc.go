@@ -71,6 +71,9 @@ func (tr *transport) h2Transport() (*http2.Transport, string) {
 	t := &http2.Transport{
 		ReadIdleTimeout: 30 * time.Second, // pings a silent connection, so a dead peer is noticed
 		PingTimeout:     10 * time.Second,
+		// Also closes, once their calls end, the connections of a terminal a reload retired
+		// while calls were in flight (Close could only close the idle ones).
+		IdleConnTimeout: tr.idleTimeout,
 	}
 	if tr.tls == nil {
 		t.AllowHTTP = true
