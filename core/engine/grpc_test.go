@@ -769,3 +769,41 @@ routes:
 		t.Fatalf("end: %v", err)
 	}
 }
+
+// TestGRPCFailedCallLogged: a call answered with a status other than OK is HTTP 200 on the wire;
+// the access log names the status the upstream sent, and the gateway's own refusals their
+// reason, so an operator can find failing calls.
+func TestGRPCFailedCallLogged(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "access.log")
+	src := fmt.Sprintf(grpcConfig, startGRPCServer(t), closedAddr(t), sha256Hex("alice-key"))
+	src = strings.Replace(src, "access_log: { enabled: false }", fmt.Sprintf("access_log: { enabled: true, output: %q }", logFile), 1)
+	path := filepath.Join(dir, "weir.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, gw := start(t, path)
+	cc := dialGRPC(t, gw)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := grpc_testing.NewTestServiceClient(cc).UnaryCall(ctx, &grpc_testing.SimpleRequest{
+		ResponseStatus: &grpc_testing.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "not now"}})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("upstream status: %v", err)
+	}
+	_, err = grpc_testing.NewUnimplementedServiceClient(cc).UnimplementedCall(ctx, &grpc_testing.Empty{})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("upstream down: %v", err)
+	}
+	// The access log writes behind the requests; wait for both lines.
+	// The refusal for the down upstream keeps its own, more precise reason (the connect error).
+	wants := []string{`"error":"grpc-status 9: not now"`, `"route":"down","error":"upstream`}
+	var b []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		b, _ = os.ReadFile(logFile)
+		if strings.Contains(string(b), wants[0]) && strings.Contains(string(b), wants[1]) {
+			return
+		}
+	}
+	t.Errorf("access log lacks %q:\n%s", wants, b)
+}

@@ -355,6 +355,25 @@ func (g *GRPC) answerStream(ctx context.Context, c *filter.Ctx, st *edge.Stream,
 	for k, vv := range resp.Trailer {
 		hdr[http.TrailerPrefix+k] = vv
 	}
+	failedCall(c, resp)
+}
+
+// failedCall records a call the upstream answered with a status other than OK as the request's
+// failure reason: the access log, which otherwise sees HTTP 200 for every answered call, shows
+// it (and always logs it, whatever its sampling), and so does the request's span. The status is
+// in the trailers, or in the headers of a trailers-only answer.
+func failedCall(c *filter.Ctx, resp *http.Response) {
+	code, msg := resp.Trailer.Get("Grpc-Status"), resp.Trailer.Get("Grpc-Message")
+	if code == "" {
+		code, msg = resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message")
+	}
+	if code == "" || code == "0" || c.Reason() != "" {
+		return
+	}
+	if len(msg) > 200 { // what a log line needs; the client gets it whole
+		msg = msg[:200]
+	}
+	c.SetReason("grpc-status " + code + ": " + msg)
 }
 
 // bufPool holds the buffers answerStream copies messages through.
@@ -370,6 +389,9 @@ func setStatusTrailer(hdr http.Header, code int, msg string) {
 // status in the single HEADERS frame, as a gRPC server answers a call it fails at once.
 func (g *GRPC) answerStatus(c *filter.Ctx, st *edge.Stream, code int, msg string) {
 	st.Answered = true
+	if c.Reason() == "" {
+		c.SetReason("grpc-status " + strconv.Itoa(code) + ": " + msg)
+	}
 	c.Response.SetStatusCode(fasthttp.StatusOK)
 	WriteGRPCStatus(st.W, code, msg)
 }
