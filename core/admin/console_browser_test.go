@@ -247,6 +247,17 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	shot("reload-rejected.png")
 
+	// A config that changes a setting only a restart applies: the reload is accepted, and the
+	// console says what waits for a restart.
+	restart := "server: { drain_timeout: 7s }\n" + fmt.Sprintf(browserCfg, backend)
+	if err := os.WriteFile(path, []byte(restart), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	do("reload button", chromedp.Click(chromedp.CSS("#reload")))
+	note := wait("restart-only change named",
+		`(p => p && !p.hidden && p.textContent.includes("server.drain_timeout") && p.textContent)(document.getElementById("config-note"))`)
+	t.Logf("config note: %s", note)
+
 	// The token travelled in headers only: no URL the page loaded or fetched contains it.
 	if urls, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](
 		`[location.href].concat(performance.getEntriesByType("resource").map(e => e.name))`)); err != nil || len(urls) < 5 {

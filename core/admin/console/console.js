@@ -480,6 +480,17 @@
       api("config").then(function (c) {
         $("config-hash").textContent = current ? current.slice(0, 12) : "";
         $("config-text").textContent = c.status === 200 ? c.body : errorText(c);
+        // What /config says beside the running config: settings the file changes that only a
+        // restart applies, or a file that does not load.
+        var v = c.status === 200 ? json(c) : null, note = "";
+        if (v && v.restart_required && v.restart_required.length) {
+          note = "Restart required for " + v.restart_required.join(", ") + ": the file changes " +
+            "settings that apply only when the gateway starts; the running values stay until then.";
+        } else if (v && v.file_error) {
+          note = "The config file does not load: " + v.file_error;
+        }
+        $("config-note").textContent = note;
+        $("config-note").hidden = !note;
       });
     }
   }
