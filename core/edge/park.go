@@ -117,8 +117,10 @@ func (p *Parker) trim() {
 		case n < last:
 			last = n
 		}
-		if follow--; follow == 0 {
-			debug.FreeOSMemory()
+		if follow > 0 {
+			if follow--; follow == 0 {
+				debug.FreeOSMemory()
+			}
 		}
 	}
 }
@@ -183,11 +185,12 @@ func (p *Parker) admit(c net.Conn) net.Conn {
 		return nil
 	}
 	pc := &parkConn{Conn: c, p: p, ip: ip}
+	pc.served = pc
 	if tc, ok := c.(*tls.Conn); ok {
 		// fasthttp and the engine read a connection's TLS state through these methods.
-		return &parkTLSConn{parkConn: pc, tls: tc}
+		pc.served = &parkTLSConn{parkConn: pc, tls: tc}
 	}
-	return pc
+	return pc.served
 }
 
 // refuse answers a connection over a limit and closes it, without waiting for its request.
@@ -259,6 +262,9 @@ type parkConn struct {
 	net.Conn
 	p  *Parker
 	ip string
+	// served is what the server is given, on admission and each wake: the parkConn itself, or
+	// its TLS wrapper.
+	served net.Conn
 
 	idle atomic.Bool // fasthttp's last state for it was StateIdle
 	// One byte read while parked, returned by the next Read. Only the goroutine that owns the
@@ -334,12 +340,8 @@ func (c *parkConn) wait(deadline time.Time) {
 	c.hasFirst = true
 	// The server sets its own deadlines on the connection it accepts.
 	_ = c.Conn.SetReadDeadline(time.Time{})
-	var back net.Conn = c
-	if tc, ok := c.Conn.(*tls.Conn); ok {
-		back = &parkTLSConn{parkConn: c, tls: tc}
-	}
 	select {
-	case c.p.woken <- back:
+	case c.p.woken <- c.served:
 	case <-c.p.done:
 		c.closeNow()
 	}

@@ -21,7 +21,7 @@ import (
 
 // parkServer serves "conn N" (fasthttp's id of the connection) behind a Parker that parks
 // after 20 ms idle, and returns the parker and its address.
-func parkServer(t *testing.T, o ParkOptions, wrap func(net.Listener) net.Listener) (*Parker, *fasthttp.Server, string) {
+func parkServer(t testing.TB, o ParkOptions, wrap func(net.Listener) net.Listener) (*Parker, *fasthttp.Server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,7 +58,7 @@ func parkServer(t *testing.T, o ParkOptions, wrap func(net.Listener) net.Listene
 }
 
 // get sends one request on c and reads its answer.
-func get(t *testing.T, c net.Conn, br *bufio.Reader) string {
+func get(t testing.TB, c net.Conn, br *bufio.Reader) string {
 	t.Helper()
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func get(t *testing.T, c net.Conn, br *bufio.Reader) string {
 }
 
 // waitParked polls until the parker holds n connections.
-func waitParked(t *testing.T, p *Parker, n int64) {
+func waitParked(t testing.TB, p *Parker, n int64) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); p.Parked() != n; {
 		if time.Now().After(deadline) {
@@ -250,4 +250,44 @@ func testCert(t *testing.T, name string) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// BenchmarkParkWake is one request round trip on a keep-alive connection that was idle for a
+// few milliseconds, in the server ("idle": it parks only after a minute) and parked ("parked":
+// after 1 ms). The difference is what waking a parked connection costs; "busy" (no pause) is the
+// round trip on a connection in use, for scale: a pause costs both sides their warm caches and
+// threads, parked or not.
+func BenchmarkParkWake(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		after time.Duration
+		pause bool
+	}{
+		{"busy", time.Minute, false},
+		{"idle", time.Minute, true},
+		{"parked", time.Millisecond, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			p, _, addr := parkServer(b, ParkOptions{After: tc.after, Idle: 2 * time.Minute}, nil)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			get(b, c, br) // only a connection that has served a request waits as idle
+			b.ReportAllocs()
+			for b.Loop() {
+				if tc.pause {
+					b.StopTimer()
+					if tc.after < time.Minute {
+						waitParked(b, p, 1)
+					}
+					time.Sleep(3 * time.Millisecond)
+					b.StartTimer()
+				}
+				get(b, c, br)
+			}
+		})
+	}
 }
