@@ -192,10 +192,13 @@ func peekFold(h *fasthttp.ResponseHeader, name string) []byte {
 // delFold removes every field name in any case (see peekFold).
 func delFold[T ~string | ~[]byte](h *fasthttp.ResponseHeader, name T) {
 	for {
+		// A copy of the name as stored (deleting moves the record it points into); on the stack
+		// for any name up to 64 bytes.
+		var buf [64]byte
 		var key []byte
 		for k := range h.All() {
 			if httpsyntax.EqualFold(k, name) {
-				key = append([]byte(nil), k...)
+				key = append(buf[:0], k...)
 				break
 			}
 		}
