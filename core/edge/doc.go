@@ -8,7 +8,14 @@
 //
 // Before any request, GuardPlain makes a plain connection that does not start like an HTTP/1
 // request (a TLS ClientHello sent to a plain listener) fail at once, so it is answered 400
-// rather than held until the read timeout. Park keeps idle keep-alive connections without the
+// rather than held until the read timeout. GuardPlain, and GuardTLS on TLS listeners, then
+// follow every request of the connection as it is read, along the boundaries fasthttp will
+// find: a head line ending in a bare LF (fasthttp ends a head only at CRLFCRLF, and would
+// wait for the read timeout) and chunk extensions over MaxChunkLine or MaxChunkExt (which
+// fasthttp skips without a bound) fail the read, and are answered 400 with the connection
+// closed, whichever request of the connection it is. What the scan does not fully understand
+// (a CONNECT or Upgrade request, conflicting framing, Expect) ends it for the connection:
+// it never fails what it is unsure of. Park keeps idle keep-alive connections without the
 // server's buffers and goroutine (a few KiB each instead of about 20). SniffH2C hands a plain
 // connection that opens with the HTTP/2 preface to the HTTP/2 server, and MeterH2 bounds the
 // frames an HTTP/2 client may make that server answer (resets, pings, settings, CONTINUATION).

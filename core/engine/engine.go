@@ -190,7 +190,8 @@ func (e *Engine) newServer(sc config.Server, handler fasthttp.RequestHandler) *f
 		e.park = edge.ParkOptions{After: sc.IdleParkAfter, Idle: idle, MaxConns: sc.MaxConns, MaxConnsPerIP: sc.MaxConnsPerIP}
 		srv.IdleTimeout = sc.IdleParkAfter
 		srv.MaxConnsPerIP = 0
-		srv.ConnState = edge.ParkConnState
+		// edge.ConnState: ParkConnState through the TLS guard that wraps the Parker.
+		srv.ConnState = edge.ConnState
 	}
 	return srv
 }
@@ -231,11 +232,13 @@ func (e *Engine) Shared() *filter.Shared { return e.shared }
 // returns nil after a clean shutdown. ln is served as it is: TLS and PROXY protocol are the
 // caller's (Listen and ServeListeners serve the configured listeners with both). Plain
 // connections that do not start like an HTTP/1 request (a TLS handshake sent to a plain
-// listener) are answered 400 at once (edge.GuardPlain).
+// listener) are answered 400 at once (edge.GuardPlain), and so are requests whose head has a
+// bare-LF line end or whose chunk extensions are too long, on plain and TLS connections
+// (edge.GuardPlain, edge.GuardTLS).
 func (e *Engine) Serve(ln net.Listener) error {
 	e.startACME()
 	l := e.listeners[0]
-	return l.serve(e.parked(edge.GuardPlain(e.h2.listener(ln, l))))
+	return l.serve(edge.GuardTLS(e.parked(edge.GuardPlain(e.h2.listener(ln, l)))))
 }
 
 // parked puts the Parker (edge.Park) around a listener's socket when idle connections are

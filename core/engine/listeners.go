@@ -239,7 +239,8 @@ func (e *Engine) ServeListeners() error {
 
 // wrap layers a bound listener's socket as its config asks, outermost last: the PROXY
 // protocol header is read first (it precedes the TLS handshake on the wire), then TLS, or on
-// a plain listener the h2c sniff and the plain-HTTP guard, then the Parker.
+// a plain listener the h2c sniff and the plain-HTTP guard, then the Parker, and on a TLS
+// listener the request guard outside it (edge.GuardTLS says why).
 func (e *Engine) wrap(l *listener) net.Listener {
 	ln := l.ln
 	if l.cfg.ProxyProtocolOn() {
@@ -259,7 +260,7 @@ func (e *Engine) wrap(l *listener) net.Listener {
 		})
 	}
 	if l.certs != nil {
-		return e.parked(tls.NewListener(ln, e.tlsConfig(l)))
+		return edge.GuardTLS(e.parked(tls.NewListener(ln, e.tlsConfig(l))))
 	}
 	return e.parked(edge.GuardPlain(e.h2.listener(ln, l)))
 }
