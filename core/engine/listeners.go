@@ -224,7 +224,9 @@ func (e *Engine) ServeListeners() error {
 			continue
 		}
 		n++
-		go func() { errc <- l.serve(e.wrap(l)) }()
+		// Wrapped here, not in the goroutine: a Shutdown right after this returns clears l.ln.
+		ln := e.wrap(l)
+		go func() { errc <- l.serve(ln) }()
 	}
 	if n == 0 {
 		return errors.New("no listener bound (call Listen first)")
