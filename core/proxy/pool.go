@@ -271,7 +271,7 @@ func (p *Pool) newMember(addr, host string, weight int) *member {
 			return nil, &dialError{err: err}
 		}
 		if tcfg == nil {
-			return c, nil
+			return &upConn{Conn: c}, nil
 		}
 		// The handshake is part of connecting: it is bounded by the connect timeout, and a
 		// failure is as safe to retry elsewhere as a refused connection, since no request byte
@@ -281,7 +281,7 @@ func (p *Pool) newMember(addr, host string, weight int) *member {
 			_ = c.Close()
 			return nil, &dialError{err: fmt.Errorf("tls handshake: %w", err)}
 		}
-		return tc, nil
+		return &upConn{Conn: tc}, nil
 	}
 	m.hc = &fasthttp.HostClient{
 		Addr:                          addr,

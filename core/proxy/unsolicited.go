@@ -17,6 +17,9 @@ import (
 // 0.3 µs, per reused connection. Only plain TCP connections are checked: the concrete type keeps
 // SyscallConn and the callback off the heap, and a TLS connection's bytes are not its records.
 func dirtyIdle(c net.Conn) bool {
+	if u, ok := c.(*upConn); ok {
+		c = u.Conn
+	}
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return false

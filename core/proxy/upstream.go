@@ -473,7 +473,10 @@ func (u *Upstream) forward(c *filter.Ctx, p *policy) {
 			}
 			break
 		}
-		err = u.attempt(c, v.members[i], p, reqDeadline, rb, attempt)
+		if attempt > 0 {
+			now = time.Now()
+		}
+		err = u.attempt(c, v.members[i], p, now, reqDeadline, rb, attempt)
 		if attempt >= p.retry.Attempts || rb.failed() {
 			break
 		}
@@ -519,16 +522,17 @@ func (u *Upstream) hashKey(c *filter.Ctx) []byte {
 // attempt sends the request to m once (n is 0 for the first try, then the retry's number) and
 // records the outcome for balancing and outlier detection. nil means c.Response holds m's
 // answer, whatever its status. A sampled request gets a client span per attempt, whose
-// traceparent the upstream receives.
-func (u *Upstream) attempt(c *filter.Ctx, m *member, p *policy, reqDeadline time.Time, rb *clientBody, n int) error {
+// traceparent the upstream receives. now is the time the attempt starts: the caller's clock
+// read serves the deadline and the latency sample both.
+func (u *Upstream) attempt(c *filter.Ctx, m *member, p *policy, now, reqDeadline time.Time, rb *clientBody, n int) error {
 	c.Upstream = m.addr
-	deadline := time.Now().Add(p.timeout)
+	deadline := now.Add(p.timeout)
 	if !reqDeadline.IsZero() && reqDeadline.Before(deadline) {
 		deadline = reqDeadline
 	}
-	start := m.target.Begin()
+	start := m.target.BeginAt(now)
 	span := tracing.StartUpstream(c, u.name, m.addr, n)
-	err := u.exchange(c, m.hc, deadline, reqDeadline, p.timeout, rb)
+	err := u.exchange(c, m.hc, now, deadline, reqDeadline, p.timeout, rb)
 	span.EndUpstream(c, err)
 	oc := outcomeOK
 	if err != nil {
@@ -677,13 +681,16 @@ func (u *Upstream) fail(c *filter.Ctx, err error, rb *clientBody) {
 // c.Response holds the upstream response (its body possibly still streaming). deadline bounds
 // sending and the response header (and a small body); a streamed body is bounded by
 // reqDeadline when set, and otherwise by idle, renewed at every read.
-func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, reqDeadline time.Time, idle time.Duration, rb *clientBody) error {
+func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, now, deadline, reqDeadline time.Time, idle time.Duration, rb *clientBody) error {
 	req := &c.Request
 	// A request without a body may be resent once when a pooled connection turns out to have
 	// been closed by the upstream while idle; nothing else is ever resent here.
 	retryStale := rb == nil && (req.Header.IsGet() || req.Header.IsHead() || req.Header.IsOptions())
-	for {
-		wait := time.Until(deadline)
+	for first := true; ; first = false {
+		if !first {
+			now = time.Now()
+		}
+		wait := deadline.Sub(now)
 		if wait <= 0 {
 			return fasthttp.ErrTimeout
 		}
@@ -701,7 +708,7 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 		// such window (bytes that arrive once the next request is on its way cannot be told from
 		// its response by any proxy), and bytes that came with the previous response are caught
 		// for free when it is read (see readBody).
-		if reused && time.Since(lastUse) > idlePeekAfter && dirtyIdle(conn) {
+		if reused && now.Sub(lastUse) > idlePeekAfter && dirtyIdle(conn) {
 			// Bytes no request asked for, or closed by the upstream: never send on it.
 			hc.CloseConn(cc)
 			continue
@@ -711,7 +718,7 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 		// costs no second header copy or body copy.
 		out := &c.Response
 		br := hc.AcquireReader(conn)
-		err = u.send(hc, conn, req, deadline)
+		err = u.send(hc, conn, req, deadline, deadlineSlack(wait))
 		if err == nil {
 			out.Header.DisableNormalizing()
 			out.SkipBody = req.Header.IsHead()
@@ -767,9 +774,9 @@ func (u *Upstream) exchange(c *filter.Ctx, hc *fasthttp.HostClient, deadline, re
 	}
 }
 
-// send writes req on conn, all of it before deadline.
-func (u *Upstream) send(hc *fasthttp.HostClient, conn net.Conn, req *fasthttp.Request, deadline time.Time) error {
-	if err := conn.SetDeadline(deadline); err != nil {
+// send writes req on conn, all of it before deadline, which may fire up to slack late (bound).
+func (u *Upstream) send(hc *fasthttp.HostClient, conn net.Conn, req *fasthttp.Request, deadline time.Time, slack time.Duration) error {
+	if err := bound(conn, deadline, slack); err != nil {
 		return err
 	}
 	bw := hc.AcquireWriter(conn)

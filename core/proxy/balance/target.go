@@ -90,9 +90,12 @@ func (t *Target) EWMA() time.Duration {
 
 // Begin counts a request as in flight and returns its start time for End. Every Begin must be
 // matched by exactly one End, or the target looks busier than it is for the rest of its life.
-func (t *Target) Begin() time.Time {
+func (t *Target) Begin() time.Time { return t.BeginAt(time.Now()) }
+
+// BeginAt is Begin for a caller that has just read the clock: now is returned as the start.
+func (t *Target) BeginAt(now time.Time) time.Time {
 	t.inflight.Add(1)
-	return time.Now()
+	return now
 }
 
 // End finishes a request started with Begin and feeds its latency to the estimate. A failed
