@@ -57,6 +57,13 @@ func parkServer(t testing.TB, o ParkOptions, wrap func(net.Listener) net.Listene
 	return p, srv, ln.Addr().String()
 }
 
+// eachResolution runs f with the server's deadlines real (0) and coarse.
+func eachResolution(t *testing.T, f func(t *testing.T, res time.Duration)) {
+	for _, res := range []time.Duration{0, 2 * time.Millisecond} {
+		t.Run(fmt.Sprintf("resolution %v", res), func(t *testing.T) { f(t, res) })
+	}
+}
+
 // get sends one request on c and reads its answer.
 func get(t testing.TB, c net.Conn, br *bufio.Reader) string {
 	t.Helper()
@@ -84,52 +91,56 @@ func waitParked(t testing.TB, p *Parker, n int64) {
 }
 
 func TestParkWakesOnNextRequest(t *testing.T) {
-	p, _, addr := parkServer(t, ParkOptions{Idle: 10 * time.Second}, nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	for i := range 3 {
-		if got := get(t, c, br); got != "tls=false" {
-			t.Fatalf("request %d: %q", i, got)
-		}
-		waitParked(t, p, 1)
-	}
-	// Two pipelined requests, the second in the same write: nothing of it may be lost to
-	// parking, and the connection is not parked between them.
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		resp, err := http.ReadResponse(br, nil)
+	eachResolution(t, func(t *testing.T, res time.Duration) {
+		p, _, addr := parkServer(t, ParkOptions{Idle: 10 * time.Second, Resolution: res}, nil)
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-	}
-	waitParked(t, p, 1)
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for i := range 3 {
+			if got := get(t, c, br); got != "tls=false" {
+				t.Fatalf("request %d: %q", i, got)
+			}
+			waitParked(t, p, 1)
+		}
+		// Two pipelined requests, the second in the same write: nothing of it may be lost to
+		// parking, and the connection is not parked between them.
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		waitParked(t, p, 1)
+	})
 }
 
 func TestParkIdleTimeout(t *testing.T) {
-	p, _, addr := parkServer(t, ParkOptions{Idle: 200 * time.Millisecond}, nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	get(t, c, br)
-	start := time.Now()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("read %d bytes, %v; want EOF when the idle timeout closes the connection", n, err)
-	}
-	if waited := time.Since(start); waited < 150*time.Millisecond {
-		t.Fatalf("closed after %v, before the idle timeout", waited)
-	}
-	waitParked(t, p, 0)
+	eachResolution(t, func(t *testing.T, res time.Duration) {
+		p, _, addr := parkServer(t, ParkOptions{Idle: 200 * time.Millisecond, Resolution: res}, nil)
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		get(t, c, br)
+		start := time.Now()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("read %d bytes, %v; want EOF when the idle timeout closes the connection", n, err)
+		}
+		if waited := time.Since(start); waited < 150*time.Millisecond {
+			t.Fatalf("closed after %v, before the idle timeout", waited)
+		}
+		waitParked(t, p, 0)
+	})
 }
 
 func TestParkShutdownClosesParked(t *testing.T) {
@@ -192,48 +203,52 @@ func TestParkLimitsCountParked(t *testing.T) {
 }
 
 func TestParkTLS(t *testing.T) {
-	cert := testCert(t, "localhost")
-	wrap := func(ln net.Listener) net.Listener {
-		return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
-	}
-	p, _, addr := parkServer(t, ParkOptions{Idle: 10 * time.Second}, wrap)
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test certificate
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	for i := range 2 {
-		if got := get(t, c, br); got != "tls=true" {
-			t.Fatalf("request %d: %q, want the server to see the woken connection's TLS state", i, got)
+	eachResolution(t, func(t *testing.T, res time.Duration) {
+		cert := testCert(t, "localhost")
+		wrap := func(ln net.Listener) net.Listener {
+			return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
 		}
-		waitParked(t, p, 1)
-	}
+		p, _, addr := parkServer(t, ParkOptions{Idle: 10 * time.Second, Resolution: res}, wrap)
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test certificate
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for i := range 2 {
+			if got := get(t, c, br); got != "tls=true" {
+				t.Fatalf("request %d: %q, want the server to see the woken connection's TLS state", i, got)
+			}
+			waitParked(t, p, 1)
+		}
+	})
 }
 
 // Many clients parking and waking at once, under -race.
 func TestParkHammer(t *testing.T) {
-	_, _, addr := parkServer(t, ParkOptions{After: time.Millisecond, Idle: 10 * time.Second}, nil)
-	var wg sync.WaitGroup
-	for w := range 16 {
-		wg.Go(func() {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer c.Close()
-			br := bufio.NewReader(c)
-			for i := range 20 {
-				if got := get(t, c, br); got != "tls=false" {
-					t.Errorf("client %d request %d: %q", w, i, got)
+	eachResolution(t, func(t *testing.T, res time.Duration) {
+		_, _, addr := parkServer(t, ParkOptions{After: time.Millisecond, Idle: 10 * time.Second, Resolution: res}, nil)
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Go(func() {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Error(err)
 					return
 				}
-				time.Sleep(time.Duration(i%3) * time.Millisecond)
-			}
-		})
-	}
-	wg.Wait()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for i := range 20 {
+					if got := get(t, c, br); got != "tls=false" {
+						t.Errorf("client %d request %d: %q", w, i, got)
+						return
+					}
+					time.Sleep(time.Duration(i%3) * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+	})
 }
 
 // testCert is a self-signed certificate for name.
