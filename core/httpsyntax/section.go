@@ -1,6 +1,7 @@
 package httpsyntax
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -30,6 +31,26 @@ var valueStop = func() (t [256]bool) {
 	t[0x7f] = true
 	return t
 }()
+
+// valueEnd returns the index of the first byte of b from k on that valueStop marks, or len(b).
+// Values are most of a header section's bytes, so eight are tested at a time while none is a
+// control byte or DEL (the word tests below are exact); a word that holds one (the CR ending
+// the value, or an HTAB, which is allowed) is finished byte by byte.
+func valueEnd(b []byte, k int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for k+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[k:])
+		del := x ^ (0x7f * ones)
+		if (x-0x20*ones)&^x&highs|(del-ones)&^del&highs != 0 {
+			break // a byte below 0x20, or a DEL
+		}
+		k += 8
+	}
+	for k < len(b) && !valueStop[b[k]] {
+		k++
+	}
+	return k
+}
 
 // CheckHeaderSection validates a raw header section (field lines up to and including the
 // empty line) exactly as it arrived, for a request or a response, and counts its Host fields.
@@ -78,9 +99,7 @@ func CheckHeaderSection(raw []byte, http11 bool) (hosts int, err error) {
 		// keeps the common case, a run of plain bytes, to one load and branch per byte.
 		k := j + 1
 		for {
-			for k < len(raw) && !valueStop[raw[k]] {
-				k++
-			}
+			k = valueEnd(raw, k)
 			if k >= len(raw) {
 				return hosts, ErrTruncatedHeaderSec
 			}
