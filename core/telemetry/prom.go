@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"regexp"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -60,7 +61,11 @@ var (
 
 func init() {
 	Prom.MustRegister(
-		collectors.NewGoCollector(),
+		// Besides the defaults, how long runnable goroutines waited for a thread and how long
+		// the world stopped for the collector: the two runtime causes of a latency tail.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{
+			Matcher: regexp.MustCompile(`^/sched/(latencies|pauses/total/gc):seconds$`),
+		})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		requestsTotal, requestDuration, requestBytes, responseBytes,
 		configReloads, configInfo, configLastSuccess, buildInfo,
