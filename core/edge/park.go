@@ -30,7 +30,7 @@ import (
 // Only a connection the server closed while it was idle (fasthttp's StateIdle: the last
 // response written, the request's body drained, nothing of a next request read) is parked;
 // every other close is a close. fasthttp reports the states through Server.ConnState, which
-// must be set to ParkConnState.
+// must be set to ParkConnState, or to ConnState where GuardTLS wraps the Parker.
 //
 // The server no longer sees parked connections, so its own connection limits would not count
 // them: the Parker applies server.max_conns and server.max_conns_per_ip itself, to every open
