@@ -90,6 +90,11 @@ func (u *Upstream) handshake(c *filter.Ctx, m *member, p *policy, accept string)
 		u.observe(m, start, err, false)
 		return nil, err
 	}
+	if uc, ok := conn.(*upConn); ok {
+		// A tunnel sets deadlines from two goroutines at once; upConn remembers the deadline of
+		// a pooled connection, which one request holds at a time.
+		conn = uc.Conn
+	}
 	deadline := time.Now().Add(p.timeout)
 	if p.request > 0 && p.request < p.timeout {
 		deadline = time.Now().Add(p.request)
