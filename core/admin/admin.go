@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/weir-gateway/weir/config"
+	"github.com/weir-gateway/weir/core/edge"
 	"github.com/weir-gateway/weir/core/engine"
 	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/telemetry"
@@ -126,8 +127,10 @@ func orDefault(d, def time.Duration) time.Duration {
 	return def
 }
 
-// Serve answers on ln until Shutdown.
-func (a *Server) Serve(ln net.Listener) error { return a.srv.Serve(ln) }
+// Serve answers on ln until Shutdown. Like the gateway's plain listeners, it answers a bare-LF
+// request head or a connection that does not start like HTTP/1 (a TLS handshake) with 400 at
+// once instead of at the read timeout (edge.GuardPlain).
+func (a *Server) Serve(ln net.Listener) error { return a.srv.Serve(edge.GuardPlain(ln)) }
 
 // Shutdown stops the admin listener.
 func (a *Server) Shutdown() error { return a.srv.Shutdown() }

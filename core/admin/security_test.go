@@ -394,3 +394,27 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestMalformedAnsweredAtOnce: a bare-LF head and a TLS handshake sent to the admin listener are
+// answered 400 at once, not held until the read timeout (10 s here).
+func TestMalformedAnsweredAtOnce(t *testing.T) {
+	addr, _, _ := startAdmin(t, plainCfg, Options{ReadTimeout: 10 * time.Second})
+	for name, req := range map[string]string{
+		"bare LF head":  "GET /healthz HTTP/1.1\nHost: 127.0.0.1\n\n",
+		"TLS handshake": "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + strings.Repeat("\x00", 40),
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 400 ") {
+			t.Errorf("%s: answered %q, %v; want 400 at once", name, line, err)
+		}
+	}
+}
