@@ -114,15 +114,21 @@ func (t *Target) End(start time.Time, failed bool) time.Duration {
 // Decaying towards zero while no response arrives is what lets a target that was penalised for a
 // slow peak be tried again later (Finagle's and Linkerd's peak EWMA behave the same way).
 func (t *Target) latency(now int64) (float64, bool) {
+	v, _, ok := t.decayed(now)
+	return v, ok
+}
+
+// decayed is latency with the decay factor it applied (1 when no time passed since the stamp).
+func (t *Target) decayed(now int64) (v, w float64, ok bool) {
 	stamp := t.stamp.Load()
 	if stamp == 0 {
-		return 0, false
+		return 0, 1, false
 	}
-	v := math.Float64frombits(t.ewma.Load())
+	w = 1
 	if dt := now - stamp; dt > 0 {
-		v *= math.Exp(-float64(dt) / float64(decay))
+		w = math.Exp(-float64(dt) / float64(decay))
 	}
-	return v, true
+	return math.Float64frombits(t.ewma.Load()) * w, w, true
 }
 
 // observe folds one latency sample (ns) into the peak EWMA: a sample above the decayed estimate
@@ -131,18 +137,13 @@ func (t *Target) latency(now int64) (float64, bool) {
 func (t *Target) observe(sample float64, failed bool, now int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cur, ok := t.latency(now)
+	cur, w, ok := t.decayed(now)
 	if failed {
 		sample = max(sample, 2*cur)
 	}
 	sample = min(sample, maxEstimate)
 	next := sample
 	if ok && sample <= cur {
-		stamp := t.stamp.Load()
-		w := 1.0
-		if dt := now - stamp; dt > 0 {
-			w = math.Exp(-float64(dt) / float64(decay))
-		}
 		// cur already equals stored*w; adding the sample's share completes stored*w + s*(1-w).
 		next = cur + sample*(1-w)
 	}
