@@ -339,15 +339,20 @@ func (m *member) state() (state string, until time.Time) {
 
 // TargetStatus describes one target for the admin API.
 type TargetStatus struct {
-	Address      string       `json:"address"`
-	Host         string       `json:"host,omitempty"`
-	Weight       int          `json:"weight"`
-	State        string       `json:"state"`
-	EjectedUntil *time.Time   `json:"ejected_until,omitempty"`
-	InFlight     int64        `json:"in_flight"`
-	EWMA         string       `json:"ewma_latency"`
-	EWMANanos    int64        `json:"ewma_latency_ns"`
-	LastCheck    *CheckResult `json:"last_check,omitempty"`
+	Address      string     `json:"address"`
+	Host         string     `json:"host,omitempty"`
+	Weight       int        `json:"weight"`
+	State        string     `json:"state"`
+	EjectedUntil *time.Time `json:"ejected_until,omitempty"`
+	InFlight     int64      `json:"in_flight"`
+	EWMA         string     `json:"ewma_latency"`
+	EWMANanos    int64      `json:"ewma_latency_ns"`
+	// Connections counts the target's open upstream connections (busy, idle, or being
+	// dialled), IdleConnections those waiting in the pool for reuse; both are read from the
+	// pool when asked, never counted per request.
+	Connections     int          `json:"connections"`
+	IdleConnections int          `json:"idle_connections"`
+	LastCheck       *CheckResult `json:"last_check,omitempty"`
 }
 
 // Status lists every target of the pool, sorted by address.
@@ -366,6 +371,7 @@ func (p *Pool) Status() []TargetStatus {
 		ts := TargetStatus{
 			Address: m.addr, Host: m.host, Weight: m.target.Weight(), State: st,
 			InFlight: m.target.InFlight(), EWMA: e.String(), EWMANanos: int64(e),
+			Connections: m.hc.ConnsCount(), IdleConnections: m.hc.IdleConnsCount(),
 		}
 		if !until.IsZero() {
 			ts.EjectedUntil = &until

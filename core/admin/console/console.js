@@ -362,12 +362,13 @@
           el("td", null, el("span", { class: "badge " + t.state }, stateText)),
           el("td", { class: "num" }, String(t.weight)),
           el("td", { class: "num" }, String(t.in_flight)),
+          el("td", { class: "num" }, String(t.connections)),
           el("td", { class: "num" }, t.ewma_latency_ns >= 0 ? fmtSeconds(t.ewma_latency_ns / 1e9) : t.ewma_latency),
           el("td", { class: t.last_check && !t.last_check.ok ? "bad" : "" }, check));
       });
       var table = el("table", { class: "targets" },
         el("thead", null, el("tr", null, el("th", null, "target"), el("th", null, "health"), el("th", { class: "num" }, "weight"),
-          el("th", { class: "num" }, "in flight"), el("th", { class: "num" }, "latency"), el("th", null, "last check"))),
+          el("th", { class: "num" }, "in flight"), el("th", { class: "num" }, "conns"), el("th", { class: "num" }, "latency"), el("th", null, "last check"))),
         el("tbody", null));
       rows.forEach(function (r) { table.tBodies[0].appendChild(r); });
       return el("div", { class: "upstream", "data-upstream": u.name }, head, table);
