@@ -144,9 +144,6 @@ routes: [ { name: conns-bounded, upstream: conns-bounded } ]
 	if got := be.peak.Load(); got != 4 {
 		t.Errorf("backend saw at most %d connections at once, want 4 (max_conns)", got)
 	}
-	if got := be.opened.Load(); got != 4 {
-		t.Errorf("backend accepted %d connections, want 4 (each reused)", got)
-	}
 	if v, g := maxView.Load(), maxGauge.Load(); v > 4 || g > 4 || v == 0 || g == 0 {
 		t.Errorf("during the burst /upstreams showed up to %d connections and the gauge %d, want 1..4", v, g)
 	}
