@@ -9,12 +9,18 @@ import (
 // coarsePair returns the server side of a connection admitted by a Parker with coarse deadlines
 // at resolution res, and its client side.
 func coarsePair(t *testing.T, res time.Duration) (served, client net.Conn) {
+	_, served, client = coarseParker(t, res)
+	return served, client
+}
+
+// coarseParker is coarsePair with the Parker.
+func coarseParker(t *testing.T, res time.Duration) (p *Parker, served, client net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := Park(ln, ParkOptions{After: time.Hour, Resolution: res})
+	p = Park(ln, ParkOptions{After: time.Hour, Resolution: res})
 	t.Cleanup(func() { _ = p.Close() })
 	accepted := make(chan net.Conn, 1)
 	go func() {
@@ -30,7 +36,26 @@ func coarsePair(t *testing.T, res time.Duration) (served, client net.Conn) {
 	}
 	served = <-accepted
 	t.Cleanup(func() { _ = served.Close(); _ = client.Close() })
-	return served, client
+	return p, served, client
+}
+
+// timedRead reads one byte from c and returns the error and the time since start; it fails the
+// test if the read is still waiting after 5 s (a deadline that never fired).
+func timedRead(t *testing.T, c net.Conn, start time.Time) (error, time.Duration) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err, time.Since(start)
+	case <-time.After(5 * time.Second):
+		_ = c.Close()
+		t.Fatal("the read is still waiting after 5 s: its deadline never fired")
+		return nil, 0
+	}
 }
 
 // TestCoarseDeadlines: a coarse deadline fails the read or write waiting on it, never before it
@@ -44,8 +69,8 @@ func TestCoarseDeadlines(t *testing.T) {
 		served, client := coarsePair(t, res)
 		start := time.Now()
 		_ = served.SetReadDeadline(start.Add(due))
-		_, err := served.Read(make([]byte, 1))
-		if el := time.Since(start); !isTimeout(err) || el < due || el > 5*time.Second {
+		err, el := timedRead(t, served, start)
+		if !isTimeout(err) || el < due {
 			t.Fatalf("read ended after %v with %v, want a timeout no sooner than %v", el, err, due)
 		}
 		// Fired; a new deadline (none) makes the connection usable again.
@@ -70,6 +95,19 @@ func TestCoarseDeadlines(t *testing.T) {
 		}
 		if el := time.Since(start); !isTimeout(err) || el < due {
 			t.Fatalf("write ended after %v with %v, want a timeout no sooner than %v", el, err, due)
+		}
+	})
+
+	t.Run("after the listener closes", func(t *testing.T) {
+		// A drain: the listener is closed, the connections it admitted are still served and
+		// their timeouts must still fire.
+		p, served, _ := coarseParker(t, res)
+		_ = p.Close()
+		start := time.Now()
+		_ = served.SetReadDeadline(start.Add(due))
+		err, el := timedRead(t, served, start)
+		if !isTimeout(err) || el < due {
+			t.Fatalf("read ended after %v with %v, want a timeout no sooner than %v", el, err, due)
 		}
 	})
 

@@ -471,22 +471,22 @@ func (c *parkConn) fire(now int64) {
 	}
 }
 
-// sweep fires the served connections' coarse deadlines every Resolution.
+// sweep fires the served connections' coarse deadlines every Resolution. It outlives the
+// listener until the last served connection is closed: a drain still needs their timeouts.
 func (p *Parker) sweep() {
 	t := time.NewTicker(p.o.Resolution)
 	defer t.Stop()
-	for {
-		select {
-		case <-p.done:
-			return
-		case <-t.C:
-		}
+	for range t.C {
 		now := int64(time.Since(p.epoch))
 		p.now.Store(now)
 		p.mu.Lock()
 		for c := range p.served {
 			c.fire(now)
 		}
+		done := p.closed() && len(p.served) == 0
 		p.mu.Unlock()
+		if done {
+			return
+		}
 	}
 }
