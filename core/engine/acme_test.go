@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,7 +32,6 @@ func TestACMEThroughEngine(t *testing.T) {
 	}
 	tc := acmetest.Start(t, plain.Addr().(*net.TCPAddr).Port, secure.Addr().(*net.TCPAddr).Port, 0)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "weir.yaml")
 	cfgText := fmt.Sprintf(`
 server:
   listen: %q
@@ -44,17 +42,7 @@ access_log: { enabled: false }
 upstreams: { demo: { kind: echo } }
 routes: [ { name: r, upstream: demo } ]
 `, secure.Addr().String(), tc.Dir, tc.Root, filepath.Join(dir, "acme"))
-	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewFromConfig(cfg, zerolog.New(acmetest.Log(t)).Level(zerolog.WarnLevel))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := engineFromYAML(t, dir, cfgText, zerolog.New(acmetest.Log(t)).Level(zerolog.WarnLevel))
 	if got := e.tlsConfig(e.listeners[0]).NextProtos; !slices.Contains(got, "acme-tls/1") {
 		t.Errorf("NextProtos = %v, want acme-tls/1 among them", got)
 	}

@@ -8,8 +8,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -75,7 +73,6 @@ func TestFrontdoorRedirect(t *testing.T) {
 func TestRedirectHTTPSOverTLS(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, pool := selfSigned(t, dir, "a", "a.example.com")
-	path := filepath.Join(dir, "weir.yaml")
 	cfgText := fmt.Sprintf(`
 server:
   listen: "127.0.0.1:0"
@@ -85,17 +82,7 @@ access_log: { enabled: false }
 upstreams: { demo: { kind: echo } }
 routes: [ { name: r, upstream: demo, filters: [ { redirect: { https: true } } ] } ]
 `, cert, key)
-	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewFromConfig(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := engineFromYAML(t, dir, cfgText, zerolog.Nop())
 	conn, err := tls.Dial("tcp", serveListeners(t, e)[0], &tls.Config{ServerName: "a.example.com", RootCAs: pool})
 	if err != nil {
 		t.Fatal(err)

@@ -111,19 +111,8 @@ func startH2(t *testing.T, extra string, withTLS bool) *h2Gateway {
 		cf, kf, g.pool = selfSigned(t, dir, "gw", "gw.example.com")
 		tlsBlock = fmt.Sprintf("  tls: { certificates: [ { cert_file: %q, key_file: %q } ] }", cf, kf)
 	}
-	path := filepath.Join(dir, "weir.yaml")
 	src := fmt.Sprintf(h2Config, extra, tlsBlock, g.rec.ln.Addr().String(), sha256Hex("alice-key"))
-	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.e, err = NewFromConfig(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	g.e = engineFromYAML(t, dir, src, zerolog.Nop())
 	if !withTLS {
 		g.addr = serve(t, g.e)
 		return g

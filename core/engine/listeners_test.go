@@ -28,6 +28,18 @@ import (
 	"github.com/weir-gateway/weir/config"
 )
 
+// engineFromYAML writes src to dir/weir.yaml and builds an engine from it, not serving yet.
+func engineFromYAML(t *testing.T, dir, src string, log zerolog.Logger) *Engine {
+	t.Helper()
+	path := filepath.Join(dir, "weir.yaml")
+	writeFile(t, path, src)
+	e, err := New(path, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // serveListeners binds and serves every listener of e until the test ends, and returns their
 // addresses ("127.0.0.1:port") in config order.
 func serveListeners(t *testing.T, e *Engine) []string {

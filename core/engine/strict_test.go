@@ -9,8 +9,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +99,6 @@ func TestHostileOneByteWrites(t *testing.T) {
 func TestTLSBareLF(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, pool := selfSigned(t, dir, "a", "a.example.com")
-	path := filepath.Join(dir, "weir.yaml")
 	cfgText := fmt.Sprintf(`
 server:
   listen: "127.0.0.1:0"
@@ -113,17 +110,7 @@ access_log: { enabled: false }
 upstreams: { demo: { kind: echo } }
 routes: [ { name: r, upstream: demo } ]
 `, cert, key)
-	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewFromConfig(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := engineFromYAML(t, dir, cfgText, zerolog.Nop())
 	addr := serveListeners(t, e)[0]
 	const good = "GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n"
 	const bad = "GET / HTTP/1.1\nHost: a.example.com\n\n"

@@ -55,7 +55,6 @@ func TestTLSListener(t *testing.T) {
 	dir := t.TempDir()
 	aCert, aKey, aPool := selfSigned(t, dir, "a", "a.example.com")
 	bCert, bKey, bPool := selfSigned(t, dir, "b", "*.b.example.com")
-	path := filepath.Join(dir, "weir.yaml")
 	cfgText := fmt.Sprintf(`
 server:
   listen: "127.0.0.1:0"
@@ -65,17 +64,7 @@ access_log: { enabled: false }
 upstreams: { demo: { kind: echo } }
 routes: [ { name: r, upstream: demo } ]
 `, aCert, aKey, bCert, bKey)
-	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewFromConfig(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := engineFromYAML(t, dir, cfgText, zerolog.Nop())
 	addr := serveListeners(t, e)[0]
 	tests := []struct {
 		sni     string
@@ -109,6 +98,10 @@ routes: [ { name: r, upstream: demo } ]
 			t.Errorf("SNI %s: forwarded headers %s, want X-Forwarded-Proto https", tt.sni, resp.Body())
 		}
 		_ = conn.Close()
+	}
+	cfg, err := LoadConfig(filepath.Join(dir, "weir.yaml"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	cfg.Server.TLS = &config.ServerTLS{Certificates: []config.Certificate{{CertFile: aCert, KeyFile: bKey}}}
 	if _, err := NewFromConfig(cfg, zerolog.Nop()); err == nil {
