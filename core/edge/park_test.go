@@ -79,6 +79,20 @@ func get(t testing.TB, c net.Conn, br *bufio.Reader) string {
 	return string(b)
 }
 
+// parkBetween sends n requests on c, checks each answer is want, waits after each until c is
+// parked, and returns c's reader.
+func parkBetween(t testing.TB, p *Parker, c net.Conn, n int, want string) *bufio.Reader {
+	t.Helper()
+	br := bufio.NewReader(c)
+	for i := range n {
+		if got := get(t, c, br); got != want {
+			t.Fatalf("request %d: %q, want %q", i, got, want)
+		}
+		waitParked(t, p, 1)
+	}
+	return br
+}
+
 // waitParked polls until the parker holds n connections.
 func waitParked(t testing.TB, p *Parker, n int64) {
 	t.Helper()
@@ -98,13 +112,7 @@ func TestParkWakesOnNextRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		br := bufio.NewReader(c)
-		for i := range 3 {
-			if got := get(t, c, br); got != "tls=false" {
-				t.Fatalf("request %d: %q", i, got)
-			}
-			waitParked(t, p, 1)
-		}
+		br := parkBetween(t, p, c, 3, "tls=false")
 		// Two pipelined requests, the second in the same write: nothing of it may be lost to
 		// parking, and the connection is not parked between them.
 		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
@@ -214,13 +222,8 @@ func TestParkTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		br := bufio.NewReader(c)
-		for i := range 2 {
-			if got := get(t, c, br); got != "tls=true" {
-				t.Fatalf("request %d: %q, want the server to see the woken connection's TLS state", i, got)
-			}
-			waitParked(t, p, 1)
-		}
+		// "tls=true" after a wake: the server sees the woken connection's TLS state.
+		parkBetween(t, p, c, 2, "tls=true")
 	})
 }
 
