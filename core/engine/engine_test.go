@@ -254,6 +254,25 @@ func waitGoroutines(t *testing.T, limit int) {
 	}
 }
 
+// answeringEngine builds an engine from the config src (named name in errors) whose routes
+// answer 200 themselves instead of calling their upstream.
+func answeringEngine(t testing.TB, name, src string) *Engine {
+	t.Helper()
+	cfg, err := parseConfig(name, []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewFromConfig(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.cur.Load()
+	for i := range s.routes {
+		s.routes[i].terminal = func(c *filter.Ctx) { c.SetStatusCode(200) }
+	}
+	return e
+}
+
 // TestMatchAndEmptyPipelineAllocateNothing proves the request path up to the upstream call —
 // framing check, header sanitising, route match, an empty pipeline and the access log line —
 // allocates nothing.
@@ -263,25 +282,14 @@ func TestMatchAndEmptyPipelineAllocateNothing(t *testing.T) {
 	}
 	logFile := filepath.Join(t.TempDir(), "access.log")
 	for _, accessLog := range []string{"{ enabled: false }", fmt.Sprintf("{ enabled: true, output: %q }", logFile)} {
-		cfg, err := parseConfig("alloc.yaml", []byte(`
+		e := answeringEngine(t, "alloc.yaml", `
 access_log: `+accessLog+`
 upstreams: { be: { targets: ["127.0.0.1:1"] } }
 routes:
   - { name: a, match: { path_prefix: /a/ }, upstream: be }
   - { name: users, match: { path: "/users/{id}" }, upstream: be }
   - { name: post-only, match: { path: /p, methods: [POST] }, upstream: be }
-`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := NewFromConfig(cfg, zerolog.Nop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := e.cur.Load()
-		for i := range s.routes {
-			s.routes[i].terminal = func(c *filter.Ctx) { c.SetStatusCode(200) }
-		}
+`)
 		var rc fasthttp.RequestCtx
 		// The last two need normalising: the edge rewrites their target on every request.
 		// "/missing" is answered 404 and "/p" 405 with Allow.

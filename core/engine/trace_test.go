@@ -17,7 +17,6 @@ import (
 	"github.com/valyala/fasthttp"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
-	"github.com/weir-gateway/weir/core/filter"
 	"github.com/weir-gateway/weir/core/telemetry"
 	"github.com/weir-gateway/weir/core/testkit"
 )
@@ -419,7 +418,7 @@ func TestTraceCollectorDownOrSlow(t *testing.T) {
 // given tracing section.
 func tracedEngine(t testing.TB, tracingSection string) *Engine {
 	t.Helper()
-	cfg, err := parseConfig("trace.yaml", []byte(`
+	return answeringEngine(t, "trace.yaml", `
 access_log: { enabled: false }
 tracing: `+tracingSection+`
 upstreams: { be: { targets: ["127.0.0.1:1"] } }
@@ -429,19 +428,7 @@ routes:
     upstream: be
     filters:
       - headers: { request: { set: { X-A: "1" } } }
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewFromConfig(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := e.cur.Load()
-	for i := range s.routes {
-		s.routes[i].terminal = func(c *filter.Ctx) { c.SetStatusCode(200) }
-	}
-	return e
+`)
 }
 
 // TestTraceUnsampledAllocatesNothing: a request that is not sampled, whether the gateway
