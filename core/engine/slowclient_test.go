@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -84,4 +86,68 @@ routes: [ { name: all, match: { path_prefix: / }, upstream: be } ]
 		worst = max(worst, d)
 	}
 	t.Logf("200 normal requests served during %d slow connections; slowest cut after %v (read_timeout 1s)", slow, worst)
+}
+
+// TestSlowReaderCutAtWriteTimeout: a client that asks for a large answer and never reads it
+// holds the response write until server.write_timeout, which the coarse deadlines of a served
+// connection enforce (edge.Park); the connection is then closed with most of the body unsent,
+// and another client is served meanwhile.
+func TestSlowReaderCutAtWriteTimeout(t *testing.T) {
+	const size = 64 << 20 // far more than the loopback socket buffers hold
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	be := &fasthttp.Server{Handler: func(rc *fasthttp.RequestCtx) {
+		if string(rc.Path()) != "/big" {
+			rc.SetBodyString("ok")
+			return
+		}
+		rc.SetBodyStreamWriter(func(w *bufio.Writer) {
+			for range size / len(big) {
+				if _, err := w.Write(big); err != nil || w.Flush() != nil {
+					return
+				}
+			}
+		})
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go be.Serve(ln) //nolint:errcheck // ends with Shutdown
+	t.Cleanup(func() { _ = be.Shutdown() })
+
+	path := filepath.Join(t.TempDir(), "weir.yaml")
+	writeFile(t, path, fmt.Sprintf(`
+server: { listen: "127.0.0.1:0", admin: "", write_timeout: 300ms }
+access_log: { enabled: false }
+upstreams: { be: { targets: [%q], timeout: 10s } }
+routes: [ { name: all, match: { path_prefix: / }, upstream: be } ]
+`, ln.Addr()))
+	_, addr := start(t, path)
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Read nothing well past the write timeout; another client is served meanwhile.
+	time.Sleep(time.Second)
+	var other fasthttp.Response
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI("http://" + addr + "/")
+	if err := fasthttp.DoTimeout(req, &other, 5*time.Second); err != nil || other.StatusCode() != 200 {
+		t.Errorf("another client: %v, status %d", err, other.StatusCode())
+	}
+	// Now read: what the socket buffers held arrives, then the close.
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("connection still open after the write timeout (%d bytes read)", n)
+	}
+	if n >= size {
+		t.Fatalf("read %d bytes: the whole answer was sent to a client that did not read it", n)
+	}
 }
